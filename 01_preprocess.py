@@ -1,0 +1,9 @@
+#!/usr/bin/env python3
+"""Stage 01: read the KKBOX CSVs (or generate synthetic ones), clean, join and encode them."""
+import sys
+
+from musicrec import preprocess
+from musicrec.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main("01_preprocess", __doc__.splitlines()[0].split(": ", 1)[1], preprocess.run))

@@ -1,0 +1,271 @@
+"""Stage manifests: what a stage read, wrote and was configured with, and the staleness check.
+
+A stage writes its outputs under temporary names, renames them into place, and writes
+`manifest.json` last, so a manifest exists only for a stage that finished. Downstream stages compare
+the manifests of every upstream stage with the current config and with the files on disk before
+they start; they never rerun an upstream stage themselves.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+import polars as pl
+
+from musicrec.config import section_hash
+
+log = logging.getLogger("musicrec")
+
+STAGES = ("01_preprocess", "02_split", "03_features", "04_train", "05_predict", "06_influence")
+
+# Config sections each stage reads itself; a stage's manifest records their hashes.
+STAGE_SECTIONS = {
+    "01_preprocess": ("seed", "data", "preprocess"),
+    "02_split": ("seed", "split"),
+    "03_features": ("seed", "features"),
+    "04_train": ("seed", "train"),
+    "05_predict": ("seed", "predict"),
+    "06_influence": ("seed", "influence"),
+}
+
+LIBRARIES = ("polars", "pyarrow", "numpy", "scipy", "scikit-learn", "lightgbm", "implicit", "matplotlib")
+
+
+class StaleError(RuntimeError):
+    """An upstream stage is missing or out of date; the message names the command that refreshes it."""
+
+
+def stage_number(stage: str) -> str:
+    return stage[:2]
+
+
+def refresh_hint(stage: str) -> str:
+    return f"run ./run.sh {stage_number(stage)}"
+
+
+def file_hash(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_record(path: Path, known: dict | None = None) -> dict:
+    """Hash, size and mtime of a file; reuses a known hash when size and mtime still match."""
+    st = path.stat()
+    if known and known.get("size") == st.st_size and known.get("mtime_ns") == st.st_mtime_ns:
+        return dict(known)
+    return {"hash": file_hash(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def library_versions() -> dict:
+    out = {"python": platform.python_version()}
+    for lib in LIBRARIES:
+        try:
+            out[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            out[lib] = None
+    return out
+
+
+def stage_dir(cfg: dict, stage: str) -> Path:
+    return Path(cfg["paths"]["data"]) / stage
+
+
+def read_manifest(cfg: dict, stage: str) -> dict | None:
+    path = stage_dir(cfg, stage) / "manifest.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def _changed_sections(cfg: dict, manifest: dict) -> list[str]:
+    recorded = manifest.get("config", {})
+    return [s for s, h in recorded.items() if section_hash(cfg, s) != h]
+
+
+def _unchanged(path: Path, rec: dict) -> bool:
+    """True when a file still is what a manifest recorded (cheap size/mtime check first)."""
+    if not path.is_file():
+        return False
+    st = path.stat()
+    if st.st_size == rec["size"] and st.st_mtime_ns == rec["mtime_ns"]:
+        return True
+    return st.st_size == rec["size"] and file_hash(path) == rec["hash"]
+
+
+def check_upstream(cfg: dict, stage: str) -> None:
+    """Raise StaleError naming the earliest upstream stage that is missing or out of date."""
+    upstream = STAGES[: STAGES.index(stage)]
+    manifests: dict[str, dict] = {}
+    for up in upstream:
+        m = read_manifest(cfg, up)
+        if m is None:
+            raise StaleError(f"{up} has not run (no {stage_dir(cfg, up) / 'manifest.json'}): {refresh_hint(up)}")
+        changed = _changed_sections(cfg, m)
+        if changed:
+            what = ", ".join(f"config.{s}" for s in changed)
+            raise StaleError(f"{up} is stale ({what} changed): {refresh_hint(up)}")
+        for path, rec in m.get("inputs", {}).items():
+            producer = rec.get("stage")
+            if producer is None:  # an external file (raw CSV)
+                if not _unchanged(Path(path), rec):
+                    raise StaleError(f"{up} is stale (its input {path} changed): {refresh_hint(up)}")
+            else:
+                produced = manifests.get(producer, {}).get("outputs", {}).get(Path(path).name)
+                if produced is None or produced["hash"] != rec["hash"]:
+                    raise StaleError(f"{up} is stale ({producer} reran since, {Path(path).name} changed): "
+                                     f"{refresh_hint(up)}")
+        manifests[up] = m
+
+
+class StageRun:
+    """One run of one stage: checks upstream, hands out temporary output paths, commits atomically.
+
+    Use as a context manager; outputs become visible only when the block ends without error.
+    """
+
+    def __init__(self, stage: str, cfg: dict, force: bool = False):
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}")
+        self.stage = stage
+        self.cfg = cfg
+        self.force = force
+        self.dir = stage_dir(cfg, stage)
+        self.tmp = self.dir / f".tmp-{os.getpid()}"
+        self.inputs: dict[str, dict] = {}
+        self.outputs: dict[str, dict] = {}
+        self.rows: dict[str, int] = {}
+        self.timings: dict[str, float] = {}
+        self.info: dict[str, Any] = {}
+        self._t0 = time.perf_counter()
+        self._upstream: dict[str, dict] = {}
+        self._previous = read_manifest(cfg, stage) or {}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def __enter__(self) -> "StageRun":
+        if not self.force:
+            check_upstream(self.cfg, self.stage)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir(parents=True)
+        log.info("%s: start (outputs in %s)", self.stage, self.dir)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self._commit()
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # -- inputs --------------------------------------------------------------------------------
+    def input(self, stage: str, name: str) -> Path:
+        """Path of an upstream stage's output, verified against that stage's manifest."""
+        if stage not in self._upstream:
+            m = read_manifest(self.cfg, stage)
+            if m is None:
+                raise StaleError(f"{stage} has not run: {refresh_hint(stage)}")
+            self._upstream[stage] = m
+        rec = self._upstream[stage]["outputs"].get(name)
+        path = stage_dir(self.cfg, stage) / name
+        if rec is None:
+            raise StaleError(f"{stage} did not write {name}: {refresh_hint(stage)}")
+        if not path.is_file():
+            raise StaleError(f"{path} is missing: {refresh_hint(stage)}")
+        if not self.force and not _unchanged(path, rec):
+            raise StaleError(f"{path} changed after {stage} wrote it: {refresh_hint(stage)}")
+        self.inputs[str(path)] = {**file_record(path, rec), "stage": stage}
+        return path
+
+    def external_input(self, path: Path) -> Path:
+        """Record a file from outside the pipeline (raw CSVs); its hash is cached across runs."""
+        path = Path(path)
+        known = self._previous.get("inputs", {}).get(str(path))
+        self.inputs[str(path)] = file_record(path, known)
+        return path
+
+    # -- outputs -------------------------------------------------------------------------------
+    def output(self, name: str) -> Path:
+        """Temporary path to write output `name` to; it is moved into place on commit."""
+        self.outputs.setdefault(name, {})
+        path = self.tmp / name
+        path.parent.mkdir(parents=True, exist_ok=True)  # names may hold a subfolder, e.g. plots/roc.png
+        return path
+
+    def write_parquet(self, df: pl.DataFrame, name: str) -> Path:
+        path = self.output(name)
+        df.write_parquet(path, compression="zstd", statistics=True)
+        self.rows[name] = df.height
+        return path
+
+    def write_json(self, obj: Any, name: str) -> Path:
+        path = self.output(name)
+        path.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+        return path
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """Time one step; timings go to the log and the manifest."""
+        t0 = time.perf_counter()
+        yield
+        dt = time.perf_counter() - t0
+        self.timings[name] = round(self.timings.get(name, 0.0) + dt, 3)
+        log.info("%s: %s done in %.2fs", self.stage, name, dt)
+
+    def _commit(self) -> None:
+        for name in self.outputs:
+            if not (self.tmp / name).is_file():
+                raise RuntimeError(f"{self.stage}: output {name} was declared but not written")
+        records = {name: file_record(self.tmp / name) for name in self.outputs}
+        manifest_path = self.dir / "manifest.json"
+        manifest_path.unlink(missing_ok=True)  # a half-renamed set of outputs must not look valid
+        for name in self.outputs:
+            (self.dir / name).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.tmp / name, self.dir / name)
+            records[name]["mtime_ns"] = (self.dir / name).stat().st_mtime_ns
+        for name in set(self._previous.get("outputs", {})) - set(self.outputs):
+            (self.dir / name).unlink(missing_ok=True)  # an output this run no longer produces
+        self.timings["total"] = round(time.perf_counter() - self._t0, 3)
+        manifest = {
+            "stage": self.stage,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "seed": self.cfg["seed"],
+            "config": {s: section_hash(self.cfg, s) for s in STAGE_SECTIONS[self.stage]},
+            "forced": self.force,
+            "inputs": self.inputs,
+            "outputs": records,
+            "rows": self.rows,
+            "timings_s": self.timings,
+            "info": self.info,
+            "versions": library_versions(),
+            "command": " ".join(sys.argv),
+        }
+        tmp = self.dir / ".manifest.json.tmp"
+        tmp.write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
+        os.replace(tmp, manifest_path)
+        log.info("%s: done in %.1fs, wrote %s", self.stage, self.timings["total"], ", ".join(self.outputs))
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serializable: {type(o)}")

@@ -1,0 +1,101 @@
+"""Stage 02: split the labelled rows into train / valid / test.
+
+The default split is temporal, because KKBOX rows are in time order and the task is to predict
+the future: the last `test_fraction` of rows (by `ts`) is test, the last `valid_fraction` of the
+remainder is validation. A stratified random split exists for comparison.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import polars as pl
+from sklearn.model_selection import train_test_split
+
+from musicrec.manifest import StageRun
+from musicrec.rng import derived_seed, stage_rng
+
+log = logging.getLogger("musicrec")
+
+STAGE = "02_split"
+PARTS = ("train", "valid", "test")
+
+
+def split_sizes(n: int, test_fraction: float, valid_fraction: float) -> tuple[int, int, int]:
+    n_test = int(round(n * test_fraction))
+    n_valid = int(round((n - n_test) * valid_fraction))
+    n_train = n - n_test - n_valid
+    if min(n_train, n_valid, n_test) < 1:
+        raise ValueError(f"split of {n} rows gives an empty part (train {n_train}, valid {n_valid}, "
+                         f"test {n_test}); change split.test_fraction / split.valid_fraction")
+    return n_train, n_valid, n_test
+
+
+def temporal_assignment(ts: np.ndarray, test_fraction: float, valid_fraction: float) -> np.ndarray:
+    """Part index per row (0 train, 1 valid, 2 test) from the time order of `ts`."""
+    n_train, n_valid, _ = split_sizes(len(ts), test_fraction, valid_fraction)
+    order = np.argsort(ts, kind="stable")
+    part = np.empty(len(ts), dtype=np.int8)
+    part[order[:n_train]] = 0
+    part[order[n_train:n_train + n_valid]] = 1
+    part[order[n_train + n_valid:]] = 2
+    return part
+
+
+def random_assignment(y: np.ndarray, test_fraction: float, valid_fraction: float,
+                      random_state: int) -> np.ndarray:
+    """Stratified random part index per row, with scikit-learn's splitter."""
+    n_train, n_valid, n_test = split_sizes(len(y), test_fraction, valid_fraction)
+    idx = np.arange(len(y))
+    rest, test = train_test_split(idx, test_size=n_test, stratify=y, random_state=random_state)
+    train, valid = train_test_split(rest, test_size=n_valid, stratify=y[rest], random_state=random_state)
+    part = np.zeros(len(y), dtype=np.int8)
+    part[valid], part[test] = 1, 2
+    return part
+
+
+def cold_start(train: pl.DataFrame, test: pl.DataFrame) -> dict:
+    """How much of the test part the model has never seen: distinct ids and rows."""
+    out = {}
+    for col, name in (("user", "users"), ("song", "songs")):
+        seen = train[col].unique()
+        unseen_rows = ~test[col].is_in(seen.implode())
+        distinct = test[col].unique()
+        out[f"test_{name}_unseen_share"] = float((~distinct.is_in(seen.implode())).mean())
+        out[f"test_rows_with_unseen_{col}_share"] = float(unseen_rows.mean())
+    return out
+
+
+def summarize(parts: dict[str, pl.DataFrame]) -> dict:
+    summary = {name: {"rows": df.height, "ts_min": int(df["ts"].min()), "ts_max": int(df["ts"].max()),
+                      "target_mean": float(df["target"].mean())} for name, df in parts.items()}
+    summary["cold_start"] = cold_start(parts["train"], parts["test"])
+    return summary
+
+
+def split(df: pl.DataFrame, scfg: dict, random_state: int) -> dict[str, pl.DataFrame]:
+    if scfg["method"] == "temporal":
+        part = temporal_assignment(df["ts"].to_numpy(), scfg["test_fraction"], scfg["valid_fraction"])
+    else:
+        part = random_assignment(df["target"].to_numpy(), scfg["test_fraction"], scfg["valid_fraction"],
+                                 random_state)
+    df = df.with_columns(pl.Series("_part", part))
+    return {name: df.filter(pl.col("_part") == i).drop("_part").sort("ts") for i, name in enumerate(PARTS)}
+
+
+def run(cfg: dict, force: bool = False) -> dict:
+    with StageRun(STAGE, cfg, force=force) as st:
+        with st.step("read"):
+            df = pl.read_parquet(st.input("01_preprocess", "interactions.parquet"))
+        with st.step("split"):
+            seed = derived_seed(stage_rng(cfg, 2))
+            parts = split(df, cfg["split"], seed)
+            summary = summarize(parts)
+        with st.step("write"):
+            for name, part in parts.items():
+                st.write_parquet(part, f"{name}.parquet")
+            st.write_json(summary, "split.json")
+        st.info.update(method=cfg["split"]["method"], **{n: summary[n]["rows"] for n in PARTS})
+        log.info("%s: train %d, valid %d, test %d rows; cold start %s", STAGE, summary["train"]["rows"],
+                 summary["valid"]["rows"], summary["test"]["rows"], summary["cold_start"])
+    return summary

@@ -1,0 +1,69 @@
+import pytest
+
+from musicrec import config
+from musicrec.config import ConfigError
+
+from conftest import REPO
+
+
+def test_config_yaml_lists_every_key_at_its_default():
+    # config.yaml is the user's reference: it must match the schema defaults exactly
+    assert config.load(REPO / "config.yaml") == config.defaults()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("split.foo=1", "config key 'split.foo' is unknown: keys under split are method, test_fraction"),
+    ("split.test_fraction=1.5", "config key 'split.test_fraction' = 1.5 is not allowed: must be a number in (0, 1)"),
+    ("split.method=future", "must be one of temporal, random"),
+    ("seed=abc", "config key 'seed' = 'abc' is not allowed: must be an integer"),
+    ("seed=true", "must be an integer"),
+    ("preprocess.bd_range=[80, 10]", "low < high"),
+    ("data.synthetic.preset=huge", "must be one of tiny, small, kkbox"),
+    ("split=1", "'split' is a section"),
+    ("nothing", "must be KEY.PATH=VALUE"),
+])
+def test_bad_override_names_key_value_and_rule(override, message):
+    with pytest.raises(ConfigError) as err:
+        config.load(REPO / "config.yaml", [override])
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_overrides_are_typed_like_yaml():
+    cfg = config.load(REPO / "config.yaml", ["split.test_fraction=0.25", "data.synthetic.train_rows=5000",
+                                             "paths.data=/tmp/x y", "preprocess.drop_duplicates=false",
+                                             "preprocess.bd_range=[5, 90]"])
+    assert cfg["split"]["test_fraction"] == 0.25
+    assert cfg["data"]["synthetic"]["train_rows"] == 5000
+    assert cfg["paths"]["data"] == "/tmp/x y"
+    assert cfg["preprocess"]["drop_duplicates"] is False
+    assert cfg["preprocess"]["bd_range"] == [5.0, 90.0]
+    assert config.load(REPO / "config.yaml", ["data.synthetic.train_rows=null"])["data"]["synthetic"][
+        "train_rows"] is None
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        config.load(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("split: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        config.load(bad)
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("splitt:\n  method: temporal\n")
+    with pytest.raises(ConfigError, match="'splitt' is unknown: allowed keys here are seed, paths"):
+        config.load(unknown)
+
+
+def test_partial_file_gets_defaults(tmp_path):
+    part = tmp_path / "part.yaml"
+    part.write_text("split:\n  method: random\n")
+    cfg = config.load(part)
+    assert cfg["split"] == {**config.defaults()["split"], "method": "random"}
+
+
+def test_section_hash_changes_only_with_its_section():
+    a = config.defaults()
+    b = config.load(REPO / "config.yaml", ["split.test_fraction=0.3"])
+    assert config.section_hash(a, "split") != config.section_hash(b, "split")
+    assert config.section_hash(a, "preprocess") == config.section_hash(b, "preprocess")
