@@ -1,0 +1,9 @@
+#!/usr/bin/env python3
+"""Stage 03: build count, share, target-statistic, time and ALS features for every split."""
+import sys
+
+from musicrec import features
+from musicrec.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main("03_features", __doc__.splitlines()[0].split(": ", 1)[1], features.run))

@@ -1,0 +1,80 @@
+"""Smoothed target statistics, out-of-fold on train, from the full train split elsewhere.
+
+The stacked frame carries `y` (the label on train rows, 0 on every other row), `labelled` (1 on
+train rows) and `fold` (0..K-1 on train rows, K elsewhere). For a row in fold f the statistic of
+its key is (S - S_f + m * prior_f) / (N - N_f + m), where S, N are the label sum and count of the
+key over train and S_f, N_f those inside fold f; prior_f is the train mean outside fold f. A
+non-train row sits in the empty fold K, so the same expression gives it the full-train statistic.
+A row's own label therefore never reaches its own features, and valid/test labels are never read.
+"""
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from musicrec.feature_keys import KeyCodes, group_sum
+
+TE_KEYS: dict[str, tuple[str, ...]] = {
+    "user": ("user",),
+    "song": ("song",),
+    "artist": ("artist",),
+    "composer": ("composer",),
+    "lyricist": ("lyricist",),
+    "genre": ("genre",),
+    "source": ("source_system_tab", "source_screen_name", "source_type"),
+    "user_artist": ("user", "artist"),
+    "user_genre": ("user", "genre"),
+    "user_language": ("user", "language"),
+    "user_source_system_tab": ("user", "source_system_tab"),
+    "user_source_screen_name": ("user", "source_screen_name"),
+    "user_source_type": ("user", "source_type"),
+    "song_source_system_tab": ("song", "source_system_tab"),
+    "song_source_type": ("song", "source_type"),
+    "artist_source_type": ("artist", "source_type"),
+}
+
+
+def assign_folds(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Balanced random fold of each train row (fold sizes differ by at most one)."""
+    return (rng.permutation(n) % k).astype(np.int8)
+
+
+def out_of_fold_sum(ids: np.ndarray, n_groups: int, fold: np.ndarray, k: int,
+                    values: np.ndarray) -> np.ndarray:
+    """Per row, the sum of `values` over its group minus the part inside the row's own fold."""
+    within = ids.astype(np.int64) * (k + 1) + fold
+    return group_sum(ids, n_groups, values) - group_sum(within, n_groups * (k + 1), values)
+
+
+def fold_prior(y: np.ndarray, labelled: np.ndarray, fold: np.ndarray, k: int) -> np.ndarray:
+    """Train target mean outside the row's fold (the full train mean for non-train rows)."""
+    return (y.sum() - group_sum(fold, k + 1, y)) / (labelled.sum() - group_sum(fold, k + 1, labelled))
+
+
+def smoothed_mean(s: np.ndarray, n: np.ndarray, prior: np.ndarray, m: float) -> np.ndarray:
+    """(s + m * prior) / (n + m); the prior itself where there is nothing to average (n + m = 0)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n + m > 0, (s + m * prior) / (n + m), prior)
+
+
+def target_features(work: pl.DataFrame, keys: KeyCodes, k: int, smoothing: float
+                    ) -> tuple[pl.DataFrame, list[dict]]:
+    """All target statistics and their counts, as Float32 columns in the frame's row order."""
+    y = work["y"].to_numpy().astype(np.float64)
+    labelled = work["labelled"].to_numpy().astype(np.float64)
+    fold = work["fold"].to_numpy().astype(np.int64)
+    prior = fold_prior(y, labelled, fold, k)
+    cols, docs = {}, []
+    for name, key_cols in TE_KEYS.items():
+        ids, n_groups = keys(key_cols)
+        s = out_of_fold_sum(ids, n_groups, fold, k, y)
+        n = out_of_fold_sum(ids, n_groups, fold, k, labelled)
+        cols[f"te_{name}"] = smoothed_mean(s, n, prior, smoothing).astype(np.float32)
+        cols[f"te_{name}_n"] = n.astype(np.float32)
+        label = " x ".join(key_cols)
+        docs.append({"name": f"te_{name}", "nan": False,
+                     "description": f"replay rate of the {label}, smoothed toward the prior with "
+                                    f"m={smoothing:g}; out-of-fold on train, full train elsewhere"})
+        docs.append({"name": f"te_{name}_n", "nan": False,
+                     "description": f"train rows behind te_{name} (out-of-fold on train)"})
+    return pl.DataFrame(cols), docs

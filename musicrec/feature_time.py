@@ -1,0 +1,89 @@
+"""Time and order features from `ts` (the row clock), label-free, vectorized with sort + searchsorted.
+
+Each key's pool rows are laid out as one sorted int64 array of key * M + ts (M > every ts), so
+"pool rows of my key strictly before me" and "... within the last w rows" are differences of two
+binary-search positions. Queries are searched in sorted order, which numpy answers much faster.
+"""
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from musicrec.feature_keys import KeyCodes
+
+# name -> columns of the key whose history is looked up
+HISTORY_KEYS: dict[str, tuple[str, ...]] = {
+    "user": ("user",),
+    "song": ("song",),
+    "artist": ("artist",),
+    "user_artist": ("user", "artist"),
+}
+WINDOW_KEYS = ("song", "artist", "user")  # recent_<key>_w<i>
+AGE_KEYS = ("song", "artist", "user")  # <key>_age_rows
+
+
+def window_sizes(shares: list[float], total_rows: int) -> list[int]:
+    """Window lengths in rows: each share of all rows on the time axis, at least one row."""
+    return [max(1, int(round(s * total_rows))) for s in shares]
+
+
+class History:
+    """The pool rows of one key, sorted by (key, ts), answering count queries for every row."""
+
+    def __init__(self, key: np.ndarray, ts: np.ndarray, in_pool: np.ndarray):
+        key, ts = key.astype(np.int64), ts.astype(np.int64)
+        self.m = int(ts.max()) + 1
+        if key.max() >= (np.iinfo(np.int64).max // self.m):
+            raise OverflowError("key x ts does not fit in int64")
+        comp = key * self.m + ts
+        self.order = np.argsort(comp)  # ties (equal ts) get equal answers, so any order will do
+        self.comp = comp[self.order]  # every row, sorted: the queries
+        self.ts = ts[self.order]
+        self.pool = self.comp[in_pool[self.order]]
+        self.before = np.searchsorted(self.pool, self.comp, side="left")  # pool rows < (key, ts)
+        self.start = np.searchsorted(self.pool, self.comp - self.ts, side="left")  # first of the key
+
+    def _unsort(self, sorted_values: np.ndarray) -> np.ndarray:
+        out = np.empty_like(sorted_values)
+        out[self.order] = sorted_values
+        return out
+
+    def earlier(self) -> np.ndarray:
+        """Pool rows of the same key strictly before each row."""
+        return self._unsort(self.before - self.start)
+
+    def recent(self, width: int) -> np.ndarray:
+        """Pool rows of the same key in [ts - width, ts)."""
+        lo = np.searchsorted(self.pool, self.comp - np.minimum(self.ts, width), side="left")
+        return self._unsort(self.before - lo)
+
+    def age(self) -> np.ndarray:
+        """Rows since the key's first pool row at or before this one (0 for its first appearance)."""
+        has_past = self.before > self.start
+        first = np.where(has_past, self.pool[np.minimum(self.start, len(self.pool) - 1)] % self.m, self.ts)
+        return self._unsort(self.ts - first)
+
+
+def time_features(work: pl.DataFrame, keys: KeyCodes, shares: list[float]) -> tuple[pl.DataFrame, list[dict]]:
+    """Play indexes, ages and recent-window counts, as Float32 columns in the frame's row order."""
+    ts, in_pool = work["ts"].to_numpy(), work["in_pool"].to_numpy().astype(bool)
+    widths = window_sizes(shares, work.height)
+    cols, docs = {}, []
+    for name, key_cols in HISTORY_KEYS.items():
+        hist = History(keys(key_cols)[0], ts, in_pool)
+        label = " x ".join(key_cols)
+        cols[f"play_index_{name}"] = hist.earlier()
+        docs.append({"name": f"play_index_{name}", "description": f"pool rows of the same {label} before this row"})
+        if name in AGE_KEYS:
+            cols[f"{name}_age_rows"] = hist.age()
+            docs.append({"name": f"{name}_age_rows",
+                         "description": f"rows since the {label}'s first pool row (0 at its first appearance)"})
+        if name in WINDOW_KEYS:
+            for i, w in enumerate(widths):
+                cols[f"recent_{name}_w{i}"] = hist.recent(w)
+                docs.append({"name": f"recent_{name}_w{i}",
+                             "description": f"pool rows of the same {label} in the previous {w} rows "
+                                            f"(share {shares[i]:g} of all rows)"})
+    for d in docs:
+        d["nan"] = False
+    return pl.DataFrame({k: v.astype(np.float32) for k, v in cols.items()}), docs

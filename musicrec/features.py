@@ -1,0 +1,148 @@
+"""Stage 03: feature engineering on the split rows.
+
+All parts are stacked into one frame (train, valid, test, then the Kaggle test rows when stage 01
+wrote them) whose labels are kept on train rows only, so no code below can read a valid/test label.
+Label-free families (counts, shares, time, ALS) sum an `in_pool` flag: train rows always, the other
+parts too when `features.use_test_interactions` is true. Target statistics use train labels only,
+out-of-fold on train. Each family lives in its own module and returns Float32 columns plus docs.
+"""
+from __future__ import annotations
+
+import logging
+from contextlib import nullcontext
+from typing import Callable, ContextManager
+
+import numpy as np
+import polars as pl
+
+from musicrec.feature_als import als_features
+from musicrec.feature_counts import count_features
+from musicrec.feature_keys import KeyCodes
+from musicrec.feature_target import assign_folds, target_features
+from musicrec.feature_time import time_features
+from musicrec.manifest import StageRun, read_manifest
+from musicrec.rng import derived_seed, stage_rng
+
+log = logging.getLogger("musicrec")
+
+STAGE = "03_features"
+STAGE_NO = 3
+PARTS = ("train", "valid", "test")
+KAGGLE = "kaggle"
+KEYS = ("ts", "user", "song")
+TARGET = "target"
+KAGGLE_ID = "id"
+BASE_CATEGORICAL = ("source_system_tab", "source_screen_name", "source_type", "city", "gender",
+                    "registered_via", "language", "genre", "isrc_country")
+BASE_NUMERIC = ("bd", "song_length", "membership_days", "registration_year", "isrc_year", "genre_count",
+                "composer_count", "lyricist_count", "member_missing", "bd_missing", "song_meta_missing",
+                "song_extra_missing")
+ID_COLS = ("artist", "composer", "lyricist")  # used as keys, never exposed as features
+WORK_COLS = (*KEYS, *ID_COLS, *BASE_CATEGORICAL, *BASE_NUMERIC)
+# rng streams inside stage 3, so that one family's draws never shift another's
+STREAM_FOLDS, STREAM_ALS_SONG, STREAM_ALS_ARTIST = 0, 1, 2
+
+Step = Callable[[str], ContextManager]
+
+
+def stack(parts: dict[str, pl.DataFrame], folds: np.ndarray, k: int, use_test: bool) -> pl.DataFrame:
+    """All rows in part order with part, y (train label, else 0), labelled, in_pool and fold columns."""
+    frames = []
+    for i, (name, df) in enumerate(parts.items()):
+        train = name == "train"
+        frames.append(df.select(
+            *WORK_COLS,
+            pl.lit(i, pl.Int8).alias("part"),
+            (pl.col(TARGET).cast(pl.Int32) if train else pl.lit(0, pl.Int32)).alias("y"),
+            pl.lit(int(train), pl.Int8).alias("labelled"),
+            pl.lit(int(train or use_test), pl.Int8).alias("in_pool"),
+            (pl.lit(pl.Series(folds)) if train else pl.lit(k)).cast(pl.Int8).alias("fold"),
+        ))
+    return pl.concat(frames)
+
+
+def base_features(work: pl.DataFrame) -> tuple[pl.DataFrame, list[dict]]:
+    """Stage 01 columns passed through: category codes as they are, numbers as Float32.
+
+    Stage 01 leaves genre/composer/lyricist counts empty for songs without metadata; an empty
+    number becomes NaN (like every other unknown number here) and its doc says so.
+    """
+    frame = work.select(*BASE_CATEGORICAL, pl.col(*BASE_NUMERIC).cast(pl.Float32).fill_null(float("nan")))
+    has_null = work.select(pl.col(*BASE_NUMERIC).has_nulls()).row(0, named=True)
+    docs = [{"name": c, "description": "stage 01 category code", "nan": False} for c in BASE_CATEGORICAL]
+    docs += [{"name": c, "nan": has_null[c],
+              "description": "stage 01 value" + ("; NaN where stage 01 left it empty" if has_null[c] else "")}
+             for c in BASE_NUMERIC]
+    return frame, docs
+
+
+def build_features(parts: dict[str, pl.DataFrame], cfg: dict,
+                   step: Step = lambda name: nullcontext()) -> tuple[dict[str, pl.DataFrame], list[dict]]:
+    """Feature columns for every part (same rows, same order) and one spec per feature."""
+    fcfg = cfg["features"]
+    k = fcfg["target_stats"]["folds"]
+    folds = assign_folds(parts["train"].height, k, stage_rng(cfg, STAGE_NO, STREAM_FOLDS))
+    work = stack(parts, folds, k, fcfg["use_test_interactions"])
+    keys = KeyCodes(work)
+    families: list[tuple[str, pl.DataFrame, list[dict]]] = []
+    with step("base"):
+        families.append(("base", *base_features(work)))
+    with step("counts"):
+        counts, count_docs, shares, share_docs = count_features(work, keys)
+        families += [("count", counts, count_docs), ("share", shares, share_docs)]
+    with step("target stats"):
+        families.append(("target_stat", *target_features(work, keys, k, fcfg["target_stats"]["smoothing"])))
+    with step("time"):
+        families.append(("time", *time_features(work, keys, fcfg["recent_windows"])))
+    del keys  # the cached group ids are as large as several feature columns
+    if fcfg["als"]["enabled"]:
+        with step("als"):
+            seeds = (derived_seed(stage_rng(cfg, STAGE_NO, STREAM_ALS_SONG)),
+                     derived_seed(stage_rng(cfg, STAGE_NO, STREAM_ALS_ARTIST)))
+            families.append(("als", *als_features(work, fcfg["als"], seeds)))
+    features = pl.concat([frame for _, frame, _ in families], how="horizontal")
+    specs = [{"name": d["name"], "dtype": str(features.schema[d["name"]]), "source": source,
+              "categorical": source == "base" and d["name"] in BASE_CATEGORICAL,
+              "nan": d["nan"], "description": d["description"]}
+             for source, _, docs in families for d in docs]
+    assert [s["name"] for s in specs] == features.columns
+    offsets = np.cumsum([0, *(df.height for df in parts.values())])
+    return {name: features.slice(offsets[i], parts[name].height) for i, name in enumerate(parts)}, specs
+
+
+def with_keys(part: pl.DataFrame, features: pl.DataFrame, kaggle: bool) -> pl.DataFrame:
+    """Key columns (ts, user, song, then target or the Kaggle id) followed by the features."""
+    return pl.concat([part.select(*KEYS, KAGGLE_ID if kaggle else TARGET), features], how="horizontal")
+
+
+def feature_table(specs: list[dict]) -> dict:
+    return {"keys": list(KEYS), "target": TARGET, "kaggle_id": KAGGLE_ID, "features": specs}
+
+
+def has_kaggle(cfg: dict) -> bool:
+    manifest = read_manifest(cfg, "01_preprocess") or {}
+    return "kaggle_test.parquet" in manifest.get("outputs", {})
+
+
+def run(cfg: dict, force: bool = False) -> dict:
+    with StageRun(STAGE, cfg, force=force) as st:
+        with st.step("read"):
+            parts = {name: pl.read_parquet(st.input("02_split", f"{name}.parquet")) for name in PARTS}
+            if has_kaggle(cfg):
+                parts[KAGGLE] = pl.read_parquet(st.input("01_preprocess", "kaggle_test.parquet"))
+            for name, df in parts.items():
+                log.info("%s: %s has %d rows", STAGE, name, df.height)
+        features, specs = build_features(parts, cfg, st.step)
+        with st.step("write"):
+            for name, df in parts.items():
+                st.write_parquet(with_keys(df, features[name], name == KAGGLE), f"features_{name}.parquet")
+            table = feature_table(specs)
+            st.write_json(table, "features.json")
+        by_source: dict[str, int] = {}
+        for s in specs:
+            by_source[s["source"]] = by_source.get(s["source"], 0) + 1
+        st.info.update(features=len(specs), by_source=by_source,
+                       use_test_interactions=cfg["features"]["use_test_interactions"],
+                       rows={name: df.height for name, df in parts.items()})
+        log.info("%s: %d features (%s)", STAGE, len(specs), ", ".join(f"{k} {v}" for k, v in by_source.items()))
+    return table
