@@ -1,0 +1,122 @@
+"""Implicit ALS as a model of its own, calibrated to a replay probability.
+
+The play matrix holds +1 for replayed and -1 for not-replayed train rows; implicit reads a negative
+entry as "preference 0 with confidence alpha", a positive one as "preference 1 with confidence
+alpha", and every unobserved cell as preference 0 with confidence 1. After implicit's alternating
+fit, the user factors are recomputed by one exact (Cholesky, float64) least-squares half-step
+against the final item factors, so a user's vector is exactly the solution that influence analysis
+downdates. Rows of users or songs unseen in train fall back to song popularity; a 3-feature
+logistic calibration fitted on the validation split turns (score, known, popularity) into P(replay).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from implicit.als import AlternatingLeastSquares
+from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
+
+from musicrec.models.base import FeatureSet, Model, two_columns
+
+
+def play_matrix(user: np.ndarray, song: np.ndarray, y: np.ndarray, shape: tuple[int, int],
+                sample_weight: np.ndarray | None = None) -> sp.csr_matrix:
+    """+w for replays, -w for non-replays; rows of weight 0 are left out."""
+    value = np.where(y == 1, 1.0, -1.0)
+    if sample_weight is not None:
+        value = value * sample_weight
+    keep = value != 0
+    m = sp.csr_matrix((value[keep], (user[keep], song[keep])), shape=shape, dtype=np.float64)
+    m.sum_duplicates()
+    return m
+
+
+class ALSModel(Model):
+    name = "als"
+
+    def __init__(self, factors=64, iterations=15, regularization=0.1, alpha=2.0, n_jobs=2, random_state=0):
+        self.factors, self.iterations, self.regularization = factors, iterations, regularization
+        self.alpha, self.n_jobs, self.random_state = alpha, n_jobs, random_state
+
+    # -- fitting -------------------------------------------------------------------------------
+    def fit(self, train: FeatureSet, valid: FeatureSet | None = None, sample_weight=None) -> "ALSModel":
+        user, song = self._ids(train)
+        self.shape_ = (int(user.max()) + 1, int(song.max()) + 1)
+        R = play_matrix(user, song, train.y, self.shape_, sample_weight)
+        w = np.ones(len(train)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        self.song_count_ = np.bincount(song, weights=(w > 0).astype(np.float64), minlength=self.shape_[1])
+        self.user_count_ = np.bincount(user, weights=(w > 0).astype(np.float64), minlength=self.shape_[0])
+        with threadpool_limits(1, "blas"):
+            model = AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
+                                            alpha=self.alpha, iterations=self.iterations,
+                                            random_state=self.random_state, use_gpu=False, num_threads=self.n_jobs)
+            model.fit(R.astype(np.float32), show_progress=False)
+            self.item_factors_ = model.item_factors.astype(np.float64)
+            self.user_factors_ = self.solve_users(R)
+        calib = valid if valid is not None else train
+        lr = LogisticRegression(C=1e4, max_iter=1000).fit(self.calibration_features(calib), calib.y)
+        self.calibration_coef_, self.calibration_intercept_ = lr.coef_.ravel().copy(), float(lr.intercept_[0])
+        return self
+
+    def solve_users(self, R: sp.csr_matrix) -> np.ndarray:
+        """Exact float64 least-squares user factors against the current item factors (implicit's Cholesky)."""
+        solver = AlternatingLeastSquares(factors=self.factors, regularization=self.regularization, alpha=self.alpha,
+                                         use_gpu=False, num_threads=self.n_jobs, dtype=np.float64)
+        solver.item_factors = self.item_factors_
+        return solver.recalculate_user(np.arange(R.shape[0]), R)
+
+    # -- prediction ----------------------------------------------------------------------------
+    def _ids(self, data: FeatureSet) -> tuple[np.ndarray, np.ndarray]:
+        return data.keys["user"].to_numpy().astype(np.int64), data.keys["song"].to_numpy().astype(np.int64)
+
+    def known(self, user: np.ndarray, song: np.ndarray) -> np.ndarray:
+        ok = (user < self.shape_[0]) & (song < self.shape_[1])
+        ok[ok] &= (self.user_count_[user[ok]] > 0) & (self.song_count_[song[ok]] > 0)
+        return ok
+
+    def scores(self, user: np.ndarray, song: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """user·song score (0 where user or song is unseen) and the known mask."""
+        known = self.known(user, song)
+        score = np.zeros(len(user))
+        score[known] = np.einsum("ij,ij->i", self.user_factors_[user[known]], self.item_factors_[song[known]])
+        return score, known
+
+    def calibration_features(self, data: FeatureSet) -> np.ndarray:
+        user, song = self._ids(data)
+        score, known = self.scores(user, song)
+        pop = np.zeros(len(song))
+        inside = song < self.shape_[1]
+        pop[inside] = np.log1p(self.song_count_[song[inside]])
+        return np.column_stack([score, known.astype(np.float64), pop])
+
+    def predict_proba(self, data: FeatureSet) -> np.ndarray:
+        logit = self.calibration_features(data) @ self.calibration_coef_ + self.calibration_intercept_
+        return two_columns(1.0 / (1.0 + np.exp(-logit)))
+
+    # -- persistence ---------------------------------------------------------------------------
+    def save(self, folder: Path) -> list[str]:
+        np.savez_compressed(folder / "als.npz", user_factors=self.user_factors_, item_factors=self.item_factors_,
+                            user_count=self.user_count_, song_count=self.song_count_,
+                            calibration_coef=self.calibration_coef_,
+                            calibration_intercept=np.array([self.calibration_intercept_]))
+        (folder / "als.json").write_text(json.dumps({
+            "factors": self.factors, "iterations": self.iterations, "regularization": self.regularization,
+            "alpha": self.alpha, "n_jobs": self.n_jobs, "random_state": self.random_state}, indent=2) + "\n")
+        return ["als.npz", "als.json"]
+
+    @classmethod
+    def load(cls, folder: Path) -> "ALSModel":
+        m = cls(**json.loads((folder / "als.json").read_text()))
+        z = np.load(folder / "als.npz")
+        m.user_factors_, m.item_factors_ = z["user_factors"], z["item_factors"]
+        m.user_count_, m.song_count_ = z["user_count"], z["song_count"]
+        m.shape_ = (m.user_factors_.shape[0], m.item_factors_.shape[0])
+        m.calibration_coef_, m.calibration_intercept_ = z["calibration_coef"], float(z["calibration_intercept"][0])
+        return m
+
+    def info(self) -> dict:
+        return {"users": self.shape_[0], "songs": self.shape_[1], "calibration": {
+            "coef": self.calibration_coef_.tolist(), "intercept": self.calibration_intercept_}}

@@ -1,0 +1,91 @@
+"""What every model family shares: the data it is given and the small interface it implements."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+
+@dataclass
+class FeatureSet:
+    """One split as models see it: the feature matrix plus the keys some families need.
+
+    `X` holds every feature of features.json in that order (categorical codes as floats, NaN where a
+    feature is undefined); `keys` holds user, song and ts for the collaborative and prior models.
+    """
+
+    X: np.ndarray
+    y: np.ndarray | None
+    keys: pl.DataFrame
+    names: list[str]
+    categorical: list[str] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.X.shape[0]
+
+    def column(self, name: str) -> np.ndarray:
+        return self.X[:, self.names.index(name)]
+
+    def take(self, rows: np.ndarray) -> "FeatureSet":
+        """The same split restricted to some rows (indices or a boolean mask)."""
+        rows = np.asarray(rows)
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        return FeatureSet(self.X[rows], None if self.y is None else self.y[rows], self.keys[rows],
+                          self.names, self.categorical, self.sources)
+
+    @property
+    def numeric(self) -> list[str]:
+        return [n for n in self.names if n not in self.categorical]
+
+
+def load_feature_set(parquet: Path, spec: dict, dtype=np.float32) -> FeatureSet:
+    """Read one features_*.parquet written by stage 03 into a FeatureSet."""
+    names = [f["name"] for f in spec["features"]]
+    categorical = [f["name"] for f in spec["features"] if f["categorical"]]
+    sources = {f["name"]: f["source"] for f in spec["features"]}
+    df = pl.read_parquet(parquet)
+    target = spec.get("target", "target")
+    y = df[target].to_numpy().astype(np.int8) if target in df.columns else None
+    X = df.select(pl.col(names).cast(pl.Float64 if dtype == np.float64 else pl.Float32)).to_numpy()
+    keys = df.select([c for c in (*spec["keys"], "id") if c in df.columns])
+    return FeatureSet(np.ascontiguousarray(X, dtype=dtype), y, keys, names, categorical, sources)
+
+
+class Model:
+    """The interface of a model family: fit on train (valid for early stopping/calibration),
+    predict_proba like scikit-learn, save/load in the family's own format."""
+
+    name = "model"
+
+    def fit(self, train: FeatureSet, valid: FeatureSet | None = None, sample_weight=None) -> "Model":
+        raise NotImplementedError
+
+    def predict_proba(self, data: FeatureSet) -> np.ndarray:
+        raise NotImplementedError
+
+    def save(self, folder: Path) -> list[Path]:
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, folder: Path) -> "Model":
+        raise NotImplementedError
+
+    def info(self) -> dict:
+        """Fitted facts worth recording in metrics.json (iterations, trees, ...)."""
+        return {}
+
+
+def two_columns(p1: np.ndarray) -> np.ndarray:
+    """scikit-learn's predict_proba shape: column 0 = P(no replay), column 1 = P(replay)."""
+    p1 = np.asarray(p1, dtype=np.float64)
+    return np.column_stack([1.0 - p1, p1])
+
+
+def write_json(path: Path, obj: dict) -> Path:
+    path.write_text(json.dumps(obj, indent=2) + "\n")
+    return path

@@ -1,0 +1,88 @@
+"""LightGBM gradient boosting with early stopping on the validation split.
+
+Categorical features are handed over as contiguous integer codes inside a float matrix (stage 01
+codes are contiguous per column); a polars Categorical passed through Arrow would abort LightGBM.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+
+from musicrec.models.base import FeatureSet, Model, two_columns
+
+
+class LightGBMModel(Model):
+    name = "lgbm"
+
+    def __init__(self, num_leaves=63, learning_rate=0.1, n_estimators=500, early_stopping_rounds=30,
+                 min_child_samples=100, feature_fraction=0.8, lambda_l2=1.0, max_bin=255, exclude_sources=(),
+                 n_jobs=2, random_state=0):
+        self.num_leaves, self.learning_rate, self.n_estimators = num_leaves, learning_rate, n_estimators
+        self.early_stopping_rounds, self.min_child_samples = early_stopping_rounds, min_child_samples
+        self.feature_fraction, self.lambda_l2, self.max_bin = feature_fraction, lambda_l2, max_bin
+        self.exclude_sources, self.n_jobs, self.random_state = tuple(exclude_sources), n_jobs, random_state
+
+    def params(self) -> dict:
+        """LightGBM parameters; bagging stays off so a row is in every tree's data (influence needs it)."""
+        return {
+            "objective": "binary", "metric": ["binary_logloss", "auc"], "first_metric_only": True,
+            "num_leaves": self.num_leaves, "learning_rate": self.learning_rate,
+            "min_data_in_leaf": self.min_child_samples, "feature_fraction": self.feature_fraction,
+            "lambda_l2": self.lambda_l2, "cat_l2": 10.0, "max_bin": self.max_bin, "bagging_fraction": 1.0, "bagging_freq": 0,
+            "num_threads": self.n_jobs, "seed": self.random_state, "deterministic": True,
+            "force_col_wise": True, "verbose": -1,
+        }
+
+    def _columns(self, data: FeatureSet) -> list[str]:
+        return [n for n in data.names if data.sources.get(n) not in self.exclude_sources]
+
+    def _matrix(self, data: FeatureSet) -> np.ndarray:
+        idx = [data.names.index(n) for n in self.features_]
+        return data.X if len(idx) == data.X.shape[1] else data.X[:, idx]
+
+    def fit(self, train: FeatureSet, valid: FeatureSet | None = None, sample_weight=None) -> "LightGBMModel":
+        self.features_ = self._columns(train)
+        self.categorical_ = [n for n in self.features_ if n in train.categorical]
+        dtrain = lgb.Dataset(self._matrix(train), label=train.y, weight=sample_weight,
+                             feature_name=self.features_, categorical_feature=self.categorical_,
+                             free_raw_data=True)
+        callbacks, valid_sets = [], []
+        if valid is not None and self.early_stopping_rounds:
+            valid_sets = [lgb.Dataset(self._matrix(valid), label=valid.y, reference=dtrain)]
+            callbacks = [lgb.early_stopping(self.early_stopping_rounds, first_metric_only=True, verbose=False)]
+        self.booster_ = lgb.train(self.params(), dtrain, num_boost_round=self.n_estimators, valid_sets=valid_sets,
+                                  callbacks=callbacks)
+        if self.booster_.best_iteration > 0:  # keep only the trees early stopping chose
+            best = self.booster_.best_iteration
+            self.booster_ = lgb.Booster(model_str=self.booster_.model_to_string(num_iteration=best))
+        return self
+
+    def predict_raw(self, data: FeatureSet) -> np.ndarray:
+        return self.booster_.predict(self._matrix(data), raw_score=True, num_threads=self.n_jobs)
+
+    def predict_proba(self, data: FeatureSet) -> np.ndarray:
+        return two_columns(1.0 / (1.0 + np.exp(-self.predict_raw(data))))
+
+    def save(self, folder: Path) -> list[str]:
+        self.booster_.save_model(folder / "lgbm.txt")
+        (folder / "lgbm.json").write_text(json.dumps({
+            "features": self.features_, "categorical": self.categorical_, "n_jobs": self.n_jobs,
+            "params": self.params()}, indent=2) + "\n")
+        return ["lgbm.txt", "lgbm.json"]
+
+    @classmethod
+    def load(cls, folder: Path) -> "LightGBMModel":
+        meta = json.loads((folder / "lgbm.json").read_text())
+        m = cls(n_jobs=meta["n_jobs"])
+        m.features_, m.categorical_ = meta["features"], meta["categorical"]
+        m.booster_ = lgb.Booster(model_file=str(folder / "lgbm.txt"))
+        return m
+
+    def info(self) -> dict:
+        return {"trees": self.booster_.num_trees(), "features": len(self.features_)}
+
+    def importance(self) -> tuple[list[str], np.ndarray]:
+        return self.features_, self.booster_.feature_importance(importance_type="gain")

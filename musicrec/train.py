@@ -1,0 +1,54 @@
+"""Stage 04: fit every configured model family on the train split and save it in its own format."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from musicrec.config import MODEL_NAMES
+from musicrec.manifest import StageRun
+from musicrec.metrics import classification_metrics
+from musicrec.models import load_feature_set, make_model
+from musicrec.rng import derived_seed, stage_rng
+
+log = logging.getLogger("musicrec")
+
+STAGE = "04_train"
+
+
+def model_seed(cfg: dict, name: str) -> int:
+    """Each family gets its own seed stream, so adding a model never changes another's seed."""
+    return derived_seed(stage_rng(cfg, 4, MODEL_NAMES.index(name)))
+
+
+def load_splits(st: StageRun, names=("train", "valid")) -> tuple[dict, dict]:
+    spec = json.loads(st.input("03_features", "features.json").read_text())
+    return spec, {n: load_feature_set(st.input("03_features", f"features_{n}.parquet"), spec) for n in names}
+
+
+def run(cfg: dict, force: bool = False) -> dict:
+    tcfg = cfg["train"]
+    with StageRun(STAGE, cfg, force=force) as st:
+        with st.step("read features"):
+            spec, data = load_splits(st)
+        train, valid = data["train"], data["valid"]
+        log.info("%s: train %d x %d, valid %d rows", STAGE, *train.X.shape, len(valid))
+        report = {"rows": {"train": len(train), "valid": len(valid)}, "features": len(train.names), "models": {}}
+        for name in tcfg["models"]:
+            model = make_model(name, tcfg, model_seed(cfg, name))
+            with st.step(f"fit {name}"):
+                t0 = time.perf_counter()
+                model.fit(train, valid)
+                fit_s = time.perf_counter() - t0
+            with st.step(f"score {name}"):
+                entry = {split: classification_metrics(d.y, model.predict_proba(d)[:, 1]) for split, d in data.items()}
+            files = model.save(st.tmp)
+            for f in files:
+                st.output(f)
+            entry.update(fit_seconds=round(fit_s, 3), files=files, info=model.info())
+            report["models"][name] = entry
+            log.info("%s: %s valid AUC %.4f logloss %.4f (fit %.1fs)", STAGE, name, entry["valid"]["auc"] or 0,
+                     entry["valid"]["logloss"], fit_s)
+        st.write_json(report, "metrics.json")
+        st.info.update(models=list(tcfg["models"]))
+    return report
