@@ -1,0 +1,192 @@
+"""ALS: exact downdate of the user's least-squares solve (Sherman-Morrison), item factors fixed.
+
+User u's vector solves A_u x = b_u with A_u = Y'Y + lambda I + sum_i (c - 1) y_i y_i' and
+b_u = sum over replayed i of c y_i (c = alpha). Removing interaction (u, i) is a rank-one change:
+with q = A_u^-1 y_i and s = y_i' q, x' - x = kappa q,
+kappa = -c p + (c - 1) (y_i' x - c p s) / (1 - (c - 1) s), p = 1 if the row was a replay.
+The user's test rows move by a * kappa q' y_j (a = the calibration weight of the score); the song
+loses one play, which moves the popularity feature of every test row of that song. Both effects
+are computed exactly (every affected test row re-scored), per user, with the item factors and the
+calibration held fixed. The loop runs over users (entities), each step is dense linear algebra.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from implicit.als import AlternatingLeastSquares
+from scipy.linalg import cho_factor, cho_solve
+from threadpoolctl import threadpool_limits
+
+from musicrec.influence.base import Estimator
+from musicrec.influence.common import loss_change
+from musicrec.models.als import play_matrix
+
+
+def _groups(keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row order sorted by key and the start offset of every key value 0..n."""
+    order = np.argsort(keys, kind="stable")
+    return order, np.searchsorted(keys[order], np.arange(n + 1))
+
+
+class ALSInfluence(Estimator):
+    name = "als"
+    method = "exact Sherman-Morrison downdate of the user's solve (item factors, calibration fixed)"
+
+    def __init__(self, model, train, test):
+        self.u = train.keys["user"].to_numpy().astype(np.int64)
+        self.i = train.keys["song"].to_numpy().astype(np.int64)
+        self.p = train.y.astype(np.float64)
+        self.tu = test.keys["user"].to_numpy().astype(np.int64)
+        self.ts = test.keys["song"].to_numpy().astype(np.int64)
+        pairs = self.u * (int(self.i.max()) + 1) + self.i
+        repeated = len(pairs) - len(np.unique(pairs))
+        if repeated:
+            raise ValueError(f"ALS influence needs each (user, song) pair once in train (as in KKBOX); "
+                             f"{repeated} rows repeat a pair")
+        self.c = float(model.alpha)
+        self.Y = model.item_factors_
+        self.a_score, self.a_known, self.a_pop = model.calibration_coef_
+        super().__init__(model, train, test)
+        n_users = max(model.shape_[0], int(self.tu.max()) + 1)
+        n_songs = max(model.shape_[1], int(self.ts.max()) + 1)
+        self.score, self.known = model.scores(self.tu, self.ts)
+        self.user_rows = _groups(self.u, n_users)
+        self.user_tests = _groups(np.minimum(self.tu, n_users - 1), n_users)
+        self.song_tests = _groups(np.minimum(self.ts, n_songs - 1), n_songs)
+        self.YtY = self.Y.T @ self.Y + model.regularization * np.eye(self.Y.shape[1])
+        self.song_part = self._song_effects()
+
+    def test_logits(self) -> np.ndarray:
+        F = self.model.calibration_features(self.test)
+        return F @ self.model.calibration_coef_ + self.model.calibration_intercept_
+
+    # -- the song side: one play fewer ------------------------------------------------------------
+    def _song_delta(self, song: int, j: np.ndarray) -> np.ndarray:
+        """Logit change of test rows j (all of song `song`) when the song loses one train play."""
+        n = self.model.song_count_[song] if song < len(self.model.song_count_) else 0.0
+        if n >= 2:
+            return np.full(len(j), self.a_pop * (np.log1p(n - 1) - np.log1p(n)))
+        # the song's last play: it becomes unseen (score 0, known 0, popularity 0)
+        return -(self.a_score * self.score[j] + self.a_known * self.known[j] + self.a_pop * np.log1p(n))
+
+    def _song_effects(self) -> dict[str, np.ndarray]:
+        """Per song with train plays: total exact log-loss change and first-order AUC change."""
+        order, start = self.song_tests
+        n = len(self.model.song_count_)
+        out = {"logloss": np.zeros(n), "auc": np.zeros(n)}
+        for song in np.flatnonzero(self.model.song_count_ > 0):
+            if song + 1 >= len(start):
+                continue
+            j = order[start[song]:start[song + 1]]
+            j = j[self.ts[j] == song]
+            if len(j) == 0:
+                continue
+            d = self._song_delta(int(song), j)
+            out["logloss"][song] = loss_change(self.y_test[j], self.f_test[j], d).sum() / len(self.f_test)
+            out["auc"][song] = self.directions["auc"][j] @ d
+        return out
+
+    # -- the user side: Sherman-Morrison ----------------------------------------------------------
+    def _user(self, user: int):
+        """Train rows r of the user, the Cholesky factor of A_u, and Q = A_u^-1 Y_r'."""
+        order, start = self.user_rows
+        r = order[start[user]:start[user + 1]]
+        Yr = self.Y[self.i[r]]
+        A = self.YtY + (self.c - 1.0) * (Yr.T @ Yr)
+        cho = cho_factor(A)
+        return r, Yr, cho_solve(cho, Yr.T)
+
+    def _user_tests(self, user: int) -> np.ndarray:
+        order, start = self.user_tests
+        if user + 1 >= len(start):
+            return np.zeros(0, dtype=np.int64)
+        j = order[start[user]:start[user + 1]]
+        return j[self.tu[j] == user]
+
+    def _user_deltas(self, user: int, r: np.ndarray, Yr: np.ndarray, Q: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """(len(r), len(j)) logit changes of the user's test rows j when each row r is removed."""
+        if len(r) == 1:  # the user's only play: the user becomes unseen
+            delta = -(self.a_score * self.score[j] + self.a_known * self.known[j])[None, :]
+        else:
+            x = self.model.user_factors_[user]
+            s = np.einsum("rf,fr->r", Yr, Q)
+            cp = self.c * self.p[r]
+            kappa = -cp + (self.c - 1.0) * (Yr @ x - cp * s) / (1.0 - (self.c - 1.0) * s)
+            delta = self.a_score * kappa[:, None] * (Q.T @ self.Y[np.minimum(self.ts[j], len(self.Y) - 1)].T)
+            delta *= self.known[j][None, :]
+        # a test row of the removed row's own song also loses that song's play
+        same = self.ts[j][None, :] == self.i[r][:, None]
+        if same.any():
+            rr, jj = np.nonzero(same)
+            for a, b in zip(rr, jj):
+                delta[a, b] += self._song_delta(int(self.i[r[a]]), j[b:b + 1])[0]
+        return delta
+
+    def _overlap_correction(self, r: np.ndarray, j: np.ndarray, metric: str) -> np.ndarray:
+        """Song-side totals count the user's own test rows of that song; remove them (rare)."""
+        out = np.zeros(len(r))
+        same = self.ts[j][None, :] == self.i[r][:, None]
+        for a, b in zip(*np.nonzero(same)):
+            jj = j[b:b + 1]
+            d = self._song_delta(int(self.i[r[a]]), jj)
+            out[a] -= (loss_change(self.y_test[jj], self.f_test[jj], d).sum() / len(self.f_test)
+                       if metric == "logloss" else self.directions["auc"][jj] @ d)
+        return out
+
+    def loo(self) -> dict[str, np.ndarray]:
+        out = {k: v[self.i].copy() for k, v in self.song_part.items()}
+        n_test = len(self.f_test)
+        order, start = self.user_rows
+        with threadpool_limits(1, "blas"):
+            for user in np.flatnonzero(np.diff(start) > 0):
+                j = self._user_tests(int(user))
+                if len(j) == 0:
+                    continue
+                r, Yr, Q = self._user(int(user))
+                delta = self._user_deltas(int(user), r, Yr, Q, j)
+                delta = np.broadcast_to(delta, (len(r), len(j)))
+                out["logloss"][r] += loss_change(self.y_test[j], self.f_test[j], delta).sum(axis=1) / n_test
+                out["auc"][r] += delta @ self.directions["auc"][j]
+                for k in out:
+                    out[k][r] += self._overlap_correction(r, j, k)
+        return out
+
+    def logit_changes(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows)
+        delta = np.zeros((len(rows), len(self.f_test)))
+        order, start = self.song_tests
+        for k, row in enumerate(rows):
+            song = int(self.i[row])
+            if song + 1 < len(start):
+                js = order[start[song]:start[song + 1]]
+                js = js[(self.ts[js] == song) & (self.tu[js] != self.u[row])]
+                delta[k, js] += self._song_delta(song, js)
+            user = int(self.u[row])
+            j = self._user_tests(user)
+            if len(j):
+                r, Yr, Q = self._user(user)
+                pos = int(np.flatnonzero(r == row)[0])
+                delta[k, j] += np.broadcast_to(self._user_deltas(user, r, Yr, Q, j), (len(r), len(j)))[pos]
+        return delta
+
+    def refit_logits(self, row: int) -> np.ndarray:
+        """implicit's own exact solve for the user without the row, then the model's calibration."""
+        m = self.model
+        keep = np.ones(len(self.u), dtype=bool)
+        keep[row] = False
+        user = int(self.u[row])
+        mine = keep & (self.u == user)
+        R = play_matrix(np.zeros(mine.sum(), dtype=np.int64), self.i[mine], self.p[mine], (1, m.shape_[1]))
+        solver = AlternatingLeastSquares(factors=m.factors, regularization=m.regularization, alpha=m.alpha,
+                                         use_gpu=False, num_threads=1, dtype=np.float64)
+        solver.item_factors = m.item_factors_
+        backup = (m.user_factors_[user].copy(), m.user_count_.copy(), m.song_count_.copy())
+        try:
+            with threadpool_limits(1, "blas"):
+                m.user_factors_[user] = solver.recalculate_user(0, R.tocsr()) if mine.any() else 0.0
+            m.user_count_[user] -= 1
+            m.song_count_[self.i[row]] -= 1
+            F = m.calibration_features(self.test)
+        finally:
+            m.user_factors_[user], m.user_count_[:], m.song_count_[:] = backup
+        return F @ m.calibration_coef_ + m.calibration_intercept_
