@@ -42,6 +42,27 @@ def row_dot(a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarray) -> np.
     return out
 
 
+def unit_rows(f: np.ndarray) -> np.ndarray:
+    return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+
+
+def taste_similarity(matrix: sp.csr_matrix, item_unit: np.ndarray, user: np.ndarray, item: np.ndarray) -> np.ndarray:
+    """Mean cosine between the row's item and the user's other pool items (item-kNN in factor space).
+
+    The user's taste centroid is the sum of the unit item vectors of what the user played; the
+    row's own item is taken out so that a single play does not look like a perfect match.
+    """
+    centroid = matrix @ item_unit
+    plays = np.asarray(matrix.sum(axis=1)).ravel()
+    out = np.empty(len(user), dtype=np.float32)
+    for lo in range(0, len(user), CHUNK):
+        u, i = user[lo:lo + CHUNK], item[lo:lo + CHUNK]
+        own = np.asarray(matrix[u, i]).ravel()
+        total = np.einsum("ij,ij->i", centroid[u], item_unit[i]) - own * 1.0
+        out[lo:lo + CHUNK] = total / np.maximum(plays[u] - own, 1.0)
+    return out
+
+
 def seen(codes: np.ndarray, in_pool: np.ndarray) -> np.ndarray:
     """Per row: does its code have at least one pool row?"""
     return (np.bincount(codes[in_pool], minlength=int(codes.max()) + 1) > 0)[codes]
@@ -62,11 +83,21 @@ def als_features(work: pl.DataFrame, acfg: dict, seeds: tuple[int, int]) -> tupl
         item = work[item_col].to_numpy().astype(np.int64)
         item_known = seen(item, in_pool)
         shape = (int(user.max()) + 1, int(item.max()) + 1)
-        uf, vf = fit_als(play_matrix(user[in_pool], item[in_pool], shape), acfg, seed)
-        cols[f"als_user_{item_col}"] = nan_unless(row_dot(uf, vf, user, item), user_known & item_known)
-        docs.append({"name": f"als_user_{item_col}",
-                     "description": f"ALS user . {item_col} factor score on the pool's user x {item_col} "
-                                    f"play counts; NaN when the user or {item_col} has no pool row"})
+        matrix = play_matrix(user[in_pool], item[in_pool], shape)
+        uf, vf = fit_als(matrix, acfg, seed)
+        known = user_known & item_known
+        cols[f"als_user_{item_col}"] = nan_unless(row_dot(uf, vf, user, item), known)
+        cols[f"als_cos_user_{item_col}"] = nan_unless(row_dot(unit_rows(uf), unit_rows(vf), user, item), known)
+        cols[f"als_knn_user_{item_col}"] = nan_unless(taste_similarity(matrix, unit_rows(vf), user, item), known)
+        docs += [{"name": f"als_user_{item_col}",
+                  "description": f"ALS user . {item_col} factor score on the pool's user x {item_col} "
+                                 f"play counts; NaN when the user or {item_col} has no pool row"},
+                 {"name": f"als_cos_user_{item_col}",
+                  "description": f"cosine of the ALS user and {item_col} factors (taste match without the "
+                                 f"{item_col}'s popularity); NaN when either has no pool row"},
+                 {"name": f"als_knn_user_{item_col}",
+                  "description": f"mean cosine of the {item_col}'s ALS factor with those of the user's other "
+                                 f"pool {item_col}s (item-kNN taste match); NaN when either has no pool row"}]
         if item_col != "song":
             continue
         for who, factors, idx, known in (("user", uf, user, user_known), ("song", vf, item, item_known)):

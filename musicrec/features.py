@@ -18,7 +18,7 @@ import polars as pl
 from musicrec.feature_als import als_features
 from musicrec.feature_counts import count_features
 from musicrec.feature_keys import KeyCodes
-from musicrec.feature_target import assign_folds, target_features
+from musicrec.feature_target import assign_folds, bias_features, target_features
 from musicrec.feature_time import time_features
 from musicrec.manifest import StageRun, read_manifest
 from musicrec.rng import derived_seed, stage_rng
@@ -92,6 +92,8 @@ def build_features(parts: dict[str, pl.DataFrame], cfg: dict,
         families += [("count", counts, count_docs), ("share", shares, share_docs)]
     with step("target stats"):
         families.append(("target_stat", *target_features(work, keys, k, fcfg["target_stats"]["smoothing"])))
+        bias_cols, bias_docs = bias_features(work, keys, k, fcfg["target_stats"]["smoothing"])
+        families.append(("target_stat", bias_cols, bias_docs))
     with step("time"):
         families.append(("time", *time_features(work, keys, fcfg["recent_windows"])))
     del keys  # the cached group ids are as large as several feature columns

@@ -43,20 +43,26 @@ import polars as pl
 _MODEL = {
     "n_clusters": 24,            # latent taste clusters
     "latent_dim": 16,            # dimension of p_u, q_s
-    "song_noise": 0.5,           # song-specific part of q_s (relative to the unit-norm centre)
-    "user_noise": 0.25,          # user-specific part of p_u
-    "user_concentration": 1.5,   # Dirichlet concentration of pi_u (small = sparse taste)
+    "song_noise": 0.1,           # song-specific part of q_s (relative to the unit-norm centre)
+    "user_noise": 0.1,           # user-specific part of p_u
+    "user_concentration": 1.0,   # Dirichlet concentration of pi_u (small = sparse taste)
     "gamma": 2.2,                # weight of the latent affinity <p_u, q_s> in the logit
-    "user_sd": 0.62,             # user propensity a_u
+    "user_sd": 0.5,              # user propensity a_u
+    "activity_propensity": 0.5,  # weight of (log) activity in a_u (unit total variance)
+    "member_scale": 3.0,         # multiplier of the member (age band, registered_via) effects
+    "tab_concentration": 30.0,   # Dirichlet concentration of a user's mix of source tabs
     "song_sd": 0.45,             # song appeal b_s
+    "popularity_appeal": 0.6,    # weight of (log) popularity in b_s
+    "artist_appeal": 0.7,        # weight of the artist's shared appeal in b_s (unit total variance)
     "activity_sigma": 1.5,       # lognormal sigma of user activity (heavy tail, capped at 2.8 sigma)
     "popularity_alpha": 0.85,    # Pareto tail index of song popularity (Zipf-like, heavy head)
-    "back_catalogue": 0.6,       # share of songs available from the start
-    "new_song_boost": 3.0,       # popularity multiplier of songs released during the time range
-    "old_users": 0.35,           # share of users present from the start
-    "arrival_tilt": 0.75,        # arrivals thin out over time: density 1 - tilt * t
+    "back_catalogue": 0.8,       # share of songs available from the start
+    "new_song_boost": 1.0,       # popularity multiplier of songs released during the time range
+    "old_users": 0.45,           # share of users present from the start
+    "arrival_tilt": 0.8,         # arrivals thin out over time: density 1 - tilt * t
     "churn": 0.6,                # share of users who stop during the time range
     "recent_window": 0.08,       # "new music" window (share of the time range)
+    "recent_scale": 0.3,         # multiplier of the per-tab probability of drawing from that window
     "drift_head": 1.6,           # extra logit of the very first rows
     "drift_rows": 9_000,         # e-folding of the head drift, in rows (capped at 5% of train)
     "drift_trend": 0.4,          # linear decline of the logit over the whole time range
@@ -64,8 +70,8 @@ _MODEL = {
     "surplus": 2.9,              # rows drawn per row kept: repeated pairs (over half) are dropped
 }
 PRESETS: dict[str, dict] = {
-    "tiny": {"train_rows": 20_000, "test_rows": 5_000, "n_users": 600, "n_songs": 8_000, **_MODEL},
-    "small": {"train_rows": 300_000, "test_rows": 100_000, "n_users": 5_000, "n_songs": 80_000, **_MODEL},
+    "tiny": {"train_rows": 20_000, "test_rows": 5_000, "n_users": 300, "n_songs": 5_000, **_MODEL},
+    "small": {"train_rows": 300_000, "test_rows": 100_000, "n_users": 2_000, "n_songs": 40_000, **_MODEL},
     "kkbox": {"train_rows": 7_377_418, "test_rows": 2_556_790, "n_users": 34_403, "n_songs": 700_000,
               **_MODEL},
 }
@@ -354,7 +360,12 @@ def _make_songs(rng: np.random.Generator, n: int, cl: Clusters, m: dict) -> Song
                     2016.0 + release * WINDOW_DAYS / 365.25)
     popularity = ((rng.pareto(m["popularity_alpha"], n) + 1.0) * LANG_POPULARITY[language]
                   * np.where(back, 1.0, m["new_song_boost"]))
-    appeal = m["song_sd"] * (0.5 * _zscore(np.log(popularity)) + 0.87 * rng.standard_normal(n))
+    # appeal: popularity, the artist's own appeal (shared by the artist's songs, so it is known for a
+    # new song of a known artist) and the song's own part
+    w_pop, w_art = m["popularity_appeal"], m["artist_appeal"]
+    art_appeal = rng.standard_normal(n_art)
+    appeal = m["song_sd"] * (w_pop * _zscore(np.log(popularity)) + w_art * art_appeal[artist]
+                             + np.sqrt(max(1.0 - w_pop ** 2 - w_art ** 2, 0.0)) * rng.standard_normal(n))
     latent = cl.centre[cluster] + m["song_noise"] * rng.standard_normal((n, cl.centre.shape[1])) / np.sqrt(
         cl.centre.shape[1])
     return Songs(cluster, artist.astype(np.int32), language.astype(np.int32), genres, release,
@@ -373,8 +384,9 @@ def _make_users(rng: np.random.Generator, n: int, cl: Clusters, m: dict) -> User
     activity = np.exp(m["activity_sigma"] * np.clip(rng.standard_normal(n), -4.0, 2.8))
     pref = rng.dirichlet(m["user_concentration"] * cl.share, size=n) + 1e-9
     latent = pref @ cl.centre + m["user_noise"] * rng.standard_normal((n, d)) / np.sqrt(d)
-    tabs = rng.dirichlet(10.0 * TAB_SHARE, size=n) + 1e-12
-    propensity = m["user_sd"] * (0.25 * _zscore(np.log(activity)) + 0.97 * rng.standard_normal(n))
+    tabs = rng.dirichlet(m["tab_concentration"] * TAB_SHARE, size=n) + 1e-12
+    w_act = m["activity_propensity"]   # heavy users replay more: the part of a_u visible in activity
+    propensity = m["user_sd"] * (w_act * _zscore(np.log(activity)) + np.sqrt(1 - w_act ** 2) * rng.standard_normal(n))
     city, bd, gender, via = _member_profile(rng, n)
     registration, expiration = _member_dates(rng, arrival, old)
     return Users(arrival, leave, activity, _cdf(pref), latent, _cdf(tabs), propensity, city, bd, gender,
@@ -489,7 +501,7 @@ def _draw_rows(rng, n, users: Users, cl: Clusters, index, m: dict, first_per_use
     triple = _rowwise_choice(rng, _triple_tables(), tab)
     taste = rng.random(n) < TAB_TASTE[tab]
     cluster = np.where(taste, _rowwise_choice(rng, users.pref_cdf, user), _choice(rng, cl.share, n))
-    recent = rng.random(n) < TAB_RECENT[tab]
+    recent = rng.random(n) < m["recent_scale"] * TAB_RECENT[tab]
     song = _pick_songs(rng, cluster, t, recent, index)
     return Rows(user, song, t, tab.astype(np.int8), triple.astype(np.int16))
 
@@ -580,7 +592,7 @@ def _logit_components(rows: Rows, users: Users, songs: Songs, n_train: int,
         "song": songs.appeal[rows.song],
         "context": TAB_LOGIT[rows.tab] + type_eff,
         "metadata": LANG_LOGIT[songs.language[rows.song]] + genre_eff[rows.song],
-        "member": (age_eff + VIA_LOGIT[users.via])[rows.user],
+        "member": m["member_scale"] * (age_eff + VIA_LOGIT[users.via])[rows.user],
         "affinity": m["gamma"] * affinity,
         "drift": m["drift_head"] * np.exp(-clock / tau) + m["drift_trend"] * (0.5 - clock),
     }
