@@ -213,15 +213,15 @@ SCHEMA: dict = {
         },
         "lr": {
             "C": Float(1.0, 0.0, open_lo=True),
-            "max_iter": Int(300, 1),
-            "tol": Float(1e-6, 0.0, open_lo=True),
+            "max_iter": Int(200, 1),
+            "tol": Float(1e-4, 0.0, open_lo=True),
         },
         "rf": {
-            "n_estimators": Int(100, 1, 5000),
-            "max_samples": Float(0.1, 0.0, 1.0, open_lo=True),
+            "n_estimators": Int(40, 1, 5000),
+            "max_samples": Float(0.05, 0.0, 1.0, open_lo=True),
             "min_samples_leaf": Int(50, 1),
             "max_depth": OptInt(None, lo=1),
-            "max_features": Float(0.3, 0.0, 1.0, open_lo=True),
+            "max_features": Float(0.1, 0.0, 1.0, open_lo=True),
         },
         "lgbm": {
             "num_leaves": Int(63, 2, 131072),
@@ -235,8 +235,8 @@ SCHEMA: dict = {
             "exclude_sources": Choices([], *FEATURE_SOURCES),
         },
         "als": {
-            "factors": Int(64, 2, 512),
-            "iterations": Int(15, 1, 200),
+            "factors": Int(32, 2, 512),
+            "iterations": Int(10, 1, 200),
             "regularization": Float(0.1, 0.0),
             "alpha": Float(2.0, 0.0, open_lo=True),
         },
@@ -250,11 +250,11 @@ SCHEMA: dict = {
     "influence": {
         "models": Choices(list(INFLUENCE_MODELS), *INFLUENCE_MODELS),
         "validate": {
-            "rows": {m: Int(n, 0) for m, n in (("nb", 200), ("lr", 100), ("rf", 30), ("lgbm", 30), ("als", 100))},
+            "rows": {m: Int(n, 0) for m, n in (("nb", 100), ("lr", 50), ("rf", 10), ("lgbm", 10), ("als", 30))},
             "removal_fractions": Spec([0.01, 0.02, 0.05, 0.1, 0.2], "float_list", 0.0, 1.0, open_lo=True, open_hi=True),
         },
         "ablation": {
-            "fractions": Spec([0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55], "float_list", 0.0, 1.0,
+            "fractions": Spec([0.05, 0.15, 0.25, 0.35, 0.45, 0.55], "float_list", 0.0, 1.0,
                               open_lo=True, open_hi=True),
             "repeats": Int(3, 0, 100),
         },

@@ -70,13 +70,16 @@ def target_features(work: pl.DataFrame, keys: KeyCodes, k: int, smoothing: float
         s = out_of_fold_sum(ids, n_groups, fold, k, y)
         n = out_of_fold_sum(ids, n_groups, fold, k, labelled)
         cols[f"te_{name}"] = smoothed_mean(s, n, prior, smoothing).astype(np.float32)
-        cols[f"te_{name}_n"] = n.astype(np.float32)
+        # the number of OTHER train rows of the key (label-free): what a valid/test row sees too.
+        # The out-of-fold count would differ by fold on train ((K-1)/K of it) and a count that
+        # includes the row itself would never be 0 on train: a linear model exploits both gaps.
+        cols[f"te_{name}_n"] = (group_sum(ids, n_groups, labelled) - labelled).astype(np.float32)
         label = " x ".join(key_cols)
         docs.append({"name": f"te_{name}", "nan": False,
                      "description": f"replay rate of the {label}, smoothed toward the prior with "
                                     f"m={smoothing:g}; out-of-fold on train, full train elsewhere"})
         docs.append({"name": f"te_{name}_n", "nan": False,
-                     "description": f"train rows behind te_{name} (out-of-fold on train)"})
+                     "description": f"other train rows of the {label} (all folds, the row itself excluded)"})
     return pl.DataFrame(cols), docs
 
 

@@ -142,9 +142,9 @@ def test_out_of_fold_target_stats_by_hand():
     expect_user += [(0 + m * prior_f0) / (1 + m), (0 + m * prior_f1) / (1 + m)]
     expect_user += [(3 + m * prior) / (4 + m), prior]   # valid: full train; unseen user 9: the prior
     assert te["te_user"].to_list() == pytest.approx(expect_user, rel=1e-6)
-    assert te["te_user_n"].to_list() == [2, 2, 2, 2, 1, 1, 4, 0]
+    assert te["te_user_n"].to_list() == [3, 3, 3, 3, 1, 1, 4, 0]   # other train rows, on every split
     # song 1 is played by rows 0 (fold 0, label 1) and 4 (fold 0, label 0): nothing out of fold
-    assert te["te_song"][0] == pytest.approx(prior_f0) and te["te_song_n"][0] == 0
+    assert te["te_song"][0] == pytest.approx(prior_f0) and te["te_song_n"][0] == 1
     assert te["te_song"][6] == pytest.approx((1 + m * prior) / (2 + m))
 
 

@@ -113,3 +113,14 @@ def test_forest_draws_stay_coupled_when_a_row_is_removed(data):
         same = np.array_equal(full.trees_[t].predict_proba(X), without.trees_[t].predict_proba(X))
         if not was_drawn:
             assert same, t  # a tree that never saw the row is bit-for-bit the same tree
+
+
+def test_lgbm_prepared_data_can_be_retrained_with_other_weights(data):
+    train, valid = data
+    w = np.ones(len(train))
+    w[::5] = 0.0
+    prep = make_model("lgbm", small_cfg(), 1).prepare(train, valid)
+    weighted = make_model("lgbm", small_cfg(), 1).fit_prepared(prep, w).predict_proba(valid)
+    again = make_model("lgbm", small_cfg(), 1).fit_prepared(prep, None).predict_proba(valid)
+    assert np.array_equal(weighted, make_model("lgbm", small_cfg(), 1).fit(train, valid, sample_weight=w).predict_proba(valid))
+    assert np.array_equal(again, make_model("lgbm", small_cfg(), 1).fit(train, valid).predict_proba(valid))

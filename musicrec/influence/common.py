@@ -63,7 +63,7 @@ def _kde(points: np.ndarray, at: np.ndarray, h: float, grid: int = 4096) -> np.n
     half = int(np.ceil(5 * h / step))
     x = np.arange(-half, half + 1) * step
     kernel = np.exp(-0.5 * (x / h) ** 2) / (h * np.sqrt(2 * np.pi))
-    dens = fftconvolve(mass, kernel, mode="same")[:grid] / len(points)
+    dens = np.maximum(fftconvolve(mass, kernel, mode="same"), 0.0) / len(points)  # FFT round-off
     return np.interp(at, lo + step * np.arange(grid), dens)
 
 

@@ -34,13 +34,23 @@ class NaiveBayesInfluence(Estimator):
 
     # -- full-data statistics ------------------------------------------------------------------
     def _statistics(self) -> None:
+        """Class counts, means and sums of squared deviations (two passes over row chunks)."""
         Z, y = self.Z, self.y
         self.n = len(Z)
         self.nc = np.array([(y == 0).sum(), (y == 1).sum()], dtype=np.float64)
-        self.mu = np.stack([Z[y == c].mean(axis=0) for c in (0, 1)])
-        self.S = np.stack([((Z[y == c] - self.mu[c]) ** 2).sum(axis=0) for c in (0, 1)])
-        self.m = Z.mean(axis=0)
-        self.S_all = ((Z - self.m) ** 2).sum(axis=0)
+        sums = np.zeros((2, Z.shape[1]))
+        for s in range(0, self.n, CHUNK):
+            for c in (0, 1):
+                sums[c] += Z[s:s + CHUNK][y[s:s + CHUNK] == c].sum(axis=0)
+        self.mu = sums / self.nc[:, None]
+        self.m = sums.sum(axis=0) / self.n
+        self.S = np.zeros((2, Z.shape[1]))
+        self.S_all = np.zeros(Z.shape[1])
+        for s in range(0, self.n, CHUNK):
+            z, yc = Z[s:s + CHUNK], y[s:s + CHUNK]
+            self.S_all += ((z - self.m) ** 2).sum(axis=0)
+            for c in (0, 1):
+                self.S[c] += ((z[yc == c] - self.mu[c]) ** 2).sum(axis=0)
         self.eps = self.vs * (self.S_all / self.n).max()
         self.raw = self.S / self.nc[:, None]
         self.v = self.raw + self.eps
@@ -111,7 +121,7 @@ class NaiveBayesInfluence(Estimator):
         for start in range(0, self.n, CHUNK):
             rows = np.arange(start, min(start + CHUNK, self.n))
             z = self.coefficient_changes(rows)
-            out["logloss"][rows] = z @ u_loss + 0.5 * np.einsum("ij,jk,ik->i", z, M, z)
+            out["logloss"][rows] = z @ u_loss + 0.5 * ((z @ M) * z).sum(axis=1)
             out["auc"][rows] = z @ u_auc
         return out
 

@@ -1,11 +1,14 @@
 """Retraining a model family without some rows: the ground truth every estimate is checked against.
 
+LightGBM keeps the number of trees of the all-rows model (no early stopping when retraining).
 Rows are removed by giving them sample weight 0, which for every family here is the same as
 deleting them while keeping the random draws coupled (the forest's bootstrap draws, LightGBM's
 feature sampling and bins, ALS's initialisation all stay as they were). The design transform
 (imputation, scaling) is fitted on all rows and held fixed, like the stage-03 features.
 """
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 
@@ -15,18 +18,40 @@ from musicrec.models.base import FeatureSet
 
 
 class Retrainer:
-    def __init__(self, name: str, tcfg: dict, train: FeatureSet, valid: FeatureSet, test: FeatureSet):
-        self.name, self.tcfg = name, tcfg
+    """Retrains one family many times: the training inputs are prepared once (design matrix,
+    LightGBM bins), logistic regression warm-starts from the all-rows fit, and the all-rows test
+    logits are kept per seed."""
+
+    def __init__(self, name: str, tcfg: dict, train: FeatureSet, valid: FeatureSet, test: FeatureSet,
+                 trees: int | None = None):
+        self.name, self.tcfg = name, copy.deepcopy(tcfg)
         self.train, self.valid, self.test = train, valid, test
+        if name == "lgbm" and trees is not None:
+            # the number of trees early stopping chose on all rows is kept: retraining without a
+            # row then differs only by the row, not by where a noisy validation curve stops
+            self.tcfg["lgbm"]["n_estimators"] = trees
+            self.valid = None
         self.y_test = test.y.astype(np.float64)
         self.fits = 0
+        self._prepared = None
+        self._base: dict[int, tuple] = {}
+
+    def _fit(self, seed: int, weights: np.ndarray, init=None):
+        model = make_model(self.name, self.tcfg, seed)
+        if self._prepared is None:
+            self._prepared = model.prepare(self.train, self.valid)
+        self.fits += 1
+        return model.fit_prepared(self._prepared, weights, init=init)
 
     def logits(self, seed: int, weights: np.ndarray | None = None) -> np.ndarray:
         """Test logits of the family retrained with these row weights (None = all rows, weight 1)."""
-        w = np.ones(len(self.train)) if weights is None else weights
-        model = make_model(self.name, self.tcfg, seed).fit(self.train, self.valid, sample_weight=w)
-        self.fits += 1
-        return logit(model.predict_proba(self.test)[:, 1])
+        if weights is None:
+            if seed not in self._base:
+                model = self._fit(seed, np.ones(len(self.train)))
+                self._base[seed] = (model, logit(model.predict_proba(self.test)[:, 1]))
+            return self._base[seed][1]
+        init = self._base[seed][0] if seed in self._base else None
+        return logit(self._fit(seed, weights, init=init).predict_proba(self.test)[:, 1])
 
     def without(self, seed: int, removed: np.ndarray, base: np.ndarray) -> dict[str, float]:
         """Change of test log-loss and AUROC when `removed` rows are left out (vs logits `base`)."""

@@ -77,7 +77,8 @@ def run(cfg: dict, force: bool = False) -> dict:
                 loo_cols[f"{name}_{k}"] = v
             if name == "rf":
                 loo_cols["rf_data_oob"] = est.data_oob
-            retrainer = Retrainer(name, cfg["train"], train, valid, test)
+            trees = model.booster_.num_trees() if name == "lgbm" else None
+            retrainer = Retrainer(name, cfg["train"], train, valid, test, trees=trees)
             idx = INFLUENCE_MODELS.index(name)
             seeds = (model_seed(cfg, name), derived_seed(stage_rng(cfg, 6, idx, 1)))
             rng = stage_rng(cfg, 6, idx, 2)

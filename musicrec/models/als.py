@@ -42,7 +42,8 @@ class ALSModel(Model):
         self.alpha, self.n_jobs, self.random_state = alpha, n_jobs, random_state
 
     # -- fitting -------------------------------------------------------------------------------
-    def fit(self, train: FeatureSet, valid: FeatureSet | None = None, sample_weight=None) -> "ALSModel":
+    def fit_prepared(self, prepared, sample_weight=None, init=None) -> "ALSModel":
+        train, valid = prepared
         user, song = self._ids(train)
         self.shape_ = (int(user.max()) + 1, int(song.max()) + 1)
         R = play_matrix(user, song, train.y, self.shape_, sample_weight)

@@ -58,12 +58,24 @@ def load_feature_set(parquet: Path, spec: dict, dtype=np.float32) -> FeatureSet:
 
 class Model:
     """The interface of a model family: fit on train (valid for early stopping/calibration),
-    predict_proba like scikit-learn, save/load in the family's own format."""
+    predict_proba like scikit-learn, save/load in the family's own format.
+
+    Fitting is split in two so that retraining many times on the same rows (influence analysis)
+    pays once for what does not depend on the row weights: `prepare` builds the family's training
+    inputs (design matrix, LightGBM Dataset, ...), `fit_prepared` fits with given row weights;
+    `init` may hand over a fitted model of the same family to warm-start from.
+    """
 
     name = "model"
 
-    def fit(self, train: FeatureSet, valid: FeatureSet | None = None, sample_weight=None) -> "Model":
+    def prepare(self, train: FeatureSet, valid: FeatureSet | None = None):
+        return train, valid
+
+    def fit_prepared(self, prepared, sample_weight=None, init: "Model | None" = None) -> "Model":
         raise NotImplementedError
+
+    def fit(self, train: FeatureSet, valid: FeatureSet | None = None, sample_weight=None) -> "Model":
+        return self.fit_prepared(self.prepare(train, valid), sample_weight)
 
     def predict_proba(self, data: FeatureSet) -> np.ndarray:
         raise NotImplementedError

@@ -2,6 +2,8 @@
 
 Fitted on the train split only. Influence analysis treats this transform as part of the feature
 map (fitted once, held fixed when rows are removed), exactly like the stage-03 features.
+Columns are processed in blocks so that a 7-million-row split never needs more than the output
+matrix plus one block of float64 temporaries.
 """
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import numpy as np
 from sklearn.preprocessing import QuantileTransformer
 
 from musicrec.models.base import FeatureSet
+
+BLOCK = 16  # columns per float64 temporary
 
 
 class NumericDesign:
@@ -19,33 +23,47 @@ class NumericDesign:
         self.scale = scale
         self.random_state = random_state
 
+    def _blocks(self, data: FeatureSet):
+        idx = [data.names.index(c) for c in self.columns]
+        for j in range(0, len(idx), BLOCK):
+            yield j, data.X[:, idx[j:j + BLOCK]].astype(np.float64)
+
     def fit(self, data: FeatureSet) -> "NumericDesign":
-        X = self._select(data)
-        self.median_ = np.nan_to_num(np.nanmedian(X, axis=0), nan=0.0) if len(X) else np.zeros(X.shape[1])
-        X = self._impute(X)
-        if self.scale == "standard":
-            self.mean_ = X.mean(axis=0)
-            std = X.std(axis=0)
-            self.std_ = np.where(std > 0, std, 1.0)
-        elif self.scale == "quantile":
-            self.qt_ = QuantileTransformer(n_quantiles=min(1000, len(X)), output_distribution="normal",
-                                           subsample=200_000, random_state=self.random_state).fit(X)
+        d = len(self.columns)
+        self.median_, self.mean_, self.std_ = np.zeros(d), np.zeros(d), np.ones(d)
+        for j, block in self._blocks(data):
+            sl = slice(j, j + block.shape[1])
+            med = np.nanmedian(block, axis=0) if len(block) else np.zeros(block.shape[1])
+            self.median_[sl] = np.nan_to_num(med, nan=0.0)
+            block = self._impute(block, sl)
+            self.mean_[sl] = block.mean(axis=0)
+            std = block.std(axis=0)
+            self.std_[sl] = np.where(std > 0, std, 1.0)
+        if self.scale == "quantile":
+            self.qt_ = QuantileTransformer(n_quantiles=min(1000, len(data)), output_distribution="normal",
+                                           subsample=200_000, random_state=self.random_state)
+            self.qt_.fit(self.transform(data, np.float64, scale=False))
         return self
 
-    def transform(self, data: FeatureSet, dtype=np.float64) -> np.ndarray:
-        X = self._impute(self._select(data))
-        if self.scale == "standard":
-            X = (X - self.mean_) / self.std_
-        elif self.scale == "quantile":
-            X = self.qt_.transform(X)
-        return np.ascontiguousarray(X, dtype=dtype)
+    def transform(self, data: FeatureSet, dtype=np.float64, intercept: bool = False, scale: bool = True) -> np.ndarray:
+        """The design matrix; with `intercept` an extra last column of ones (one allocation)."""
+        d = len(self.columns)
+        out = np.empty((len(data), d + int(intercept)), dtype=dtype)
+        for j, block in self._blocks(data):
+            sl = slice(j, j + block.shape[1])
+            block = self._impute(block, sl)
+            if scale and self.scale == "standard":
+                block -= self.mean_[sl]
+                block /= self.std_[sl]
+            out[:, sl] = block
+        if scale and self.scale == "quantile":
+            out[:, :d] = self.qt_.transform(out[:, :d])
+        if intercept:
+            out[:, d] = 1.0
+        return out
 
-    def _select(self, data: FeatureSet) -> np.ndarray:
-        idx = [data.names.index(c) for c in self.columns]
-        return data.X[:, idx].astype(np.float64)
-
-    def _impute(self, X: np.ndarray) -> np.ndarray:
-        nan = np.isnan(X)
+    def _impute(self, block: np.ndarray, sl: slice) -> np.ndarray:
+        nan = np.isnan(block)
         if nan.any():
-            X = np.where(nan, self.median_, X)
-        return X
+            block[nan] = np.broadcast_to(self.median_[sl], block.shape)[nan]
+        return block

@@ -14,6 +14,19 @@ import numpy as np
 from musicrec.models.base import FeatureSet, Model, two_columns
 
 
+def set_row_weights(dataset: lgb.Dataset, weight) -> None:
+    """Row weights of a Dataset that may already be built (and trained on) before.
+
+    Dataset.set_weight turns all-ones weights into None and then leaves a built Dataset's previous
+    weights in place, so a built Dataset gets its weights written with set_field, ones included.
+    """
+    if dataset._handle is None:
+        dataset.set_weight(None if weight is None else np.asarray(weight, dtype=np.float64))
+        return
+    n = dataset.num_data()
+    dataset.set_field("weight", np.ones(n, dtype=np.float32) if weight is None else np.asarray(weight, np.float32))
+
+
 class LightGBMModel(Model):
     name = "lgbm"
 
@@ -43,18 +56,27 @@ class LightGBMModel(Model):
         idx = [data.names.index(n) for n in self.features_]
         return data.X if len(idx) == data.X.shape[1] else data.X[:, idx]
 
-    def fit(self, train: FeatureSet, valid: FeatureSet | None = None, sample_weight=None) -> "LightGBMModel":
+    def prepare(self, train: FeatureSet, valid: FeatureSet | None = None):
+        """LightGBM Datasets, binned once: retraining with other row weights reuses the bins."""
         self.features_ = self._columns(train)
         self.categorical_ = [n for n in self.features_ if n in train.categorical]
-        dtrain = lgb.Dataset(self._matrix(train), label=train.y, weight=sample_weight,
-                             feature_name=self.features_, categorical_feature=self.categorical_,
-                             free_raw_data=True)
-        callbacks, valid_sets = [], []
+        dtrain = lgb.Dataset(self._matrix(train), label=train.y, feature_name=self.features_,
+                             categorical_feature=self.categorical_, free_raw_data=False,
+                             params={"max_bin": self.max_bin, "verbose": -1})
+        dvalid = None
         if valid is not None and self.early_stopping_rounds:
-            valid_sets = [lgb.Dataset(self._matrix(valid), label=valid.y, reference=dtrain)]
+            dvalid = lgb.Dataset(self._matrix(valid), label=valid.y, reference=dtrain, free_raw_data=False)
+        return self.features_, self.categorical_, dtrain, dvalid
+
+    def fit_prepared(self, prepared, sample_weight=None, init=None) -> "LightGBMModel":
+        self.features_, self.categorical_, dtrain, dvalid = prepared
+        set_row_weights(dtrain, sample_weight)
+        callbacks, valid_sets = [], []
+        if dvalid is not None:
+            valid_sets = [dvalid]
             callbacks = [lgb.early_stopping(self.early_stopping_rounds, first_metric_only=True, verbose=False)]
         self.booster_ = lgb.train(self.params(), dtrain, num_boost_round=self.n_estimators, valid_sets=valid_sets,
-                                  callbacks=callbacks)
+                                  callbacks=callbacks, keep_training_booster=False)
         if self.booster_.best_iteration > 0:  # keep only the trees early stopping chose
             best = self.booster_.best_iteration
             self.booster_ = lgb.Booster(model_str=self.booster_.model_to_string(num_iteration=best))

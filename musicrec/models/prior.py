@@ -15,7 +15,8 @@ class PriorModel(Model):
     def __init__(self, column: str = "source_system_tab"):
         self.column = column
 
-    def fit(self, train: FeatureSet, valid=None, sample_weight=None) -> "PriorModel":
+    def fit_prepared(self, prepared, sample_weight=None, init=None) -> "PriorModel":
+        train, _ = prepared
         codes = train.column(self.column).astype(np.int64)
         w = np.ones(len(train)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         sums = np.bincount(codes, weights=w * train.y)

@@ -32,14 +32,23 @@ class SklearnModel(Model):
     def make_estimator(self):
         raise NotImplementedError
 
-    def fit(self, train: FeatureSet, valid=None, sample_weight=None) -> "SklearnModel":
-        self.design_ = NumericDesign(self.design_columns(train), self.scale, self.random_state).fit(train)
+    def prepare(self, train: FeatureSet, valid=None):
+        """The design (fitted on every train row, whatever the weights) and the design matrix."""
+        design = NumericDesign(self.design_columns(train), self.scale, self.random_state).fit(train)
+        return design, design.transform(train, self.dtype), train.y
+
+    def fit_prepared(self, prepared, sample_weight=None, init=None) -> "SklearnModel":
+        self.design_, X, y = prepared
         self.estimator_ = self.make_estimator()
+        self.warm_start(init)
         # one BLAS thread: lbfgs's matrix-vector products gain little from more, and a busy
         # OpenBLAS pool beside LightGBM's OpenMP threads can slow a small fit down 50-fold
         with threadpool_limits(1, "blas"):
-            self.estimator_.fit(self.design_.transform(train, self.dtype), train.y, sample_weight=sample_weight)
+            self.estimator_.fit(X, y, sample_weight=sample_weight)
         return self
+
+    def warm_start(self, init) -> None:
+        """Start from a fitted model's parameters where the estimator can (logistic regression)."""
 
     def predict_proba(self, data: FeatureSet) -> np.ndarray:
         return self.estimator_.predict_proba(self.design_.transform(data, self.dtype))
@@ -77,6 +86,12 @@ class LogisticModel(SklearnModel):
     def make_estimator(self):
         return LogisticRegression(C=self.C, solver="lbfgs", max_iter=self.max_iter, tol=self.tol,
                                   random_state=self.random_state)
+
+    def warm_start(self, init) -> None:
+        if init is not None:
+            self.estimator_.set_params(warm_start=True)
+            self.estimator_.coef_ = init.estimator_.coef_.copy()
+            self.estimator_.intercept_ = init.estimator_.intercept_.copy()
 
     def info(self) -> dict:
         return {"iterations": int(np.max(self.estimator_.n_iter_))}
@@ -119,14 +134,13 @@ class ForestModel(SklearnModel):
                                       max_features=self.max_features, random_state=int(self.tree_seeds_[t]))
         return tree.fit(X, y, sample_weight=counts)
 
-    def fit(self, train: FeatureSet, valid=None, sample_weight=None) -> "ForestModel":
-        self.design_ = NumericDesign(self.design_columns(train), self.scale, self.random_state).fit(train)
-        X = self.design_.transform(train, self.dtype)
+    def fit_prepared(self, prepared, sample_weight=None, init=None) -> "ForestModel":
+        self.design_, X, y = prepared
         w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         self.tree_seeds_ = np.random.default_rng(self.random_state).integers(0, 2**31 - 1, self.n_estimators)
         self.n_train_ = len(X)
         self.trees_ = Parallel(n_jobs=self.n_jobs, prefer="threads")(
-            delayed(self._fit_tree)(t, X, train.y, w) for t in range(self.n_estimators))
+            delayed(self._fit_tree)(t, X, y, w) for t in range(self.n_estimators))
         return self
 
     def _mean_proba(self, X: np.ndarray) -> np.ndarray:
