@@ -213,7 +213,7 @@ SCHEMA: dict = {
         },
         "lr": {
             "C": Float(1.0, 0.0, open_lo=True),
-            "max_iter": Int(200, 1),
+            "max_iter": Int(100, 1),
             "tol": Float(1e-4, 0.0, open_lo=True),
         },
         "rf": {
@@ -224,10 +224,10 @@ SCHEMA: dict = {
             "max_features": Float(0.1, 0.0, 1.0, open_lo=True),
         },
         "lgbm": {
-            "num_leaves": Int(63, 2, 131072),
-            "learning_rate": Float(0.1, 0.0, 1.0, open_lo=True),
+            "num_leaves": Int(31, 2, 131072),
+            "learning_rate": Float(0.2, 0.0, 1.0, open_lo=True),
             "n_estimators": Int(500, 1),
-            "early_stopping_rounds": Int(30, 1),
+            "early_stopping_rounds": Int(15, 1),
             "min_child_samples": Int(100, 1),
             "feature_fraction": Float(0.8, 0.0, 1.0, open_lo=True),
             "lambda_l2": Float(1.0, 0.0),
@@ -250,7 +250,7 @@ SCHEMA: dict = {
     "influence": {
         "models": Choices(list(INFLUENCE_MODELS), *INFLUENCE_MODELS),
         "validate": {
-            "rows": {m: Int(n, 0) for m, n in (("nb", 100), ("lr", 50), ("rf", 10), ("lgbm", 10), ("als", 30))},
+            "rows": {m: Int(n, 0) for m, n in (("nb", 50), ("lr", 40), ("rf", 10), ("lgbm", 10), ("als", 30))},
             "removal_fractions": Spec([0.01, 0.02, 0.05, 0.1, 0.2], "float_list", 0.0, 1.0, open_lo=True, open_hi=True),
         },
         "ablation": {
@@ -314,7 +314,11 @@ def parse_override(text: str) -> tuple[str, Any]:
     key = key.strip()
     spec = _spec_at(key)
     if isinstance(spec, dict):
-        raise ConfigError(f"--set {key}: '{key}' is a section; set one of its keys: {', '.join(spec)}")
+        value = yaml.safe_load(raw) if raw.strip() else None
+        if not isinstance(value, dict):
+            raise ConfigError(f"--set {key}: '{key}' is a section; give a mapping such as "
+                              f"{key}={{{next(iter(spec))}: ...}} or set one of its keys: {', '.join(spec)}")
+        return key, value
     if spec.kind == "str":
         return key, raw
     try:
@@ -330,7 +334,10 @@ def apply_override(cfg: dict, key: str, value: Any) -> None:
     node = cfg
     for p in parents:
         node = node[p]
-    node[leaf] = spec.check(key, value)
+    if isinstance(spec, dict):  # a mapping for a section: each of its keys validated as in the file
+        _merge(spec, node[leaf], value, key)
+    else:
+        node[leaf] = spec.check(key, value)
 
 
 def load(path: str | Path = "config.yaml", overrides: list[str] | tuple = ()) -> dict:

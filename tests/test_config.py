@@ -19,7 +19,9 @@ def test_config_yaml_lists_every_key_at_its_default():
     ("seed=true", "must be an integer"),
     ("preprocess.bd_range=[80, 10]", "low < high"),
     ("data.synthetic.preset=huge", "must be one of tiny, small, kkbox"),
-    ("split=1", "'split' is a section"),
+    ("split=1", "'split' is a section; give a mapping"),
+    ("influence.validate.rows={nb: 5, xx: 1}", "config key 'influence.validate.rows.xx' is unknown"),
+    ("influence.validate.rows={nb: -1}", "'influence.validate.rows.nb' = -1 is not allowed"),
     ("nothing", "must be KEY.PATH=VALUE"),
 ])
 def test_bad_override_names_key_value_and_rule(override, message):
@@ -40,6 +42,12 @@ def test_overrides_are_typed_like_yaml():
     assert cfg["preprocess"]["bd_range"] == [5.0, 90.0]
     assert config.load(REPO / "config.yaml", ["data.synthetic.train_rows=null"])["data"]["synthetic"][
         "train_rows"] is None
+
+
+def test_a_section_can_be_set_as_a_mapping():
+    cfg = config.load(REPO / "config.yaml", ["influence.validate.rows={nb: 5, lr: 3}"])
+    assert cfg["influence"]["validate"]["rows"] == {**config.defaults()["influence"]["validate"]["rows"],
+                                                    "nb": 5, "lr": 3}
 
 
 def test_file_errors(tmp_path):

@@ -29,8 +29,8 @@ class NaiveBayesInfluence(Estimator):
         self.y = train.y.astype(np.int64)
         self.vs = model.estimator_.var_smoothing
         self._statistics()
-        super().__init__(model, train, test)
         self.phi_test = np.hstack([self.Zt ** 2, self.Zt, np.ones((len(self.Zt), 1))])
+        super().__init__(model, train, test)
 
     # -- full-data statistics ------------------------------------------------------------------
     def _statistics(self) -> None:
@@ -64,8 +64,10 @@ class NaiveBayesInfluence(Estimator):
         return np.concatenate([A, B, [C]])
 
     def test_logits(self) -> np.ndarray:
-        jll = self.model.estimator_.predict_joint_log_proba(self.Zt)
-        return jll[:, 1] - jll[:, 0]
+        """Log-odds of the float64 all-rows fit (the statistics above), the model retraining is
+        compared with; the stage-04 model was fitted on a float32 design."""
+        log_prior = np.log(self.nc / self.n)
+        return self.phi_test @ self.coefficients(self.mu, self.v, log_prior)
 
     # -- the downdate --------------------------------------------------------------------------
     def coefficient_changes(self, rows: np.ndarray) -> np.ndarray:

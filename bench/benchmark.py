@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""Benchmark the pipeline at a preset: wall/CPU seconds and peak RSS of every stage, quality figures,
+and naive leave-one-out retraining against the influence estimators.
+
+    .venv/bin/python bench/benchmark.py --preset small
+    .venv/bin/python bench/benchmark.py --preset kkbox --naive-seconds 120
+
+Each stage runs as its own process (as users run it) into a separate output folder; its peak RSS
+and CPU time come from the OS (os.wait4 rusage of that process). The result is written to
+bench/results/<preset>.json and BENCHMARKS.md is regenerated from every result file there.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+STAGES = ("01_preprocess", "02_split", "03_features", "04_train", "05_predict", "06_influence")
+BUDGETS = {  # the kkbox budgets of the benchmark issue: (wall seconds, peak RSS GB)
+    "generate": (180, 8), "01_preprocess": (90, 8), "02_split": (30, 4), "03_features": (240, 10),
+    "04_train": (480, 10), "05_predict": (120, 8), "06_influence": (600, 12),
+}
+GENERATE = ("from musicrec import config, preprocess; "
+            "preprocess.ensure_synthetic(config.load(sys.argv[1], sys.argv[2:]))")
+
+
+def run_process(cmd: list[str], log_path: Path) -> dict:
+    """Run one command; wall and CPU seconds and peak RSS of that process tree from the OS."""
+    t0 = time.perf_counter()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    return {"wall_s": round(wall, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+            "peak_rss_gb": round(usage.ru_maxrss / 1024**2, 3), "exit_code": os.waitstatus_to_exitcode(status)}
+
+
+def manifest(out: Path, stage: str) -> dict:
+    path = out / stage / "manifest.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def quality(out: Path) -> dict:
+    """The figures that say the run is not just fast but right."""
+    q: dict = {}
+    pm = out / "05_predict" / "metrics.json"
+    if pm.is_file():
+        m = json.loads(pm.read_text())
+        q["test_auc"] = {k: round(v["auc"], 4) for k, v in m["models"].items() if v["auc"] is not None}
+        if "oracle" in m:
+            q["oracle_auc"] = round(m["oracle"]["auc"], 4)
+    vm = out / "06_influence" / "validation.json"
+    if vm.is_file():
+        v = json.loads(vm.read_text())
+        q["loo_seconds"] = v["loo_seconds"]
+        q["influence"] = {}
+        for name, r in v["models"].items():
+            q["influence"][name] = {
+                "spearman_vs_exact": r["exact"]["spearman"], "n": r["exact"]["n"],
+                "noise_ceiling": r["noise_ceiling"]["spearman"], "share_of_ceiling": r.get("share_of_ceiling"),
+                "fixed_structure_max_rel_err": (r.get("fixed_structure") or {}).get("exact_path_vs_refit_max_rel_err"),
+                "closed_form_max_rel_err": (r.get("closed_form") or {}).get("max_rel_err"),
+            }
+    return q
+
+
+def naive_versus_ours(out: Path, seconds: float, models: list[str]) -> dict:
+    """LOO by retraining once per removed row (time-boxed) against our estimators for every row."""
+    import numpy as np
+
+    from musicrec import config
+    from musicrec.influence.common import logit
+    from musicrec.models import load_feature_set, make_model
+    from musicrec.train import model_seed
+
+    cfg = config.load(out / "bench_config.yaml")
+    spec = json.loads((out / "03_features" / "features.json").read_text())
+    data = {n: load_feature_set(out / "03_features" / f"features_{n}.parquet", spec) for n in ("train", "valid", "test")}
+    ours = json.loads((out / "06_influence" / "validation.json").read_text())["loo_seconds"]
+    rng = np.random.default_rng(0)
+    n = len(data["train"])
+    result = {}
+    for name in models:
+        t0 = time.perf_counter()
+        done = 0
+        while time.perf_counter() - t0 < seconds:
+            w = np.ones(n)
+            w[rng.integers(n)] = 0.0
+            m = make_model(name, cfg["train"], model_seed(cfg, name)).fit(data["train"], data["valid"], sample_weight=w)
+            logit(m.predict_proba(data["test"])[:, 1])
+            done += 1
+        naive_rate = done / (time.perf_counter() - t0)
+        our_rate = n / ours[name] if ours.get(name) else None
+        result[name] = {"naive_rows_per_s": round(naive_rate, 4), "naive_retrains": done,
+                        "ours_rows_per_s": None if our_rate is None else round(our_rate, 1),
+                        "speedup": None if our_rate is None else round(our_rate / naive_rate, 1)}
+        print(f"naive {name}: {done} retrains, {naive_rate:.3g} rows/s; ours {our_rate:.3g} rows/s", flush=True)
+    return result
+
+
+def versions() -> dict:
+    from musicrec.manifest import library_versions
+
+    return library_versions()
+
+
+def write_markdown(results_dir: Path, path: Path) -> None:
+    """BENCHMARKS.md from every result file: one table per preset."""
+    lines = ["# Benchmarks", "",
+             "Regenerated by `bench/benchmark.py` from `bench/results/*.json`; do not edit by hand.", ""]
+    for res_path in sorted(results_dir.glob("*.json")):
+        r = json.loads(res_path.read_text())
+        lines += [f"## preset `{r['preset']}`", "",
+                  f"- machine: {r['machine']}", f"- date: {r['date']}", f"- command: `{r['command']}`",
+                  "- versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items()), ""]
+        lines += ["| step | wall s | CPU s | peak RSS GB | rows | budget (kkbox) |", "|---|---|---|---|---|---|"]
+        for step, s in r["steps"].items():
+            budget = BUDGETS.get(step)
+            b = f"≤ {budget[0]} s, ≤ {budget[1]} GB" if budget else ""
+            if budget and r["preset"] == "kkbox":
+                ok = s["wall_s"] <= budget[0] and s["peak_rss_gb"] <= budget[1]
+                b += " ✓" if ok else " ✗"
+            lines.append(f"| {step} | {s['wall_s']} | {s['cpu_s']} | {s['peak_rss_gb']} | {s.get('rows', '')} | {b} |")
+        q = r.get("quality", {})
+        if q.get("test_auc"):
+            lines += ["", "Test AUC: " + ", ".join(f"{k} {v}" for k, v in q["test_auc"].items())
+                      + (f"; oracle {q['oracle_auc']}" if "oracle_auc" in q else "")]
+        if q.get("influence"):
+            lines += ["", "| model | LOO s (all rows) | Spearman vs exact | n | noise ceiling | share | fixed-structure / closed-form max rel err |",
+                      "|---|---|---|---|---|---|---|"]
+            for m, v in q["influence"].items():
+                err = v["fixed_structure_max_rel_err"] if v["fixed_structure_max_rel_err"] is not None else v["closed_form_max_rel_err"]
+                lines.append(f"| {m} | {q['loo_seconds'].get(m)} | {_fmt(v['spearman_vs_exact'])} | {v['n']} | "
+                             f"{_fmt(v['noise_ceiling'])} | {_fmt(v['share_of_ceiling'])} | {_fmt(err, 2)} |")
+        if r.get("naive"):
+            lines += ["", "| model | naive LOO rows/s (retrain per row) | our LOO rows/s | speed-up |", "|---|---|---|---|"]
+            for m, v in r["naive"].items():
+                lines.append(f"| {m} | {v['naive_rows_per_s']} | {v['ours_rows_per_s']} | {v['speedup']}× |")
+        lines.append("")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _fmt(x, digits=3) -> str:
+    if x is None:
+        return "–"
+    return f"{x:.{digits}e}" if abs(x) < 1e-3 and x != 0 else f"{x:.{digits}f}"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", choices=("tiny", "small", "kkbox"), default="small")
+    ap.add_argument("--out", type=Path, help="output folder (default bench/out/<preset>)")
+    ap.add_argument("--naive-seconds", type=float, default=60.0, help="time box per model for naive LOO (0: skip)")
+    ap.add_argument("--from", dest="start", default="generate", choices=("generate", *STAGES),
+                    help="first step to run (earlier outputs in --out are reused)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                    help="config override passed to every stage")
+    ap.add_argument("--results", type=Path, default=REPO / "bench" / "results", help="folder of result JSONs")
+    ap.add_argument("--markdown", type=Path, default=REPO / "BENCHMARKS.md", help="table regenerated from them")
+    args = ap.parse_args(argv)
+    out = (args.out or REPO / "bench" / "out" / args.preset).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    sets = [f"paths.data={out}", "data.source=synthetic", f"data.synthetic.preset={args.preset}", *args.overrides]
+    from musicrec import config
+
+    cfg = config.load(REPO / "config.yaml", sets)
+    import yaml
+
+    (out / "bench_config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    py = sys.executable
+    steps = ["generate", *STAGES]
+    steps = steps[steps.index(args.start):]
+    record: dict = {"preset": args.preset, "steps": {}}
+    for step in steps:
+        if step == "generate":
+            cmd = [py, "-c", "import sys; " + GENERATE, str(out / "bench_config.yaml")]
+        else:
+            cmd = [py, f"{step}.py", "--config", str(out / "bench_config.yaml"), "-q"]
+        print(f"== {step}", flush=True)
+        s = run_process(cmd, out / f"{step}.log")
+        if step != "generate":
+            s["rows"] = sum(manifest(out, step).get("rows", {}).values()) or ""
+        record["steps"][step] = s
+        print(f"   {s}", flush=True)
+        if s["exit_code"] != 0:
+            print(f"{step} failed: see {out / (step + '.log')}", file=sys.stderr)
+            return 1
+    record["quality"] = quality(out)
+    if args.naive_seconds > 0 and (out / "06_influence" / "validation.json").is_file():
+        record["naive"] = naive_versus_ours(out, args.naive_seconds, cfg["influence"]["models"])
+    record.update(
+        machine=f"{platform.machine()}, {os.cpu_count()} cores, "
+                f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 1024**3:.0f} GB RAM, {platform.system()}",
+        date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        command=" ".join(["bench/benchmark.py", *(argv if argv is not None else sys.argv[1:])]),
+        versions=versions(),
+    )
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / f"{args.preset}.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_markdown(args.results, args.markdown)
+    print(f"wrote {args.results / (args.preset + '.json')} and {args.markdown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

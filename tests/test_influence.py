@@ -1,0 +1,178 @@
+"""Every influence estimator against brute-force retraining on small data, and the bookkeeping."""
+import numpy as np
+import polars as pl
+import pytest
+from scipy.stats import pearsonr, spearmanr
+
+from musicrec.influence import ESTIMATORS
+from musicrec.influence.common import auc_gradient, logloss, loss_change, metric_changes
+from musicrec.influence.groups import meaningful_groups, random_ablations, summarize_ablations
+from musicrec.influence.retrain import Retrainer
+from musicrec.influence.validate import compare, noisy_label, removal_curves
+from musicrec.models import make_model
+
+from test_models import make_set, small_cfg
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return make_set(2500, 11), make_set(800, 12), make_set(1200, 13)
+
+
+def estimator(name, splits):
+    train, valid, test = splits
+    model = make_model(name, small_cfg(), 4).fit(train, valid)
+    return ESTIMATORS[name](model, train, test)
+
+
+ROWS = np.array([3, 50, 177, 400, 901, 1333, 2000, 2499])
+
+
+def test_nb_closed_form_is_exact_retraining(splits):
+    est = estimator("nb", splits)
+    exact = est.exact(ROWS)
+    retrained = est.refit(ROWS)  # scikit-learn GaussianNB fitted again without each row
+    scale = np.abs(retrained["logloss"]).max()
+    assert np.abs(exact["logloss"] - retrained["logloss"]).max() / scale < 1e-9
+    loo = est.loo()["logloss"][ROWS]  # all-rows version: second order in the logit change
+    assert np.abs(loo - retrained["logloss"]).max() / scale < 1e-3
+    assert np.array_equal(np.sign(loo), np.sign(retrained["logloss"]))
+
+
+def test_lr_newton_step_ranks_like_exact_retraining(splits):
+    est = estimator("lr", splits)
+    rows = np.arange(0, 2500, 125)
+    retrained = est.refit(rows)  # scikit-learn refit without the row, polished to the exact optimum
+    loo = est.loo()["logloss"][rows]
+    assert spearmanr(loo, retrained["logloss"])[0] > 0.98
+    assert np.abs(loo - retrained["logloss"]).max() < 0.05 * np.abs(retrained["logloss"]).max()
+
+
+@pytest.mark.parametrize("name", ["rf", "lgbm", "als"])
+def test_fixed_structure_estimate_equals_library_refit(name, splits):
+    est = estimator(name, splits)
+    exact = est.exact(ROWS)
+    refit = est.refit(ROWS)  # the removal written into the library's own model, which then predicts
+    assert np.abs(exact["logloss"] - refit["logloss"]).max() <= 1e-9 * np.abs(refit["logloss"]).max()
+    loo = est.loo()
+    assert pearsonr(loo["logloss"][ROWS], exact["logloss"])[0] > 0.95  # first order vs exact
+    assert np.isfinite(loo["auc"]).all()
+
+
+def test_lgbm_reproduces_lightgbm_leaf_values(splits):
+    est = estimator("lgbm", splits)
+    assert est.leaf_value_error < 1e-6  # LightGBM keeps gradients in float32
+
+
+def test_als_downdate_is_exact_for_every_row_of_a_user(splits):
+    est = estimator("als", splits)
+    user = int(est.u[0])
+    rows = np.flatnonzero(est.u == user)
+    loo = est.loo()["logloss"][rows]
+    refit = est.refit(rows)["logloss"]
+    assert np.abs(loo - refit).max() <= 1e-9 * np.abs(refit).max()
+
+
+def test_rf_data_oob_is_a_probability_of_the_own_label(splits):
+    est = estimator("rf", splits)
+    est.loo()
+    v = est.data_oob[np.isfinite(est.data_oob)]
+    assert len(v) > 0.9 * len(est.data_oob) and v.min() >= 0 and v.max() <= 1
+
+
+# --- metric helpers ------------------------------------------------------------------------------
+def test_loss_change_matches_the_difference_of_losses():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 500).astype(float)
+    f = rng.normal(0, 3, 500)
+    d = rng.normal(0, 1e-3, (4, 500))
+    direct = np.array([logloss(y, f + di) - logloss(y, f) for di in d])
+    assert np.allclose(loss_change(y, f, d).mean(axis=1), direct, rtol=1e-6)
+    assert np.allclose(metric_changes(y, f, d)["logloss"], direct, rtol=1e-6)
+
+
+def test_auc_gradient_predicts_small_auc_changes():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 4000).astype(float)
+    f = rng.normal(0, 1, 4000) + y
+    g = auc_gradient(y, f)
+    assert (g[y == 1] >= 0).all() and (g[y == 0] <= 0).all() and np.abs(g).max() > 0
+    d = 0.05 * rng.normal(size=(30, 4000))
+    exact = metric_changes(y, f, d)["auc"]
+    assert pearsonr(d @ g, exact)[0] > 0.8
+
+
+# --- validation and group bookkeeping ------------------------------------------------------------
+class RecordingRetrainer(Retrainer):
+    """Our Retrainer with the model fit replaced by a record of which rows were left out."""
+
+    def __init__(self, n):
+        self.train = np.zeros(n)
+        self.removed = []
+        self.fits = 0
+
+    def logits(self, seed, weights=None):
+        return np.zeros(3)
+
+    def without(self, seed, removed, base):
+        self.removed.append(np.sort(removed))
+        return {"logloss": -float(len(removed)), "auc": 0.0}
+
+
+def test_compare_by_hand():
+    c = compare(np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 2.0, 3.0, 5.0]))
+    assert c["spearman"] == 1.0 and c["max_abs_err"] == 1.0 and c["max_rel_err"] == 0.2
+    assert c["top10_overlap"] == 1.0 and c["n"] == 4
+
+
+def test_removal_curves_remove_the_right_rows():
+    scores = np.array([0.5, -3.0, 2.0, -1.0, 0.0, 4.0, -2.0, 1.0, 3.0, -0.5])
+    r = RecordingRetrainer(10)
+    out = removal_curves(r, 0, scores, [0.2, 0.3], np.random.default_rng(0))
+    harmful20, helpful20, random20, harmful30 = r.removed[0], r.removed[1], r.removed[2], r.removed[3]
+    assert harmful20.tolist() == [1, 6] and helpful20.tolist() == [5, 8] and len(random20) == 2
+    assert harmful30.tolist() == [1, 3, 6]
+    assert out["harmful"]["0.2"]["rows"] == 2
+
+
+def test_noisy_label_shares_by_hand():
+    scores = np.arange(20, dtype=float)          # row 0 most harmful
+    flipped = np.zeros(20, dtype=bool)
+    flipped[[0, 1, 15]] = True
+    out = noisy_label(scores, flipped)
+    assert out["top5_share"] == 1.0 and out["top10_share"] == 1.0 and out["random_share"] == 0.15
+
+
+def test_random_ablations_sizes_and_prediction():
+    loo = {"logloss": np.arange(100, dtype=float), "auc": np.zeros(100)}
+    r = RecordingRetrainer(100)
+    runs = random_ablations(r, 0, [0.1, 0.5], 2, loo, np.random.default_rng(3))
+    assert [x["rows"] for x in runs] == [10, 10, 50, 50]
+    for run, removed in zip(runs, r.removed):
+        assert len(np.unique(removed)) == run["rows"]
+        assert run["predicted_logloss"] == loo["logloss"][removed].sum()
+    summary = summarize_ablations(runs)
+    assert [row["fraction"] for row in summary["by_fraction"]] == [0.1, 0.5]
+
+
+def test_meaningful_groups_by_hand():
+    user = np.repeat(np.arange(100), np.arange(1, 101))          # user u has u + 1 rows
+    n = len(user)
+    rng = np.random.default_rng(0)
+    rows = pl.DataFrame({"user": user, "song": rng.integers(0, 40, n), "source_system_tab": rng.integers(0, 3, n),
+                         "genre": rng.integers(0, 8, n), "language": rng.integers(0, 2, n),
+                         "bd": rng.integers(15, 60, n), "bd_missing": (rng.random(n) < 0.3).astype(np.int8)})
+    cfg = {"power_user_share": 0.01, "top_genres": 3, "deciles": 10}
+    groups = meaningful_groups(rows, {"source_system_tab": {0: "my library", 1: "discover", 2: "radio"}}, cfg)
+    by_kind = {}
+    for kind, name, idx in groups:
+        by_kind.setdefault(kind, []).append((name, idx))
+    (name, power), = by_kind["power_users"]
+    assert np.unique(user[power]).tolist() == [99] and len(power) == 100
+    assert [g for g, _ in by_kind["source_system_tab"]] == ["my library", "discover", "radio"]
+    assert len(by_kind["genre"]) == 3
+    for kind in ("user_activity_decile", "age_band", "source_system_tab", "language"):
+        idx = np.concatenate([i for _, i in by_kind[kind]])
+        assert np.array_equal(np.sort(idx), np.arange(n)), kind  # a partition of the rows
+    top = dict(by_kind["user_activity_decile"])["decile 10"]
+    assert np.unique(user[top]).tolist() == list(range(90, 100))
