@@ -64,8 +64,9 @@ def quality(out: Path) -> dict:
         q["loo_seconds"] = v["loo_seconds"]
         q["influence"] = {}
         for name, r in v["models"].items():
+            exact = r["exact"] or {}
             q["influence"][name] = {
-                "spearman_vs_exact": r["exact"]["spearman"], "n": r["exact"]["n"],
+                "spearman_vs_exact": exact.get("spearman"), "n": exact.get("n"),
                 "noise_ceiling": r["noise_ceiling"]["spearman"], "share_of_ceiling": r.get("share_of_ceiling"),
                 "fixed_structure_max_rel_err": (r.get("fixed_structure") or {}).get("exact_path_vs_refit_max_rel_err"),
                 "closed_form_max_rel_err": (r.get("closed_form") or {}).get("max_rel_err"),
@@ -179,7 +180,12 @@ def main(argv=None) -> int:
     py = sys.executable
     steps = ["generate", *STAGES]
     steps = steps[steps.index(args.start):]
+    partial = out / "bench_partial.json"
     record: dict = {"preset": args.preset, "steps": {}}
+    if args.start != "generate" and partial.is_file():
+        # resuming: keep the measurements of the steps that are not rerun
+        earlier = json.loads(partial.read_text())["steps"]
+        record["steps"] = {k: v for k, v in earlier.items() if k not in steps}
     for step in steps:
         if step == "generate":
             cmd = [py, "-c", "import sys; " + GENERATE, str(out / "bench_config.yaml")]
@@ -190,6 +196,7 @@ def main(argv=None) -> int:
         if step != "generate":
             s["rows"] = sum(manifest(out, step).get("rows", {}).values()) or ""
         record["steps"][step] = s
+        partial.write_text(json.dumps(record, indent=2) + "\n")
         print(f"   {s}", flush=True)
         if s["exit_code"] != 0:
             print(f"{step} failed: see {out / (step + '.log')}", file=sys.stderr)

@@ -31,12 +31,22 @@ ROWS = np.array([3, 50, 177, 400, 901, 1333, 2000, 2499])
 def test_nb_closed_form_is_exact_retraining(splits):
     est = estimator("nb", splits)
     exact = est.exact(ROWS)
-    retrained = est.refit(ROWS)  # scikit-learn GaussianNB fitted again without each row
+    retrained = est.refit(ROWS)  # GaussianNB's statistics summed again without each row
     scale = np.abs(retrained["logloss"]).max()
     assert np.abs(exact["logloss"] - retrained["logloss"]).max() / scale < 1e-9
     loo = est.loo()["logloss"][ROWS]  # all-rows version: second order in the logit change
     assert np.abs(loo - retrained["logloss"]).max() / scale < 1e-3
     assert np.array_equal(np.sign(loo), np.sign(retrained["logloss"]))
+
+
+def test_nb_retraining_is_scikit_learns_gaussian_nb_without_the_row(splits):
+    from sklearn.naive_bayes import GaussianNB
+
+    est = estimator("nb", splits)
+    keep = np.ones(est.n, dtype=bool)
+    keep[17] = False
+    jll = GaussianNB(var_smoothing=est.vs).fit(est.Z[keep], est.y[keep]).predict_joint_log_proba(est.Zt)
+    np.testing.assert_allclose(est.refit_logits(17), jll[:, 1] - jll[:, 0], rtol=1e-9, atol=1e-9)
 
 
 def test_lr_newton_step_ranks_like_exact_retraining(splits):
@@ -176,3 +186,15 @@ def test_meaningful_groups_by_hand():
         assert np.array_equal(np.sort(idx), np.arange(n)), kind  # a partition of the rows
     top = dict(by_kind["user_activity_decile"])["decile 10"]
     assert np.unique(user[top]).tolist() == list(range(90, 100))
+
+
+def test_lgbm_chunked_pass_equals_cached(splits, monkeypatch):
+    import musicrec.influence.lgbm as lg
+
+    cached = estimator("lgbm", splits)
+    monkeypatch.setattr(lg, "CACHE_BYTES", 0)
+    monkeypatch.setattr(lg, "CHUNK", 700)
+    chunked = estimator("lgbm", splits)
+    assert not chunked.cache and cached.cache
+    np.testing.assert_allclose(chunked.loo()["logloss"], cached.loo()["logloss"], rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(chunked.refit(ROWS[:3])["logloss"], cached.refit(ROWS[:3])["logloss"], rtol=1e-9)

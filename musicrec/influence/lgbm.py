@@ -18,6 +18,10 @@ import lightgbm as lgb
 from musicrec.influence.base import Estimator
 
 
+CHUNK = 500_000
+CACHE_BYTES = 1 << 30
+
+
 def _categorical_leaves(node: dict, n_leaves: int) -> np.ndarray:
     """1.0 for each leaf whose parent split is categorical (decision type '=='), else 0.0."""
     out = np.zeros(n_leaves)
@@ -54,7 +58,9 @@ class BoostingInfluence(Estimator):
         # LightGBM regularises a leaf made by a categorical split with lambda_l2 + cat_l2
         self.lam = [params["lambda_l2"] + params["cat_l2"] * _categorical_leaves(t["tree_structure"], t["num_leaves"])
                     for t in info]
-        self.leaves = self.booster.predict(self.X, pred_leaf=True).reshape(len(self.X), self.T)
+        # train leaves are kept when they fit in ~1 GB, else predicted again chunk by chunk
+        self.cache = len(self.X) * self.T * 4 <= CACHE_BYTES
+        self.leaves = self._predict_leaves(slice(None)) if self.cache else None
         self.leaves_test = self.booster.predict(self.Xt, pred_leaf=True).reshape(len(self.Xt), self.T)
         self.ybar = self.y.mean()
         self.init = np.log(self.ybar / (1 - self.ybar))
@@ -64,10 +70,20 @@ class BoostingInfluence(Estimator):
     def test_logits(self) -> np.ndarray:
         return self.booster.predict(self.Xt, raw_score=True)
 
+    def _predict_leaves(self, rows) -> np.ndarray:
+        return self.booster.predict(self.X[rows], pred_leaf=True).reshape(-1, self.T).astype(np.int32)
+
+    def _chunks(self):
+        """Row slices of the train split (one slice when the leaves are cached)."""
+        step = len(self.X) if self.cache else CHUNK
+        return [slice(s, min(s + step, len(self.X))) for s in range(0, len(self.X), step)]
+
     def _forward(self, rows=None):
         """Yield (tree, leaf, g, h) of the chosen rows tree by tree, at the scores before each tree."""
-        leaves = self.leaves if rows is None else self.leaves[rows]
-        y = self.y if rows is None else self.y[rows]
+        if rows is None:
+            rows = slice(None)
+        leaves = self.leaves[rows] if self.cache else self._predict_leaves(rows)
+        y = self.y[rows]
         score = np.full(len(leaves), self.init)
         acc = np.zeros(len(leaves))
         for t in range(self.T):
@@ -78,13 +94,15 @@ class BoostingInfluence(Estimator):
             score = acc
 
     def _leaf_sums(self) -> None:
-        self.G, self.H, err = [], [], 0.0
-        for t, leaf, g, h in self._forward():
-            n = len(self.values[t])
-            G, H = np.bincount(leaf, g, minlength=n), np.bincount(leaf, h, minlength=n)
-            self.G.append(G)
-            self.H.append(H)
-            mine = -self.shrink[t] * G / (H + self.lam[t]) + (self.init if t == 0 else 0.0)
+        self.G = [np.zeros(len(v)) for v in self.values]
+        self.H = [np.zeros(len(v)) for v in self.values]
+        for rows in self._chunks():
+            for t, leaf, g, h in self._forward(rows):
+                self.G[t] += np.bincount(leaf, g, minlength=len(self.values[t]))
+                self.H[t] += np.bincount(leaf, h, minlength=len(self.values[t]))
+        err = 0.0
+        for t in range(self.T):
+            mine = -self.shrink[t] * self.G[t] / (self.H[t] + self.lam[t]) + (self.init if t == 0 else 0.0)
             err = max(err, float(np.abs(mine - self.values[t]).max() / np.abs(self.values[t]).max()))
         self.leaf_value_error = err  # our Newton step vs LightGBM's stored leaves (float32 gradients there)
 
@@ -102,10 +120,11 @@ class BoostingInfluence(Estimator):
                 for k, d in self.directions.items()}
         d_init = self.init_changes(np.arange(len(self.y)))
         out = {k: d_init * d.sum() for k, d in self.directions.items()}
-        for t, leaf, g, h in self._forward():
-            change = self._leaf_change(t, leaf, g, h)
-            for k in out:
-                out[k] += change * sums[k][t][leaf]
+        for rows in self._chunks():
+            for t, leaf, g, h in self._forward(rows):
+                change = self._leaf_change(t, leaf, g, h)
+                for k in out:
+                    out[k][rows] += change * sums[k][t][leaf]
         return out
 
     def logit_changes(self, rows: np.ndarray) -> np.ndarray:
@@ -118,18 +137,25 @@ class BoostingInfluence(Estimator):
     def refit_logits(self, row: int) -> np.ndarray:
         """Write recomputed leaf values into a copy of the LightGBM booster and let it predict.
 
-        Leaf sums without the row are summed afresh over the other rows of the leaf (not by
-        subtraction), and the change is added to LightGBM's own stored leaf value.
+        When the train leaves are cached, the leaf sums with and without the row are summed afresh
+        over the rows of the leaf (not by subtraction); the change is added to LightGBM's own
+        stored leaf value, and LightGBM predicts.
         """
         booster = lgb.Booster(model_str=self.booster.model_to_string())
-        keep = np.ones(len(self.y), dtype=bool)
-        keep[row] = False
         d_init = float(self.init_changes(np.array([row]))[0])
-        for t, leaf, g, h in self._forward():
-            l = leaf[row]
-            in_leaf = leaf == l
-            G1, H1 = g[in_leaf].sum(), h[in_leaf].sum()
-            G0, H0 = g[in_leaf & keep].sum(), h[in_leaf & keep].sum()
+        own = {t: (leaf[0], g[0], h[0]) for t, leaf, g, h in self._forward(np.array([row]))}
+        fresh = self._forward() if self.cache else iter(())
+        for t in range(self.T):
+            l, g_i, h_i = own[t]
+            if self.cache:
+                _, leaf, g, h = next(fresh)
+                in_leaf = leaf == l
+                G1, H1 = g[in_leaf].sum(), h[in_leaf].sum()
+                in_leaf[row] = False
+                G0, H0 = g[in_leaf].sum(), h[in_leaf].sum()
+            else:
+                G1, H1 = self.G[t][l], self.H[t][l]
+                G0, H0 = G1 - g_i, H1 - h_i
             lam = self.lam[t][l]
             change = -self.shrink[t] * (G0 / (H0 + lam) - G1 / (H1 + lam))
             if t == 0:

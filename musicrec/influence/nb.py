@@ -11,7 +11,6 @@ For every row, the log-loss change is sum_j g_j dF_ij + 1/2 sum_j h_j dF_ij^2 wi
 from __future__ import annotations
 
 import numpy as np
-from sklearn.naive_bayes import GaussianNB
 
 from musicrec.influence.base import Estimator
 from musicrec.influence.common import logloss_derivatives
@@ -28,32 +27,37 @@ class NaiveBayesInfluence(Estimator):
         self.Zt = model.design_.transform(test)
         self.y = train.y.astype(np.int64)
         self.vs = model.estimator_.var_smoothing
-        self._statistics()
-        self.phi_test = np.hstack([self.Zt ** 2, self.Zt, np.ones((len(self.Zt), 1))])
-        super().__init__(model, train, test)
-
-    # -- full-data statistics ------------------------------------------------------------------
-    def _statistics(self) -> None:
-        """Class counts, means and sums of squared deviations (two passes over row chunks)."""
-        Z, y = self.Z, self.y
-        self.n = len(Z)
-        self.nc = np.array([(y == 0).sum(), (y == 1).sum()], dtype=np.float64)
-        sums = np.zeros((2, Z.shape[1]))
-        for s in range(0, self.n, CHUNK):
-            for c in (0, 1):
-                sums[c] += Z[s:s + CHUNK][y[s:s + CHUNK] == c].sum(axis=0)
-        self.mu = sums / self.nc[:, None]
-        self.m = sums.sum(axis=0) / self.n
-        self.S = np.zeros((2, Z.shape[1]))
-        self.S_all = np.zeros(Z.shape[1])
-        for s in range(0, self.n, CHUNK):
-            z, yc = Z[s:s + CHUNK], y[s:s + CHUNK]
-            self.S_all += ((z - self.m) ** 2).sum(axis=0)
-            for c in (0, 1):
-                self.S[c] += ((z[yc == c] - self.mu[c]) ** 2).sum(axis=0)
+        self.n = len(self.Z)
+        self.nc, self.mu, self.S, self.m, self.S_all = self.statistics(np.ones(self.n, dtype=bool))
         self.eps = self.vs * (self.S_all / self.n).max()
         self.raw = self.S / self.nc[:, None]
         self.v = self.raw + self.eps
+        super().__init__(model, train, test)
+
+    # -- full-data statistics ------------------------------------------------------------------
+    def statistics(self, keep: np.ndarray):
+        """Class counts, means, sums of squared deviations, and the overall mean and sum of squared
+        deviations, of the kept rows: two passes over row chunks (no copy of the design)."""
+        Z, y = self.Z, self.y
+        nc = np.array([((y == c) & keep).sum() for c in (0, 1)], dtype=np.float64)
+        sums = np.zeros((2, Z.shape[1]))
+        for s in range(0, len(Z), CHUNK):
+            z, yc, k = Z[s:s + CHUNK], y[s:s + CHUNK], keep[s:s + CHUNK]
+            for c in (0, 1):
+                sums[c] += z[(yc == c) & k].sum(axis=0)
+        mu = sums / nc[:, None]
+        m = sums.sum(axis=0) / nc.sum()
+        S, S_all = np.zeros((2, Z.shape[1])), np.zeros(Z.shape[1])
+        for s in range(0, len(Z), CHUNK):
+            z, yc, k = Z[s:s + CHUNK], y[s:s + CHUNK], keep[s:s + CHUNK]
+            S_all += ((z[k] - m) ** 2).sum(axis=0)
+            for c in (0, 1):
+                S[c] += ((z[(yc == c) & k] - mu[c]) ** 2).sum(axis=0)
+        return nc, mu, S, m, S_all
+
+    def phi(self, Z: np.ndarray) -> np.ndarray:
+        """(x^2, x, 1): the test log-odds are linear in these."""
+        return np.hstack([Z ** 2, Z, np.ones((len(Z), 1))])
 
     def coefficients(self, mu, v, log_prior) -> np.ndarray:
         """(A, B, C) of f(x) = jll_1(x) - jll_0(x) for class means mu (2, d) and variances v (2, d)."""
@@ -66,8 +70,11 @@ class NaiveBayesInfluence(Estimator):
     def test_logits(self) -> np.ndarray:
         """Log-odds of the float64 all-rows fit (the statistics above), the model retraining is
         compared with; the stage-04 model was fitted on a float32 design."""
-        log_prior = np.log(self.nc / self.n)
-        return self.phi_test @ self.coefficients(self.mu, self.v, log_prior)
+        return self._logits(self.nc, self.mu, self.v)
+
+    def _logits(self, nc, mu, v) -> np.ndarray:
+        w = self.coefficients(mu, v, np.log(nc / nc.sum()))
+        return np.concatenate([self.phi(self.Zt[s:s + CHUNK]) @ w for s in range(0, len(self.Zt), CHUNK)])
 
     # -- the downdate --------------------------------------------------------------------------
     def coefficient_changes(self, rows: np.ndarray) -> np.ndarray:
@@ -112,13 +119,24 @@ class NaiveBayesInfluence(Estimator):
         return np.hstack([dA, dB, dC[:, None]])
 
     def logit_changes(self, rows: np.ndarray) -> np.ndarray:
-        return self.coefficient_changes(rows) @ self.phi_test.T
+        z = self.coefficient_changes(rows)
+        return np.hstack([z @ self.phi(self.Zt[s:s + CHUNK]).T for s in range(0, len(self.Zt), CHUNK)])
+
+    def _test_moments(self):
+        """sum_j g_j phi_j, sum_j a_j phi_j and sum_j h_j phi_j phi_j' over test chunks."""
+        g, h = logloss_derivatives(self.y_test, self.f_test)
+        a = self.directions["auc"]
+        p = 2 * self.Zt.shape[1] + 1
+        u_loss, u_auc, M = np.zeros(p), np.zeros(p), np.zeros((p, p))
+        for s in range(0, len(self.Zt), CHUNK):
+            ph = self.phi(self.Zt[s:s + CHUNK])
+            u_loss += ph.T @ g[s:s + CHUNK]
+            u_auc += ph.T @ a[s:s + CHUNK]
+            M += (ph * h[s:s + CHUNK, None]).T @ ph
+        return u_loss, u_auc, M
 
     def loo(self) -> dict[str, np.ndarray]:
-        g, h = logloss_derivatives(self.y_test, self.f_test)
-        u_loss = self.phi_test.T @ g
-        u_auc = self.phi_test.T @ self.directions["auc"]
-        M = (self.phi_test * h[:, None]).T @ self.phi_test
+        u_loss, u_auc, M = self._test_moments()
         out = {"logloss": np.empty(self.n), "auc": np.empty(self.n)}
         for start in range(0, self.n, CHUNK):
             rows = np.arange(start, min(start + CHUNK, self.n))
@@ -128,9 +146,10 @@ class NaiveBayesInfluence(Estimator):
         return out
 
     def refit_logits(self, row: int) -> np.ndarray:
-        """Retrain scikit-learn's GaussianNB without the row: exact retraining, by deletion."""
+        """Exact retraining without the row: GaussianNB's statistics summed afresh over the other
+        rows (the same estimator as scikit-learn's fit, without copying a multi-GB design)."""
         keep = np.ones(self.n, dtype=bool)
         keep[row] = False
-        nb = GaussianNB(var_smoothing=self.vs).fit(self.Z[keep], self.y[keep])
-        jll = nb.predict_joint_log_proba(self.Zt)
-        return jll[:, 1] - jll[:, 0]
+        nc, mu, S, _, S_all = self.statistics(keep)
+        v = S / nc[:, None] + self.vs * (S_all / nc.sum()).max()
+        return self._logits(nc, mu, v)

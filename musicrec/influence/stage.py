@@ -95,7 +95,8 @@ def run(cfg: dict, force: bool = False) -> dict:
                             .select(pl.corr("a", "b", method="spearman")).item())
                     sample = np.array(validation[name].pop("sample_rows"))
                     exact = validation[name].pop("_exact_logloss", None)
-                    pairs[name] = (loo["logloss"][sample], exact, validation[name]["exact"]) if exact is not None else None
+                    if exact is not None:
+                        pairs[name] = (loo["logloss"][sample], exact, validation[name]["exact"])
             with st.step(f"groups {name}"):
                 if icfg["ablation"]["repeats"] > 0:
                     for r in random_ablations(retrainer, seeds[0], icfg["ablation"]["fractions"],
@@ -122,10 +123,11 @@ def run(cfg: dict, force: bool = False) -> dict:
             st.write_json(report, "validation.json")
         with st.step("plots"):
             iplots.loo_distributions({m: loo_cols[f"{m}_logloss"] for m in names}, st.output("plots/loo_distributions.png"))
-            good = {m: p for m, p in pairs.items() if p is not None}
-            if good:
-                iplots.estimate_vs_exact(good, st.output("plots/estimate_vs_exact.png"))
-                iplots.removal_curves({m: validation[m]["removal"] for m in good}, st.output("plots/removal_curves.png"))
+            if pairs:
+                iplots.estimate_vs_exact(pairs, st.output("plots/estimate_vs_exact.png"))
+            removal = {m: r["removal"] for m, r in validation.items() if r.get("removal")}
+            if removal:
+                iplots.removal_curves(removal, st.output("plots/removal_curves.png"))
             if ablation_rows:
                 iplots.ablation_curves(pl.DataFrame(ablation_rows), st.output("plots/ablation_curves.png"))
             if group_rows:
