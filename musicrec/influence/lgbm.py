@@ -58,10 +58,13 @@ class BoostingInfluence(Estimator):
         # LightGBM regularises a leaf made by a categorical split with lambda_l2 + cat_l2
         self.lam = [params["lambda_l2"] + params["cat_l2"] * _categorical_leaves(t["tree_structure"], t["num_leaves"])
                     for t in info]
-        # train leaves are kept when they fit in ~1 GB, else predicted again chunk by chunk
-        self.cache = len(self.X) * self.T * 4 <= CACHE_BYTES
+        # train leaves are kept (in the narrowest integer type) when they fit in ~1 GB, else
+        # predicted again chunk by chunk
+        most = max(t["num_leaves"] for t in info)
+        self.leaf_dtype = np.int8 if most <= 127 else np.int16 if most <= 32767 else np.int32
+        self.cache = len(self.X) * self.T * np.dtype(self.leaf_dtype).itemsize <= CACHE_BYTES
         self.leaves = self._predict_leaves(slice(None)) if self.cache else None
-        self.leaves_test = self.booster.predict(self.Xt, pred_leaf=True).reshape(len(self.Xt), self.T)
+        self.leaves_test = self._predict_leaves(slice(None), self.Xt)
         self.ybar = self.y.mean()
         self.init = np.log(self.ybar / (1 - self.ybar))
         self._leaf_sums()
@@ -70,8 +73,13 @@ class BoostingInfluence(Estimator):
     def test_logits(self) -> np.ndarray:
         return self.booster.predict(self.Xt, raw_score=True)
 
-    def _predict_leaves(self, rows) -> np.ndarray:
-        return self.booster.predict(self.X[rows], pred_leaf=True).reshape(-1, self.T).astype(np.int32)
+    def _predict_leaves(self, rows, X=None) -> np.ndarray:
+        """Leaf index of the rows in every tree, one contiguous column per tree."""
+        X = (self.X if X is None else X)[rows]
+        out = np.empty((len(X), self.T), dtype=self.leaf_dtype, order="F")
+        for s in range(0, len(X), CHUNK):
+            out[s:s + CHUNK] = self.booster.predict(X[s:s + CHUNK], pred_leaf=True).reshape(-1, self.T)
+        return out
 
     def _chunks(self):
         """Row slices of the train split (one slice when the leaves are cached)."""

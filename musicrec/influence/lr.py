@@ -19,11 +19,16 @@ CHUNK = 100_000
 
 
 def weighted_gram(X: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """X' diag(w) X in row chunks (no n x d temporary)."""
+    """X' diag(w) X in row chunks (no n x d temporary); w >= 0.
+
+    Written as A'A with A = sqrt(w) X so that numpy hands it to BLAS syrk (half the flops of a
+    general product).
+    """
     out = np.zeros((X.shape[1], X.shape[1]))
+    root = np.sqrt(w)
     for s in range(0, len(X), CHUNK):
-        x = X[s:s + CHUNK]
-        out += (x * w[s:s + CHUNK, None]).T @ x
+        a = X[s:s + CHUNK] * root[s:s + CHUNK, None]
+        out += a.T @ a
     return out
 
 

@@ -10,8 +10,10 @@ cross-check.
 from __future__ import annotations
 
 import copy
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from joblib import effective_n_jobs
 
 from musicrec.influence.base import Estimator
 from musicrec.influence.common import PROB_CLIP, logit
@@ -39,7 +41,16 @@ class ForestInfluence(Estimator):
         counts = self.model.bootstrap_counts(t, len(self.X))
         W = tree.tree_.weighted_n_node_samples
         share = tree.tree_.value[:, 0, -1] if tree.n_classes_ == 2 else np.full(len(W), float(tree.classes_[0]))
-        return tree.apply(self.X), tree.apply(self.Xt), counts, W, share * W
+        # the design matrices are C-ordered float32 without NaN: skip scikit-learn's per-call checks
+        return (tree.apply(self.X, check_input=False), tree.apply(self.Xt, check_input=False),
+                counts, W, share * W)
+
+    def _trees(self):
+        """`_tree` of every tree in order, a few at a time on threads (tree.apply releases the GIL)."""
+        n = max(1, effective_n_jobs(getattr(self.model, "n_jobs", 1)))
+        with ThreadPoolExecutor(n) as pool:
+            for s in range(0, self.T, n):
+                yield from pool.map(self._tree, range(s, min(s + n, self.T)))
 
     def _share_changes(self, leaf, counts, W, W1, rows):
         b = counts[rows]
@@ -55,8 +66,7 @@ class ForestInfluence(Estimator):
         out = {k: np.zeros(len(self.X)) for k in weights}
         oob_sum, oob_n = np.zeros(len(self.X)), np.zeros(len(self.X))
         rows = np.arange(len(self.X))
-        for t in range(self.T):
-            leaf, leaf_test, counts, W, W1 = self._tree(t)
+        for leaf, leaf_test, counts, W, W1 in self._trees():
             delta = self._share_changes(leaf, counts, W, W1, rows) / self.T
             for k, e in weights.items():
                 E = np.bincount(leaf_test, weights=e, minlength=len(W))
@@ -70,8 +80,7 @@ class ForestInfluence(Estimator):
 
     def logit_changes(self, rows: np.ndarray) -> np.ndarray:
         dp = np.zeros((len(rows), len(self.Xt)))
-        for t in range(self.T):
-            leaf, leaf_test, counts, W, W1 = self._tree(t)
+        for leaf, leaf_test, counts, W, W1 in self._trees():
             delta = self._share_changes(leaf, counts, W, W1, rows) / self.T
             hit = leaf_test[None, :] == leaf[rows][:, None]
             dp += delta[:, None] * hit

@@ -1,6 +1,7 @@
 """Stage 06: influence of every training row and of groups of rows, checked by retraining."""
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import time
@@ -106,6 +107,9 @@ def run(cfg: dict, force: bool = False) -> dict:
                     group_rows.append({"model": name, **r})
             log.info("%s: %s LOO for %d rows in %.1fs, %d retrains", STAGE, name, len(train),
                      loo_seconds[name], retrainer.fits)
+            # one model's matrices at a time: at full size each estimator and retrainer holds GBs
+            del est, loo, model, retrainer
+            gc.collect()
 
         with st.step("write"):
             loo_df = train.keys.select("ts", "user", "song").with_columns(
