@@ -9,7 +9,7 @@ from musicrec.influence.common import auc_gradient, logloss, loss_change, metric
 from musicrec.influence.groups import meaningful_groups, random_ablations, summarize_ablations
 from musicrec.influence.retrain import Retrainer
 from musicrec.influence.validate import compare, noisy_label, removal_curves
-from musicrec.models import make_model
+from musicrec.models import load_model, make_model
 
 from test_models import make_set, small_cfg
 
@@ -72,6 +72,21 @@ def test_fixed_structure_estimate_equals_library_refit(name, splits):
 def test_lgbm_reproduces_lightgbm_leaf_values(splits):
     est = estimator("lgbm", splits)
     assert est.leaf_value_error < 1e-6  # LightGBM keeps gradients in float32
+
+
+@pytest.mark.parametrize("name", ["nb", "lr", "rf", "lgbm", "als"])
+def test_a_saved_and_loaded_model_gives_the_same_influence(name, splits, tmp_path):
+    """Stage 06 works from the files of stage 04: every setting the estimator reads must survive."""
+    train, valid, test = splits
+    model = make_model(name, small_cfg(), 4).fit(train, valid)
+    model.save(tmp_path)
+    again = ESTIMATORS[name](load_model(name, tmp_path), train, test)
+    before = ESTIMATORS[name](model, train, test).loo()
+    after = again.loo()
+    for k in before:
+        np.testing.assert_allclose(after[k], before[k], rtol=1e-9, atol=1e-15)
+    if name == "lgbm":
+        assert again.leaf_value_error < 1e-6
 
 
 def test_als_downdate_is_exact_for_every_row_of_a_user(splits):

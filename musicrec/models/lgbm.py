@@ -5,6 +5,7 @@ codes are contiguous per column); a polars Categorical passed through Arrow woul
 """
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -37,6 +38,10 @@ class LightGBMModel(Model):
         self.early_stopping_rounds, self.min_child_samples = early_stopping_rounds, min_child_samples
         self.feature_fraction, self.lambda_l2, self.max_bin = feature_fraction, lambda_l2, max_bin
         self.exclude_sources, self.n_jobs, self.random_state = tuple(exclude_sources), n_jobs, random_state
+
+    def init_args(self) -> dict:
+        """The constructor's arguments, saved beside the model so that `load` restores them."""
+        return {k: getattr(self, k) for k in inspect.signature(type(self).__init__).parameters if k != "self"}
 
     def params(self) -> dict:
         """LightGBM parameters; bagging stays off so a row is in every tree's data (influence needs it)."""
@@ -91,14 +96,15 @@ class LightGBMModel(Model):
     def save(self, folder: Path) -> list[str]:
         self.booster_.save_model(folder / "lgbm.txt")
         (folder / "lgbm.json").write_text(json.dumps({
-            "features": self.features_, "categorical": self.categorical_, "n_jobs": self.n_jobs,
+            "features": self.features_, "categorical": self.categorical_,
+            "init": {k: list(v) if isinstance(v, tuple) else v for k, v in self.init_args().items()},
             "params": self.params()}, indent=2) + "\n")
         return ["lgbm.txt", "lgbm.json"]
 
     @classmethod
     def load(cls, folder: Path) -> "LightGBMModel":
         meta = json.loads((folder / "lgbm.json").read_text())
-        m = cls(n_jobs=meta["n_jobs"])
+        m = cls(**meta["init"])  # the influence stage needs the learning rate and regularisation back
         m.features_, m.categorical_ = meta["features"], meta["categorical"]
         m.booster_ = lgb.Booster(model_file=str(folder / "lgbm.txt"))
         return m
