@@ -213,3 +213,30 @@ def test_lgbm_chunked_pass_equals_cached(splits, monkeypatch):
     assert not chunked.cache and cached.cache
     np.testing.assert_allclose(chunked.loo()["logloss"], cached.loo()["logloss"], rtol=1e-9, atol=1e-15)
     np.testing.assert_allclose(chunked.refit(ROWS[:3])["logloss"], cached.refit(ROWS[:3])["logloss"], rtol=1e-9)
+
+
+@pytest.mark.parametrize("k", [3, 6])
+def test_lgbm_leaf_regularisation_of_categorical_splits(k):
+    """cat_l2 applies to many-vs-many categorical splits only, not to one-hot ones (few categories)."""
+    import lightgbm as lgb
+    from musicrec.influence.lgbm import _categorical_leaves, _onehot_features
+
+    rng = np.random.default_rng(k)
+    n = 20_000
+    c = rng.integers(0, k, n).astype(np.float64)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(0.9 * (c == 1) - 0.6 * (c == 2) + 0.3 * (c == 0))))).astype(float)
+    params = {"objective": "binary", "num_leaves": 6, "learning_rate": 0.3, "lambda_l2": 1.0, "cat_l2": 10.0,
+              "min_data_in_leaf": 20, "verbose": -1, "num_threads": 1}
+    X = np.c_[c, rng.normal(size=n)]
+    booster = lgb.train(params, lgb.Dataset(X, y, categorical_feature=[0]), num_boost_round=1)
+    dump = booster.dump_model()
+    tree = dump["tree_info"][0]
+    lam = 1.0 + 10.0 * _categorical_leaves(tree["tree_structure"], tree["num_leaves"], _onehot_features(dump))
+    assert (0 in _onehot_features(dump)) == (k <= 3)
+    init = np.log(y.mean() / (1 - y.mean()))
+    p = 1 / (1 + np.exp(-init))
+    leaf = booster.predict(X, pred_leaf=True).reshape(-1)
+    G = np.bincount(leaf, p - y, minlength=tree["num_leaves"])
+    H = np.bincount(leaf, np.full(n, p * (1 - p)), minlength=tree["num_leaves"])
+    stored = np.array([booster.get_leaf_output(0, l) for l in range(tree["num_leaves"])]) - init
+    np.testing.assert_allclose(-0.3 * G / (H + lam), stored, rtol=1e-5)

@@ -22,8 +22,20 @@ CHUNK = 500_000
 CACHE_BYTES = 1 << 30
 
 
-def _categorical_leaves(node: dict, n_leaves: int) -> np.ndarray:
-    """1.0 for each leaf whose parent split is categorical (decision type '=='), else 0.0."""
+def _onehot_features(model_dump: dict, max_cat_to_onehot: int = 4) -> set[int]:
+    """Categorical features LightGBM splits one-vs-rest (few categories): no cat_l2 on those splits.
+
+    LightGBM adds cat_l2 only in its many-vs-many categorical search; a feature with at most
+    max_cat_to_onehot bins (the category values listed in feature_infos, -1 for "other"
+    included) is split one-hot with plain lambda_l2.
+    """
+    infos = model_dump["feature_infos"]
+    return {j for j, name in enumerate(model_dump["feature_names"])
+            if 0 < len(infos[name].get("values", [])) <= max_cat_to_onehot}
+
+
+def _categorical_leaves(node: dict, n_leaves: int, onehot: set[int] = frozenset()) -> np.ndarray:
+    """1.0 for each leaf whose parent split is a many-vs-many categorical split, else 0.0."""
     out = np.zeros(n_leaves)
     stack = [(node, False)]
     while stack:
@@ -31,7 +43,7 @@ def _categorical_leaves(node: dict, n_leaves: int) -> np.ndarray:
         if "leaf_index" in nd:
             out[nd["leaf_index"]] = float(cat_parent)
             continue
-        cat = nd.get("decision_type") == "=="
+        cat = nd.get("decision_type") == "==" and nd["split_feature"] not in onehot
         stack += [(nd["left_child"], cat), (nd["right_child"], cat)]
     return out
 
@@ -49,14 +61,17 @@ class BoostingInfluence(Estimator):
         params = model.params()
         self.X, self.Xt = model._matrix(train), model._matrix(test)
         self.y = train.y.astype(np.float64)
-        info = self.booster.dump_model()["tree_info"]
+        dump = self.booster.dump_model()
+        info = dump["tree_info"]
+        onehot = _onehot_features(dump, params.get("max_cat_to_onehot", 4))
         self.T = len(info)
         # the model's learning rate (LightGBM's dump reports shrinkage 1 for tree 0 of a reloaded model)
         self.shrink = np.full(self.T, float(model.learning_rate))
         self.values = [np.array([self.booster.get_leaf_output(t, l) for l in range(info[t]["num_leaves"])])
                        for t in range(self.T)]
         # LightGBM regularises a leaf made by a categorical split with lambda_l2 + cat_l2
-        self.lam = [params["lambda_l2"] + params["cat_l2"] * _categorical_leaves(t["tree_structure"], t["num_leaves"])
+        self.lam = [params["lambda_l2"]
+                    + params["cat_l2"] * _categorical_leaves(t["tree_structure"], t["num_leaves"], onehot)
                     for t in info]
         # train leaves are kept (in the narrowest integer type) when they fit in ~1 GB, else
         # predicted again chunk by chunk
