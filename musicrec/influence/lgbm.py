@@ -29,9 +29,10 @@ def _onehot_features(model_dump: dict, max_cat_to_onehot: int = 4) -> set[int]:
     max_cat_to_onehot bins (the category values listed in feature_infos, -1 for "other"
     included) is split one-hot with plain lambda_l2.
     """
-    infos = model_dump["feature_infos"]
-    return {j for j, name in enumerate(model_dump["feature_names"])
-            if 0 < len(infos[name].get("values", [])) <= max_cat_to_onehot}
+    infos = model_dump["feature_infos"]  # features LightGBM dropped (constant ones) are absent
+    values = {name: (infos.get(name) or {}).get("values", []) if isinstance(infos.get(name), dict) else []
+              for name in model_dump["feature_names"]}
+    return {j for j, name in enumerate(model_dump["feature_names"]) if 0 < len(values[name]) <= max_cat_to_onehot}
 
 
 def _categorical_leaves(node: dict, n_leaves: int, onehot: set[int] = frozenset()) -> np.ndarray:
