@@ -177,12 +177,12 @@ class ALSInfluence(Estimator):
         user = int(self.u[row])
         mine = keep & (self.u == user)
         R = play_matrix(np.zeros(mine.sum(), dtype=np.int64), self.i[mine], self.p[mine], (1, m.shape_[1]))
-        solver = AlternatingLeastSquares(factors=m.factors, regularization=m.regularization, alpha=m.alpha,
-                                         use_gpu=False, num_threads=1, dtype=np.float64)
-        solver.item_factors = m.item_factors_
         backup = (m.user_factors_[user].copy(), m.user_count_.copy(), m.song_count_.copy())
         try:
-            with threadpool_limits(1, "blas"):
+            with threadpool_limits(1, "blas"):  # implicit checks (and warns) in its constructor
+                solver = AlternatingLeastSquares(factors=m.factors, regularization=m.regularization, alpha=m.alpha,
+                                                 use_gpu=False, num_threads=1, dtype=np.float64)
+                solver.item_factors = m.item_factors_
                 m.user_factors_[user] = solver.recalculate_user(0, R.tocsr()) if mine.any() else 0.0
             m.user_count_[user] -= 1
             m.song_count_[self.i[row]] -= 1

@@ -64,10 +64,12 @@ class ALSModel(Model):
 
     def solve_users(self, R: sp.csr_matrix) -> np.ndarray:
         """Exact float64 least-squares user factors against the current item factors (implicit's Cholesky)."""
-        solver = AlternatingLeastSquares(factors=self.factors, regularization=self.regularization, alpha=self.alpha,
-                                         use_gpu=False, num_threads=self.n_jobs, dtype=np.float64)
-        solver.item_factors = self.item_factors_
-        return solver.recalculate_user(np.arange(R.shape[0]), R)
+        with threadpool_limits(1, "blas"):  # implicit checks (and warns) in its constructor
+            solver = AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
+                                             alpha=self.alpha, use_gpu=False, num_threads=self.n_jobs,
+                                             dtype=np.float64)
+            solver.item_factors = self.item_factors_
+            return solver.recalculate_user(np.arange(R.shape[0]), R)
 
     # -- prediction ----------------------------------------------------------------------------
     def _ids(self, data: FeatureSet) -> tuple[np.ndarray, np.ndarray]:
