@@ -30,9 +30,12 @@ def _onehot_features(model_dump: dict, max_cat_to_onehot: int = 4) -> set[int]:
     included) is split one-hot with plain lambda_l2.
     """
     infos = model_dump["feature_infos"]  # features LightGBM dropped (constant ones) are absent
-    values = {name: (infos.get(name) or {}).get("values", []) if isinstance(infos.get(name), dict) else []
-              for name in model_dump["feature_names"]}
-    return {j for j, name in enumerate(model_dump["feature_names"]) if 0 < len(values[name]) <= max_cat_to_onehot}
+
+    def n_categories(name: str) -> int:
+        info = infos.get(name)
+        return len(info.get("values", [])) if isinstance(info, dict) else 0
+
+    return {j for j, name in enumerate(model_dump["feature_names"]) if 0 < n_categories(name) <= max_cat_to_onehot}
 
 
 def _categorical_leaves(node: dict, n_leaves: int, onehot: set[int] = frozenset()) -> np.ndarray:

@@ -29,9 +29,8 @@ class NaiveBayesInfluence(Estimator):
         self.vs = model.estimator_.var_smoothing
         self.n = len(self.Z)
         self.nc, self.mu, self.S, self.m, self.S_all = self.statistics(np.ones(self.n, dtype=bool))
-        self.eps = self.vs * (self.S_all / self.n).max()
         self.raw = self.S / self.nc[:, None]
-        self.v = self.raw + self.eps
+        self.v, self.eps = self.variances(self.nc, self.S, self.S_all)
         super().__init__(model, train, test)
 
     # -- full-data statistics ------------------------------------------------------------------
@@ -54,6 +53,11 @@ class NaiveBayesInfluence(Estimator):
             for c in (0, 1):
                 S[c] += ((z[(yc == c) & k] - mu[c]) ** 2).sum(axis=0)
         return nc, mu, S, m, S_all
+
+    def variances(self, nc, S, S_all):
+        """GaussianNB's class variances and its epsilon: var_smoothing times the largest overall variance."""
+        eps = self.vs * (S_all / nc.sum()).max()
+        return S / nc[:, None] + eps, eps
 
     def phi(self, Z: np.ndarray) -> np.ndarray:
         """(x^2, x, 1): the test log-odds are linear in these."""
@@ -151,5 +155,4 @@ class NaiveBayesInfluence(Estimator):
         keep = np.ones(self.n, dtype=bool)
         keep[row] = False
         nc, mu, S, _, S_all = self.statistics(keep)
-        v = S / nc[:, None] + self.vs * (S_all / nc.sum()).max()
-        return self._logits(nc, mu, v)
+        return self._logits(nc, mu, self.variances(nc, S, S_all)[0])

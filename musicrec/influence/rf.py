@@ -47,7 +47,7 @@ class ForestInfluence(Estimator):
 
     def _trees(self):
         """`_tree` of every tree in order, a few at a time on threads (tree.apply releases the GIL)."""
-        n = max(1, effective_n_jobs(getattr(self.model, "n_jobs", 1)))
+        n = max(1, effective_n_jobs(self.model.n_jobs))
         with ThreadPoolExecutor(n) as pool:
             for s in range(0, self.T, n):
                 yield from pool.map(self._tree, range(s, min(s + n, self.T)))

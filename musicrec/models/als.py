@@ -105,9 +105,7 @@ class ALSModel(Model):
                             user_count=self.user_count_, song_count=self.song_count_,
                             calibration_coef=self.calibration_coef_,
                             calibration_intercept=np.array([self.calibration_intercept_]))
-        (folder / "als.json").write_text(json.dumps({
-            "factors": self.factors, "iterations": self.iterations, "regularization": self.regularization,
-            "alpha": self.alpha, "n_jobs": self.n_jobs, "random_state": self.random_state}, indent=2) + "\n")
+        (folder / "als.json").write_text(json.dumps(self.init_args(), indent=2) + "\n")
         return ["als.npz", "als.json"]
 
     @classmethod

@@ -1,6 +1,7 @@
 """What every model family shares: the data it is given and the small interface it implements."""
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,11 @@ class Model:
 
     def fit(self, train: FeatureSet, valid: FeatureSet | None = None, sample_weight=None) -> "Model":
         return self.fit_prepared(self.prepare(train, valid), sample_weight)
+
+    def init_args(self) -> dict:
+        """The constructor's arguments (JSON-ready), saved beside a model so that `load` restores them."""
+        names = [k for k in inspect.signature(type(self).__init__).parameters if k != "self"]
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in ((k, getattr(self, k)) for k in names)}
 
     def predict_proba(self, data: FeatureSet) -> np.ndarray:
         raise NotImplementedError

@@ -5,7 +5,6 @@ codes are contiguous per column); a polars Categorical passed through Arrow woul
 """
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 
@@ -38,10 +37,6 @@ class LightGBMModel(Model):
         self.early_stopping_rounds, self.min_child_samples = early_stopping_rounds, min_child_samples
         self.feature_fraction, self.lambda_l2, self.max_bin = feature_fraction, lambda_l2, max_bin
         self.exclude_sources, self.n_jobs, self.random_state = tuple(exclude_sources), n_jobs, random_state
-
-    def init_args(self) -> dict:
-        """The constructor's arguments, saved beside the model so that `load` restores them."""
-        return {k: getattr(self, k) for k in inspect.signature(type(self).__init__).parameters if k != "self"}
 
     def params(self) -> dict:
         """LightGBM parameters; bagging stays off so a row is in every tree's data (influence needs it)."""
@@ -97,7 +92,7 @@ class LightGBMModel(Model):
         self.booster_.save_model(folder / "lgbm.txt")
         (folder / "lgbm.json").write_text(json.dumps({
             "features": self.features_, "categorical": self.categorical_,
-            "init": {k: list(v) if isinstance(v, tuple) else v for k, v in self.init_args().items()},
+            "init": self.init_args(),
             "params": self.params()}, indent=2) + "\n")
         return ["lgbm.txt", "lgbm.json"]
 
