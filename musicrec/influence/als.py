@@ -103,15 +103,14 @@ class ALSInfluence(Estimator):
         j = order[start[user]:start[user + 1]]
         return j[self.tu[j] == user]
 
-    def _user_deltas(self, user: int, r: np.ndarray, Yr: np.ndarray, Q: np.ndarray, j: np.ndarray) -> np.ndarray:
+    def _user_deltas(self, user: int, r: np.ndarray, Yr: np.ndarray, Q: np.ndarray, j: np.ndarray,
+                     kappa: np.ndarray | None = None) -> np.ndarray:
         """(len(r), len(j)) logit changes of the user's test rows j when each row r is removed."""
         if len(r) == 1:  # the user's only play: the user becomes unseen
             delta = -(self.a_score * self.score[j] + self.a_known * self.known[j])[None, :]
         else:
-            x = self.model.user_factors_[user]
-            s = np.einsum("rf,fr->r", Yr, Q)
-            cp = self.c * self.p[r]
-            kappa = -cp + (self.c - 1.0) * (Yr @ x - cp * s) / (1.0 - (self.c - 1.0) * s)
+            if kappa is None:
+                kappa = self._kappa(user, r, Yr, Q)[0]
             delta = self.a_score * kappa[:, None] * (Q.T @ self.Y[np.minimum(self.ts[j], len(self.Y) - 1)].T)
             delta *= self.known[j][None, :]
         # a test row of the removed row's own song also loses that song's play
@@ -133,22 +132,48 @@ class ALSInfluence(Estimator):
                        if metric == "logloss" else self.directions["auc"][jj] @ d)
         return out
 
+    def train_logits(self, rows: np.ndarray) -> np.ndarray:
+        F = self.model.calibration_features(self.train.take(np.asarray(rows)))
+        return F @ self.model.calibration_coef_ + self.model.calibration_intercept_
+
+    def _kappa(self, user: int, r: np.ndarray, Yr: np.ndarray, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """kappa of every row r of the user (x' - x = kappa q) and s = y_i' A_u^-1 y_i."""
+        x = self.model.user_factors_[user]
+        s = np.einsum("rf,fr->r", Yr, Q)
+        cp = self.c * self.p[r]
+        return -cp + (self.c - 1.0) * (Yr @ x - cp * s) / (1.0 - (self.c - 1.0) * s), s
+
+    def _own_changes(self, r: np.ndarray, kappa: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """Logit change of the removed rows themselves: the user's solve and the song's play count."""
+        n = self.model.song_count_[self.i[r]]
+        pop = self.a_pop * (np.log1p(n - 1) - np.log1p(n))
+        if len(r) == 1 or (n <= 1).any():    # the user or the song becomes unseen
+            f = self.a_score * self.own_score[r] + self.a_known * self.own_known[r]
+            gone = np.full(len(r), len(r) == 1) | (n <= 1)
+            return np.where(gone, -f, self.a_score * kappa * s) + pop
+        return self.a_score * kappa * s + pop
+
     def loo(self) -> dict[str, np.ndarray]:
         out = {k: v[self.i].copy() for k, v in self.song_part.items()}
         n_test = len(self.f_test)
         order, start = self.user_rows
+        self.own_score, self.own_known = self.model.scores(self.u, self.i)
+        own = np.zeros(len(self.u))
         with threadpool_limits(1, "blas"):
             for user in np.flatnonzero(np.diff(start) > 0):
+                r, Yr, Q = self._user(int(user))
+                kappa, s = self._kappa(int(user), r, Yr, Q)
+                own[r] = self._own_changes(r, kappa, s)
                 j = self._user_tests(int(user))
                 if len(j) == 0:
                     continue
-                r, Yr, Q = self._user(int(user))
-                delta = self._user_deltas(int(user), r, Yr, Q, j)
+                delta = self._user_deltas(int(user), r, Yr, Q, j, kappa)
                 delta = np.broadcast_to(delta, (len(r), len(j)))
                 out["logloss"][r] += loss_change(self.y_test[j], self.f_test[j], delta).sum(axis=1) / n_test
                 out["auc"][r] += delta @ self.directions["auc"][j]
-                for k in out:
+                for k in ("logloss", "auc"):
                     out[k][r] += self._overlap_correction(r, j, k)
+        out.update(self.own_terms(self.train_logits(np.arange(len(self.u))), own))
         return out
 
     def logit_changes(self, rows: np.ndarray) -> np.ndarray:
@@ -169,7 +194,7 @@ class ALSInfluence(Estimator):
                 delta[k, j] += np.broadcast_to(self._user_deltas(user, r, Yr, Q, j), (len(r), len(j)))[pos]
         return delta
 
-    def refit_logits(self, row: int) -> np.ndarray:
+    def refit_logits(self, row: int, own: bool = False) -> np.ndarray:
         """implicit's own exact solve for the user without the row, then the model's calibration."""
         m = self.model
         keep = np.ones(len(self.u), dtype=bool)
@@ -186,7 +211,7 @@ class ALSInfluence(Estimator):
                 m.user_factors_[user] = solver.recalculate_user(0, R.tocsr()) if mine.any() else 0.0
             m.user_count_[user] -= 1
             m.song_count_[self.i[row]] -= 1
-            F = m.calibration_features(self.test)
+            F = m.calibration_features(self.train.take(np.array([row])) if own else self.test)
         finally:
             m.user_factors_[user], m.user_count_[:], m.song_count_[:] = backup
         return F @ m.calibration_coef_ + m.calibration_intercept_

@@ -3,6 +3,9 @@
 An estimator is built from a fitted model, its train split and the test split. `loo()` gives, for
 every training row i, the estimated change of the test metrics when the model is trained without
 i: (metric without i) - (metric with i), so a positive log-loss value means the row helps.
+`loo()` also gives "self", the change of the row's own log-loss when it is removed (self-influence),
+and "own_loss", the row's log-loss under the model trained without it (its leave-one-out
+residual: large where the rest of the data contradicts the label, as for mislabelled rows).
 `exact(rows)` evaluates the estimator's own model of the removal without any linearisation (every
 test row re-scored), and `refit(rows)` obtains the same quantity through the library itself
 (a closed-form refit, or the library's model with recomputed leaves / factors); validation checks
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from musicrec.influence.common import metric_changes, test_directions
+from musicrec.influence.common import loss_change, metric_changes, row_losses, test_directions
 from musicrec.models.base import FeatureSet
 
 
@@ -40,8 +43,30 @@ class Estimator:
     def exact(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         return metric_changes(self.y_test, self.f_test, self.logit_changes(np.asarray(rows)))
 
-    def refit_logits(self, row: int) -> np.ndarray:
-        """Test logits of the library model refitted without `row` in the estimator's sense."""
+    def train_logits(self, rows: np.ndarray) -> np.ndarray:
+        """Logits of the all-rows model on some training rows."""
+        raise NotImplementedError
+
+    def own_loss_changes(self, f_train: np.ndarray, own: np.ndarray, rows=slice(None)) -> np.ndarray:
+        """Self-influence: change of training rows' own log-loss, from their own logit change."""
+        return loss_change(self.train.y[rows], f_train, own)
+
+    def own_terms(self, f_train: np.ndarray, own: np.ndarray, rows=slice(None)) -> dict[str, np.ndarray]:
+        """"self" (the change of the row's own log-loss when it is removed) and "own_loss" (the
+        row's log-loss under the model trained without it: its leave-one-out residual)."""
+        change = self.own_loss_changes(f_train, own, rows)
+        return {"self": change, "own_loss": row_losses(self.train.y[rows], f_train) + change}
+
+    def refit_self(self, rows: np.ndarray) -> np.ndarray:
+        """Self-influence through the library refit without each row (checks loo()["self"])."""
+        rows = np.asarray(rows)
+        f = self.train_logits(rows)
+        own = np.array([self.refit_logits(int(r), own=True)[0] for r in rows]) - f
+        return self.own_loss_changes(f, own, rows)
+
+    def refit_logits(self, row: int, own: bool = False) -> np.ndarray:
+        """Test logits of the library model refitted without `row` in the estimator's sense
+        (own=True: the logit of the removed row itself, the self-influence check)."""
         raise NotImplementedError
 
     def refit(self, rows: np.ndarray) -> dict[str, np.ndarray]:

@@ -67,7 +67,8 @@ def meaningful_groups(rows: pl.DataFrame, names: dict[str, dict[int, str]], gcfg
 
 
 def _predicted(loo: dict, rows: np.ndarray) -> dict[str, float]:
-    return {f"predicted_{k}": float(v[rows].sum()) for k, v in loo.items()}
+    """The group's effect on the test metrics predicted as the sum of its rows' LOO estimates."""
+    return {f"predicted_{k}": float(loo[k][rows].sum()) for k in ("logloss", "auc")}
 
 
 def group_effects(retrainer: Retrainer, seed: int, groups, loo: dict) -> list[dict]:

@@ -92,6 +92,9 @@ class BoostingInfluence(Estimator):
     def test_logits(self) -> np.ndarray:
         return self.booster.predict(self.Xt, raw_score=True)
 
+    def train_logits(self, rows: np.ndarray) -> np.ndarray:
+        return self.booster.predict(self.X[np.asarray(rows)], raw_score=True)
+
     def _predict_leaves(self, rows, X=None) -> np.ndarray:
         """Leaf index of the rows in every tree, one contiguous column per tree."""
         X = (self.X if X is None else X)[rows]
@@ -147,11 +150,15 @@ class BoostingInfluence(Estimator):
                 for k, d in self.directions.items()}
         d_init = self.init_changes(np.arange(len(self.y)))
         out = {k: d_init * d.sum() for k, d in self.directions.items()}
+        f, own = np.zeros(len(self.y)), d_init.copy()   # the rows' own raw score and its change
         for rows in self._chunks():
             for t, leaf, g, h in self._forward(rows):
                 change = self._leaf_change(t, leaf, g, h)
-                for k in out:
+                for k in self.directions:
                     out[k][rows] += change * sums[k][t][leaf]
+                own[rows] += change
+                f[rows] += self.values[t][leaf]
+        out.update(self.own_terms(f, own))
         return out
 
     def logit_changes(self, rows: np.ndarray) -> np.ndarray:
@@ -161,7 +168,7 @@ class BoostingInfluence(Estimator):
             delta += change[:, None] * (self.leaves_test[:, t][None, :] == leaf[:, None])
         return delta
 
-    def refit_logits(self, row: int) -> np.ndarray:
+    def refit_logits(self, row: int, own: bool = False) -> np.ndarray:
         """Write recomputed leaf values into a copy of the LightGBM booster and let it predict.
 
         When the train leaves are cached, the leaf sums with and without the row are summed afresh
@@ -170,10 +177,10 @@ class BoostingInfluence(Estimator):
         """
         booster = lgb.Booster(model_str=self.booster.model_to_string())
         d_init = float(self.init_changes(np.array([row]))[0])
-        own = {t: (leaf[0], g[0], h[0]) for t, leaf, g, h in self._forward(np.array([row]))}
+        path = {t: (leaf[0], g[0], h[0]) for t, leaf, g, h in self._forward(np.array([row]))}
         fresh = self._forward() if self.cache else iter(())
         for t in range(self.T):
-            l, g_i, h_i = own[t]
+            l, g_i, h_i = path[t]
             if self.cache:
                 _, leaf, g, h = next(fresh)
                 in_leaf = leaf == l
@@ -190,4 +197,4 @@ class BoostingInfluence(Estimator):
                     booster.set_leaf_output(0, other, self.values[0][other] + d_init + (change if other == l else 0))
             else:
                 booster.set_leaf_output(t, int(l), self.values[t][l] + change)
-        return booster.predict(self.Xt, raw_score=True)
+        return booster.predict(self.X[row:row + 1] if own else self.Xt, raw_score=True)

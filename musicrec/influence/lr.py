@@ -76,13 +76,17 @@ class LogisticInfluence(Estimator):
         _, H = self.gradient_hessian(self.theta, np.ones(len(self.X)))
         self.H_cho = cho_factor(H)
         self.Hinv = cho_solve(self.H_cho, np.eye(len(H)))
-        self.leverage = np.empty(len(self.X))
+        self.q = np.empty(len(self.X))        # x_i' H^-1 x_i
         for s in range(0, len(self.X), CHUNK):
             x = self.X[s:s + CHUNK]
-            self.leverage[s:s + CHUNK] = self.w[s:s + CHUNK] * ((x @ self.Hinv) * x).sum(axis=1)
+            self.q[s:s + CHUNK] = ((x @ self.Hinv) * x).sum(axis=1)
+        self.leverage = self.w * self.q
 
     def test_logits(self) -> np.ndarray:
         return self.Xt @ self.theta
+
+    def train_logits(self, rows: np.ndarray) -> np.ndarray:
+        return self.X[rows] @ self.theta
 
     # -- estimates -------------------------------------------------------------------------------
     def steps(self, rows: np.ndarray) -> np.ndarray:
@@ -104,9 +108,11 @@ class LogisticInfluence(Estimator):
             x, sc = self.X[s:s + CHUNK], scale[s:s + CHUNK]
             out["logloss"][s:s + CHUNK] = (x @ v_loss) * sc + 0.5 * sc ** 2 * ((x @ K) * x).sum(axis=1)
             out["auc"][s:s + CHUNK] = (x @ v_auc) * sc
+        # the row's own logit moves by x_i' (H^-1 x_i r_i / (1 - h_i))
+        out.update(self.own_terms(self.X @ self.theta, self.q * scale))
         return out
 
-    def refit_logits(self, row: int, steps: int = 50) -> np.ndarray:
+    def refit_logits(self, row: int, own: bool = False, steps: int = 50) -> np.ndarray:
         """Exact retraining without the row, to machine precision.
 
         The objective without the row is minimised by chord iterations, theta -= H_i^-1 grad(theta),
@@ -131,4 +137,4 @@ class LogisticInfluence(Estimator):
             theta -= step
             if np.abs(step).max() < 1e-15 * max(1.0, np.abs(theta).max()):
                 break
-        return self.Xt @ theta
+        return self.X[row:row + 1] @ theta if own else self.Xt @ theta

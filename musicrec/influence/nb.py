@@ -76,9 +76,13 @@ class NaiveBayesInfluence(Estimator):
         compared with; the stage-04 model was fitted on a float32 design."""
         return self._logits(self.nc, self.mu, self.v)
 
-    def _logits(self, nc, mu, v) -> np.ndarray:
+    def train_logits(self, rows: np.ndarray) -> np.ndarray:
+        return self._logits(self.nc, self.mu, self.v, self.Z[rows])
+
+    def _logits(self, nc, mu, v, Z=None) -> np.ndarray:
+        Z = self.Zt if Z is None else Z
         w = self.coefficients(mu, v, np.log(nc / nc.sum()))
-        return np.concatenate([self.phi(self.Zt[s:s + CHUNK]) @ w for s in range(0, len(self.Zt), CHUNK)])
+        return np.concatenate([self.phi(Z[s:s + CHUNK]) @ w for s in range(0, len(Z), CHUNK)])
 
     # -- the downdate --------------------------------------------------------------------------
     def coefficient_changes(self, rows: np.ndarray) -> np.ndarray:
@@ -141,18 +145,22 @@ class NaiveBayesInfluence(Estimator):
 
     def loo(self) -> dict[str, np.ndarray]:
         u_loss, u_auc, M = self._test_moments()
-        out = {"logloss": np.empty(self.n), "auc": np.empty(self.n)}
+        w = self.coefficients(self.mu, self.v, np.log(self.nc / self.nc.sum()))
+        out = {k: np.empty(self.n) for k in ("logloss", "auc", "self", "own_loss")}
         for start in range(0, self.n, CHUNK):
             rows = np.arange(start, min(start + CHUNK, self.n))
             z = self.coefficient_changes(rows)
             out["logloss"][rows] = z @ u_loss + 0.5 * ((z @ M) * z).sum(axis=1)
             out["auc"][rows] = z @ u_auc
+            ph = self.phi(self.Z[rows])
+            for k, v in self.own_terms(ph @ w, (z * ph).sum(axis=1), rows).items():
+                out[k][rows] = v
         return out
 
-    def refit_logits(self, row: int) -> np.ndarray:
+    def refit_logits(self, row: int, own: bool = False) -> np.ndarray:
         """Exact retraining without the row: GaussianNB's statistics summed afresh over the other
         rows (the same estimator as scikit-learn's fit, without copying a multi-GB design)."""
         keep = np.ones(self.n, dtype=bool)
         keep[row] = False
         nc, mu, S, _, S_all = self.statistics(keep)
-        return self._logits(nc, mu, self.variances(nc, S, S_all)[0])
+        return self._logits(nc, mu, self.variances(nc, S, S_all)[0], self.Z[row:row + 1] if own else None)

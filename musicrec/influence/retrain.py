@@ -12,7 +12,7 @@ import copy
 
 import numpy as np
 
-from musicrec.influence.common import logit, metric_changes
+from musicrec.influence.common import logit, loss_change, metric_changes
 from musicrec.models import make_model
 from musicrec.models.base import FeatureSet
 
@@ -53,9 +53,18 @@ class Retrainer:
         init = self._base[seed][0] if seed in self._base else None
         return logit(self._fit(seed, weights, init=init).predict_proba(self.test)[:, 1])
 
-    def without(self, seed: int, removed: np.ndarray, base: np.ndarray) -> dict[str, float]:
-        """Change of test log-loss and AUROC when `removed` rows are left out (vs logits `base`)."""
+    def without(self, seed: int, removed: np.ndarray, base: np.ndarray, own: bool = False) -> dict[str, float]:
+        """Change of test log-loss and AUROC when `removed` rows are left out (vs logits `base`);
+        own=True adds "self", the mean change of the removed rows' own log-loss."""
         w = np.ones(len(self.train))
         w[removed] = 0.0
-        out = metric_changes(self.y_test, base, self.logits(seed, w) - base)
-        return {k: float(v[0]) for k, v in out.items()}
+        self.logits(seed)
+        init = self._base[seed][0]
+        model = self._fit(seed, w, init=init)
+        out = metric_changes(self.y_test, base, logit(model.predict_proba(self.test)[:, 1]) - base)
+        out = {k: float(v[0]) for k, v in out.items()}
+        if own:
+            rows = self.train.take(np.asarray(removed))
+            f = logit(init.predict_proba(rows)[:, 1])
+            out["self"] = float(loss_change(rows.y, f, logit(model.predict_proba(rows)[:, 1]) - f).mean())
+        return out

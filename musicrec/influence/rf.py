@@ -35,6 +35,9 @@ class ForestInfluence(Estimator):
     def test_logits(self) -> np.ndarray:
         return logit(self.p_test)
 
+    def train_logits(self, rows: np.ndarray) -> np.ndarray:
+        return logit(self.model.predict_proba(self.train.take(np.asarray(rows)))[:, 1])
+
     def _tree(self, t: int):
         """Leaf of every train/test row, bootstrap counts and leaf class weights of tree t."""
         tree = self.trees[t]
@@ -65,17 +68,22 @@ class ForestInfluence(Estimator):
         weights = {k: d / (p * (1 - p)) for k, d in self.directions.items()}
         out = {k: np.zeros(len(self.X)) for k in weights}
         oob_sum, oob_n = np.zeros(len(self.X)), np.zeros(len(self.X))
+        share, d_share = np.zeros(len(self.X)), np.zeros(len(self.X))   # the rows' own forest share
         rows = np.arange(len(self.X))
         for leaf, leaf_test, counts, W, W1 in self._trees():
             delta = self._share_changes(leaf, counts, W, W1, rows) / self.T
             for k, e in weights.items():
                 E = np.bincount(leaf_test, weights=e, minlength=len(W))
                 out[k] += delta * E[leaf]
+            share += W1[leaf] / W[leaf] / self.T
+            d_share += delta
             oob = counts == 0
             p_own = W1[leaf[oob]] / W[leaf[oob]]
             oob_sum[oob] += np.where(self.y[oob] == 1, p_own, 1 - p_own)
             oob_n[oob] += 1
         self.data_oob = np.where(oob_n > 0, oob_sum / np.maximum(oob_n, 1), np.nan)
+        f = logit(share)
+        out.update(self.own_terms(f, logit(share + d_share) - f))
         return out
 
     def logit_changes(self, rows: np.ndarray) -> np.ndarray:
@@ -86,7 +94,7 @@ class ForestInfluence(Estimator):
             dp += delta[:, None] * hit
         return logit(self.p_test + dp) - self.f_test
 
-    def refit_logits(self, row: int) -> np.ndarray:
+    def refit_logits(self, row: int, own: bool = False) -> np.ndarray:
         """Copy the scikit-learn trees, write the downdated leaf shares into them, predict."""
         model = copy.copy(self.model)
         model.trees_ = []
@@ -104,4 +112,4 @@ class ForestInfluence(Estimator):
                 share = (W1 - counts[row] * self.y[row]) / left
                 tree.tree_.value[l, 0, :] = [1 - share, share]
             model.trees_.append(tree)
-        return logit(model.predict_proba(self.test)[:, 1])
+        return logit(model.predict_proba(self.train.take(np.array([row])) if own else self.test)[:, 1])

@@ -5,7 +5,9 @@ families (rf, lgbm, als) the noise ceiling, i.e. exact leave-one-out under a sec
 correlated with the first, and the estimate's Spearman as a share of it; the estimator's own
 removal model evaluated exactly against the library refit (bookkeeping, ~1e-9); removal curves
 (retrain without the most harmful / most helpful / random rows); and, with label noise, how many
-flipped labels sit among the rows estimated most harmful.
+flipped labels sit among the rows estimated most harmful, and among the rows with the largest
+self-influence and leave-one-out own loss. The self-influence estimate is checked against the
+retrained model's loss on the removed row, like the test metrics.
 """
 from __future__ import annotations
 
@@ -49,12 +51,13 @@ def compare(estimate: np.ndarray, exact: np.ndarray) -> dict:
 
 
 def exact_loo(est, retrainer: Retrainer, rows: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-    """Metric change when retraining without each row; nb and lr retrain in closed form/Newton."""
+    """Metric change (and the row's own log-loss change, "self") when retraining without each row;
+    nb and lr retrain in closed form/Newton."""
     if est.name in DETERMINISTIC:
-        return est.refit(rows)
+        return {**est.refit(rows), "self": est.refit_self(rows)}
     base = retrainer.logits(seed)
-    runs = [retrainer.without(seed, np.array([r]), base) for r in rows]
-    return {k: np.array([r[k] for r in runs]) for k in METRICS}
+    runs = [retrainer.without(seed, np.array([r]), base, own=True) for r in rows]
+    return {k: np.array([r[k] for r in runs]) for k in (*METRICS, "self")}
 
 
 def removal_curves(retrainer: Retrainer, seed: int, scores: np.ndarray, fractions, rng) -> dict:
@@ -74,7 +77,8 @@ def removal_curves(retrainer: Retrainer, seed: int, scores: np.ndarray, fraction
 
 
 def noisy_label(scores: np.ndarray, flipped: np.ndarray, tops=(0.05, 0.10)) -> dict:
-    """Share of flipped labels among the rows estimated most harmful, against the overall share."""
+    """Share of flipped labels among the rows with the lowest scores (for test log-loss influence:
+    the most harmful), against the overall share."""
     order = np.argsort(scores, kind="stable")
     out = {"random_share": float(flipped.mean()), "flipped": int(flipped.sum())}
     for t in tops:
@@ -99,6 +103,7 @@ def validate_model(est, loo: dict, retrainer: Retrainer, vcfg: dict, seeds: tupl
         report["exact"] = compare(loo["logloss"][rows], exact["logloss"])
         report["_exact_logloss"] = exact["logloss"]  # for the scatter plot; popped by the stage
         report["exact"]["auc"] = compare(loo["auc"][rows], exact["auc"])
+        report["self"] = {"exact": compare(loo["self"][rows], exact["self"])}
     else:
         report["exact"] = None
 
@@ -110,6 +115,7 @@ def validate_model(est, loo: dict, retrainer: Retrainer, vcfg: dict, seeds: tupl
         report["fixed_structure"] = {
             "estimate_vs_refit": compare(loo["logloss"][rows], lib["logloss"]),
             "exact_path_vs_refit_max_rel_err": compare(own["logloss"], lib["logloss"])["max_rel_err"],
+            "self_vs_refit": compare(loo["self"][rows], est.refit_self(rows)),
         }
 
     if name in DETERMINISTIC:
@@ -126,7 +132,12 @@ def validate_model(est, loo: dict, retrainer: Retrainer, vcfg: dict, seeds: tupl
 
     fractions = vcfg["removal_fractions"]
     report["removal"] = removal_curves(retrainer, seeds[0], loo["logloss"], fractions, rng) if fractions else None
-    report["noisy_label"] = None if flipped is None or not flipped.any() else noisy_label(loo["logloss"], flipped)
+    if flipped is None or not flipped.any():
+        report["noisy_label"] = None
+    else:  # ranked by test log-loss influence, by self-influence and by the leave-one-out own loss
+        report["noisy_label"] = {**noisy_label(loo["logloss"], flipped),
+                                 "self_influence": noisy_label(-loo["self"], flipped),
+                                 "own_loss": noisy_label(-loo["own_loss"], flipped)}
     report["seconds"] = round(time.perf_counter() - t0, 2)
     report["retrains"] = retrainer.fits
     log.info("influence: %s validated on %d rows in %.1fs (Spearman vs exact retraining: %s)", name, n_rows,
