@@ -57,13 +57,16 @@ def test_influence_outputs(pipeline):
     split = json.loads((pipeline / "02_split" / "split.json").read_text())
     assert loo.height == split["train"]["rows"]
     for m in ("nb", "lr", "rf", "lgbm", "als"):
-        for metric in ("logloss", "auc"):
+        for metric in ("logloss", "auc", "self", "own_loss"):
             assert loo[f"{m}_{metric}"].is_finite().all(), (m, metric)
+        assert (loo[f"{m}_own_loss"] >= 0).all()
     report = json.loads((pipeline / "06_influence" / "validation.json").read_text())
     for m in ("nb", "lr", "rf", "lgbm", "als"):
         r = report["models"][m]
         assert {"exact", "noise_ceiling", "removal", "noisy_label"} <= set(r)
         assert r["exact"]["n"] > 0 and r["noisy_label"]["random_share"] == pytest.approx(0.1, abs=0.01)
+        assert r["self"]["exact"]["n"] == r["exact"]["n"]
+        assert {"self_influence", "own_loss"} <= set(r["noisy_label"])
     assert report["models"]["nb"]["closed_form"]["max_rel_err"] < 1e-9
     groups = pl.read_parquet(pipeline / "06_influence" / "groups.parquet")
     assert {"power_users", "source_system_tab", "genre", "language", "user_activity_decile",
