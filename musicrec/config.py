@@ -253,6 +253,7 @@ SCHEMA: dict = {
             "rows": {m: Int(n, 0) for m, n in (("nb", 50), ("lr", 40), ("rf", 10), ("lgbm", 10), ("als", 30))},
             "full_retrain": Bool(True),
             "removal_fractions": Spec([0.01, 0.02, 0.05, 0.1, 0.2], "float_list", 0.0, 1.0, open_lo=True, open_hi=True),
+            "removal_step": Float(0.0, 0.0, 1.0, open_hi=True),
         },
         "ablation": {
             "fractions": Spec([0.05, 0.15, 0.25, 0.35, 0.45, 0.55], "float_list", 0.0, 1.0,

@@ -10,7 +10,7 @@ from musicrec.influence import ESTIMATORS
 from musicrec.influence.common import auc_gradient, logloss, loss_change, metric_changes
 from musicrec.influence.groups import meaningful_groups, random_ablations, summarize_ablations
 from musicrec.influence.retrain import Retrainer
-from musicrec.influence.validate import compare, noisy_label, removal_curves
+from musicrec.influence.validate import compare, iterative_removal, noisy_label, removal_curves, rescore
 from musicrec.models import load_model, make_model
 
 from test_models import make_set, small_cfg
@@ -182,6 +182,37 @@ class RecordingRetrainer(Retrainer):
     def without(self, seed, removed, base):
         self.removed.append(np.sort(removed))
         return {"logloss": -float(len(removed)), "auc": 0.0}
+
+
+class KeepingRetrainer(Retrainer):
+    """The real Retrainer, keeping a copy of every removal mask it was asked to fit."""
+
+    masks: list
+
+    def fit_without(self, seed, removed, base):
+        self.masks = getattr(self, "masks", []) + [np.asarray(removed).copy()]
+        return super().fit_without(seed, removed, base)
+
+
+@pytest.mark.parametrize("name", ["lr", "rf"])
+def test_iterative_removal_re_estimates_after_each_step(name, splits):
+    train, valid, test = splits
+    est = estimator(name, splits)
+    scores = est.loo()["logloss"]
+    r = KeepingRetrainer(name, small_cfg(), train, valid, test)
+    out = iterative_removal(est, r, 4, scores, [0.02, 0.05], 0.01)
+    assert list(out) == ["0.02", "0.05"] and [c["rows"] for c in out.values()] == [50, 125]
+    sizes = [int(m.sum()) for m in r.masks]
+    assert sizes == [25, 50, 75, 100, 125]                       # one retrain per 1% step
+    assert all((a <= b).all() for a, b in zip(r.masks, r.masks[1:]))   # removed rows stay removed
+    assert set(np.flatnonzero(r.masks[0])) == set(np.argsort(scores, kind="stable")[:25])
+    # later steps follow the re-estimated influence, not the first ranking
+    assert set(np.flatnonzero(r.masks[-1])) != set(np.argsort(scores, kind="stable")[:125])
+    # the forest is re-estimated over all rows (its bootstrap draws index them); removed rows drop out
+    if name == "rf":
+        model = r._fit(4, (~r.masks[0]).astype(float), init=r.base_model(4))
+        full = rescore(est, model, r.masks[0])
+        assert np.isinf(full[r.masks[0]]).all() and np.isfinite(full[~r.masks[0]]).all()
 
 
 def test_compare_by_hand():

@@ -55,11 +55,14 @@ def removal_curves(removal: dict[str, dict], path) -> Path:
     """Test log-loss change after retraining without the top-x% harmful / helpful / random rows."""
     names = list(removal)
     fig, axes = plt.subplots(2, len(names), figsize=(4.0 * len(names), 6.4), squeeze=False)
-    styles = {"harmful": ("tab:green", "-"), "helpful": ("tab:red", "-"), "random": ("0.4", "--")}
+    styles = {"harmful": ("tab:green", "-"), "harmful_iterative": ("tab:blue", ":"),
+              "helpful": ("tab:red", "-"), "random": ("0.4", "--")}
     for col, name in enumerate(names):
         for row, metric in enumerate(("logloss", "auc")):
             ax = axes[row, col]
             for kind, (colour, ls) in styles.items():
+                if kind not in removal[name]:
+                    continue
                 cells = removal[name][kind]
                 x = [float(f) * 100 for f in cells]
                 ax.plot(x, [c[metric] for c in cells.values()], marker="o", color=colour, ls=ls, label=kind)

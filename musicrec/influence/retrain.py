@@ -53,17 +53,25 @@ class Retrainer:
         init = self._base[seed][0] if seed in self._base else None
         return logit(self._fit(seed, weights, init=init).predict_proba(self.test)[:, 1])
 
+    def base_model(self, seed: int):
+        """The family trained on all rows with this seed."""
+        self.logits(seed)
+        return self._base[seed][0]
+
+    def fit_without(self, seed: int, removed: np.ndarray, base: np.ndarray) -> tuple:
+        """The model retrained without `removed` (indices or a mask) and its test metric changes."""
+        w = np.ones(len(self.train))
+        w[removed] = 0.0
+        model = self._fit(seed, w, init=self.base_model(seed))
+        out = metric_changes(self.y_test, base, logit(model.predict_proba(self.test)[:, 1]) - base)
+        return model, {k: float(v[0]) for k, v in out.items()}
+
     def without(self, seed: int, removed: np.ndarray, base: np.ndarray, own: bool = False) -> dict[str, float]:
         """Change of test log-loss and AUROC when `removed` rows are left out (vs logits `base`);
         own=True adds "self", the mean change of the removed rows' own log-loss."""
-        w = np.ones(len(self.train))
-        w[removed] = 0.0
-        self.logits(seed)
-        init = self._base[seed][0]
-        model = self._fit(seed, w, init=init)
-        out = metric_changes(self.y_test, base, logit(model.predict_proba(self.test)[:, 1]) - base)
-        out = {k: float(v[0]) for k, v in out.items()}
+        model, out = self.fit_without(seed, removed, base)
         if own:
+            init = self.base_model(seed)
             rows = self.train.take(np.asarray(removed))
             f = logit(init.predict_proba(rows)[:, 1])
             out["self"] = float(loss_change(rows.y, f, logit(model.predict_proba(rows)[:, 1]) - f).mean())

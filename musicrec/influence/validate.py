@@ -76,6 +76,40 @@ def removal_curves(retrainer: Retrainer, seed: int, scores: np.ndarray, fraction
     return out
 
 
+def rescore(est, model, removed: np.ndarray) -> np.ndarray:
+    """Test log-loss influence of the rows not yet removed, for `model` retrained without `removed`
+    (a mask); removed rows get +inf. The forest's estimator keeps every row, because its bootstrap
+    draws are indexed by the full train split (removed rows have weight 0 in the refit trees); the
+    other families' estimators see only the kept rows."""
+    cls = type(est)
+    if est.name == "rf":
+        scores = cls(model, est.train, est.test).loo()["logloss"]
+    else:
+        keep = np.flatnonzero(~removed)
+        scores = np.empty(len(removed))
+        scores[keep] = cls(model, est.train.take(keep), est.test).loo()["logloss"]
+    return np.where(removed, np.inf, scores)
+
+
+def iterative_removal(est, retrainer: Retrainer, seed: int, scores: np.ndarray, fractions, step: float) -> dict:
+    """Remove the most harmful rows `step` of the rows at a time, re-estimating every row's
+    influence on the model retrained after each step: LOO estimates add up only over small sets,
+    and a large one-shot removal overshoots where the most harmful rows pull the same way."""
+    base = retrainer.logits(seed)
+    n = len(scores)
+    stops = sorted({round(f, 9) for f in fractions} | {round(step * i, 9) for i in range(1, int(max(fractions) / step) + 1)})
+    removed = np.zeros(n, dtype=bool)
+    model, out = None, {}
+    for f in stops:
+        current = scores if model is None else rescore(est, model, removed)
+        k = max(1, int(round(f * n)))
+        removed[np.argsort(np.where(removed, np.inf, current), kind="stable")[:k - removed.sum()]] = True
+        model, changes = retrainer.fit_without(seed, removed, base)
+        if any(abs(f - x) < 1e-9 for x in fractions):
+            out[f"{f:g}"] = {"rows": int(removed.sum()), **changes}
+    return out
+
+
 def noisy_label(scores: np.ndarray, flipped: np.ndarray, tops=(0.05, 0.10)) -> dict:
     """Share of flipped labels among the rows with the lowest scores (for test log-loss influence:
     the most harmful), against the overall share."""
@@ -132,6 +166,9 @@ def validate_model(est, loo: dict, retrainer: Retrainer, vcfg: dict, seeds: tupl
 
     fractions = vcfg["removal_fractions"]
     report["removal"] = removal_curves(retrainer, seeds[0], loo["logloss"], fractions, rng) if fractions else None
+    if fractions and vcfg["removal_step"] > 0:
+        report["removal"]["harmful_iterative"] = iterative_removal(est, retrainer, seeds[0], loo["logloss"],
+                                                                   fractions, vcfg["removal_step"])
     if flipped is None or not flipped.any():
         report["noisy_label"] = None
     else:  # ranked by test log-loss influence, by self-influence and by the leave-one-out own loss
