@@ -39,14 +39,19 @@ class LightGBMModel(Model):
         self.exclude_sources, self.n_jobs, self.random_state = tuple(exclude_sources), n_jobs, random_state
 
     def params(self) -> dict:
-        """LightGBM parameters; bagging stays off so a row is in every tree's data (influence needs it)."""
+        """LightGBM parameters; bagging stays off so a row is in every tree's data (influence needs it).
+
+        Exclusive feature bundling is off: LightGBM checks that bundled features never conflict on
+        a sample of the rows only, so at millions of rows a few rows can train with another feature's
+        value in place of their own and fall in a different leaf at training than at prediction.
+        """
         return {
             "objective": "binary", "metric": ["binary_logloss", "auc"], "first_metric_only": True,
             "num_leaves": self.num_leaves, "learning_rate": self.learning_rate,
             "min_data_in_leaf": self.min_child_samples, "feature_fraction": self.feature_fraction,
             "lambda_l2": self.lambda_l2, "cat_l2": 10.0, "max_bin": self.max_bin, "bagging_fraction": 1.0, "bagging_freq": 0,
             "num_threads": self.n_jobs, "seed": self.random_state, "deterministic": True,
-            "force_col_wise": True, "verbose": -1,
+            "force_col_wise": True, "enable_bundle": False, "verbose": -1,
         }
 
     def _columns(self, data: FeatureSet) -> list[str]:
