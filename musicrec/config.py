@@ -203,6 +203,13 @@ SCHEMA: dict = {
             "user_artist": Bool(True),
             "factor_dims": Int(0, 0, 64),
         },
+        "clusters": {
+            "enabled": Bool(True),
+            "k": Int(24, 2, 512),
+            "iterations": Int(40, 1, 500),
+            "smoothing": Float(0.5, 0.0, open_lo=True),
+            "ridge": Float(10.0, 0.0),
+        },
     },
     "train": {
         "models": Choices(["prior", "nb", "lr", "rf", "lgbm", "als"], *MODEL_NAMES),

@@ -72,8 +72,12 @@ def nan_unless(values: np.ndarray, known: np.ndarray) -> np.ndarray:
     return np.where(known, values, np.nan).astype(np.float32)
 
 
-def als_features(work: pl.DataFrame, acfg: dict, seeds: tuple[int, int]) -> tuple[pl.DataFrame, list[dict]]:
-    """als_user_song (+ als_user_artist, + factor dimensions) for every row of the frame."""
+def als_features(work: pl.DataFrame, acfg: dict, seeds: tuple[int, int],
+                 fitted: dict | None = None) -> tuple[pl.DataFrame, list[dict]]:
+    """als_user_song (+ als_user_artist, + factor dimensions) for every row of the frame.
+
+    `fitted`, when given, receives the user x song model's user factors (the taste clusters start
+    from them)."""
     in_pool = work["in_pool"].to_numpy().astype(bool)
     user = work["user"].to_numpy().astype(np.int64)
     user_known = seen(user, in_pool)
@@ -85,6 +89,8 @@ def als_features(work: pl.DataFrame, acfg: dict, seeds: tuple[int, int]) -> tupl
         shape = (int(user.max()) + 1, int(item.max()) + 1)
         matrix = play_matrix(user[in_pool], item[in_pool], shape)
         uf, vf = fit_als(matrix, acfg, seed)
+        if fitted is not None and item_col == "song":
+            fitted["user_factors"] = uf
         known = user_known & item_known
         cols[f"als_user_{item_col}"] = nan_unless(row_dot(uf, vf, user, item), known)
         cols[f"als_cos_user_{item_col}"] = nan_unless(row_dot(unit_rows(uf), unit_rows(vf), user, item), known)

@@ -32,6 +32,13 @@ TE_KEYS: dict[str, tuple[str, ...]] = {
     "song_source_type": ("song", "source_type"),
     "artist_source_type": ("artist", "source_type"),
 }
+# with taste clusters (feature_cluster): the user's replay rate on the song's cluster, that of users
+# whose main cluster is the user's on the song's cluster, and the song's among such users
+TE_CLUSTER_KEYS: dict[str, tuple[str, ...]] = {
+    "user_song_cluster": ("user", "song_cluster"),
+    "user_cluster_song_cluster": ("user_cluster", "song_cluster"),
+    "song_user_cluster": ("song", "user_cluster"),
+}
 
 
 def assign_folds(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -57,15 +64,15 @@ def smoothed_mean(s: np.ndarray, n: np.ndarray, prior: np.ndarray, m: float) -> 
         return np.where(n + m > 0, (s + m * prior) / (n + m), prior)
 
 
-def target_features(work: pl.DataFrame, keys: KeyCodes, k: int, smoothing: float
-                    ) -> tuple[pl.DataFrame, list[dict]]:
+def target_features(work: pl.DataFrame, keys: KeyCodes, k: int, smoothing: float,
+                    te_keys: dict[str, tuple[str, ...]] = TE_KEYS) -> tuple[pl.DataFrame, list[dict]]:
     """All target statistics and their counts, as Float32 columns in the frame's row order."""
     y = work["y"].to_numpy().astype(np.float64)
     labelled = work["labelled"].to_numpy().astype(np.float64)
     fold = work["fold"].to_numpy().astype(np.int64)
     prior = fold_prior(y, labelled, fold, k)
     cols, docs = {}, []
-    for name, key_cols in TE_KEYS.items():
+    for name, key_cols in te_keys.items():
         ids, n_groups = keys(key_cols)
         s = out_of_fold_sum(ids, n_groups, fold, k, y)
         n = out_of_fold_sum(ids, n_groups, fold, k, labelled)
@@ -91,6 +98,17 @@ BIAS_EFFECTS: dict[str, tuple[str, ...]] = {
     "song": ("song",),
     "artist": ("artist",),
 }
+# with taste clusters: the affinity of user and song clusters, the member and metadata effects
+BIAS_CLUSTER_EFFECTS: dict[str, tuple[str, ...]] = {
+    "user_cluster_song_cluster": ("user_cluster", "song_cluster"),
+    "user_song_cluster": ("user", "song_cluster"),
+    "language": ("language",),
+    "genre": ("genre",),
+    "bd": ("bd",),
+    "registered_via": ("registered_via",),
+    "song_user_cluster": ("song", "user_cluster"),
+}
+BIAS_ITERATIONS = 12
 
 
 def fit_biases(effects: list[tuple[np.ndarray, int]], y: np.ndarray, w: np.ndarray, lam: float,
@@ -112,27 +130,29 @@ def fit_biases(effects: list[tuple[np.ndarray, int]], y: np.ndarray, w: np.ndarr
     return mu, bias
 
 
-def bias_features(work: pl.DataFrame, keys: KeyCodes, k: int, smoothing: float) -> tuple[pl.DataFrame, list[dict]]:
+def bias_features(work: pl.DataFrame, keys: KeyCodes, k: int, smoothing: float,
+                  bias_effects: dict[str, tuple[str, ...]] = BIAS_EFFECTS) -> tuple[pl.DataFrame, list[dict]]:
     """Out-of-fold additive biases (fit without the row's fold on train, on all of train elsewhere)."""
     y = work["y"].to_numpy().astype(np.float64)
     labelled = work["labelled"].to_numpy().astype(np.float64)
     fold = work["fold"].to_numpy().astype(np.int64)
-    effects = [keys(cols) for cols in BIAS_EFFECTS.values()]
-    out = {name: np.zeros(work.height, dtype=np.float32) for name in BIAS_EFFECTS}
+    effects = [keys(cols) for cols in bias_effects.values()]
+    out = {name: np.zeros(work.height, dtype=np.float32) for name in bias_effects}
     total = np.zeros(work.height, dtype=np.float32)
     for f in range(k + 1):  # fold k = every non-train row: fitted on all train rows
         rows = fold == f
         if not rows.any():
             continue
-        mu, bias = fit_biases(effects, y, labelled * (fold != f), smoothing)
+        mu, bias = fit_biases(effects, y, labelled * (fold != f), smoothing,
+                              BIAS_ITERATIONS if len(effects) > len(BIAS_EFFECTS) else 6)
         total[rows] = mu
-        for (name, b), (ids, _) in zip(zip(BIAS_EFFECTS, bias), effects):
+        for (name, b), (ids, _) in zip(zip(bias_effects, bias), effects):
             out[name][rows] = b[ids[rows]]
             total[rows] += b[ids[rows]]
     cols = {f"bias_{name}": v for name, v in out.items()} | {"bias_total": total}
     docs = [{"name": f"bias_{name}", "nan": False,
              "description": f"the {name}'s additive replay bias fitted jointly with the other biases "
                             f"(ridge m={smoothing:g}); out-of-fold on train, full train elsewhere"}
-            for name in BIAS_EFFECTS]
+            for name in bias_effects]
     docs.append({"name": "bias_total", "nan": False, "description": "mean + sum of the additive biases"})
     return pl.DataFrame(cols), docs

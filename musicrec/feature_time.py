@@ -19,6 +19,8 @@ HISTORY_KEYS: dict[str, tuple[str, ...]] = {
     "user_artist": ("user", "artist"),
 }
 WINDOW_KEYS = ("song", "artist", "user")  # recent_<key>_w<i>
+RATE_KEYS = ("user", "song")  # <key>_span_rows, <key>_rate
+RATE_PAD = 0.01  # share of all rows added to a span before dividing, so that short spans stay finite
 AGE_KEYS = ("song", "artist", "user")  # <key>_age_rows
 
 
@@ -84,6 +86,29 @@ def time_features(work: pl.DataFrame, keys: KeyCodes, shares: list[float]) -> tu
                 docs.append({"name": f"recent_{name}_w{i}",
                              "description": f"pool rows of the same {label} in the previous {w} rows "
                                             f"(share {shares[i]:g} of all rows)"})
+    pad = max(1.0, RATE_PAD * work.height)
+    for name in RATE_KEYS:
+        ids, n_groups = keys((name,))
+        first, last, plays = span(ids, n_groups, ts, in_pool)
+        cols[f"{name}_span_rows"] = np.maximum(last - first, 0)[ids]
+        cols[f"{name}_rate"] = (plays / (np.maximum(last - first, 0) + pad))[ids]
+        docs += [{"name": f"{name}_span_rows", "description": f"rows between the {name}'s first and last pool row "
+                                                                f"(0 with at most one)"},
+                 {"name": f"{name}_rate", "description": f"the {name}'s pool rows per row of its span (span padded "
+                                                         f"by {RATE_PAD:g} of all rows): activity net of lifetime"}]
     for d in docs:
         d["nan"] = False
     return pl.DataFrame({k: v.astype(np.float32) for k, v in cols.items()}), docs
+
+
+def span(ids: np.ndarray, n_groups: int, ts: np.ndarray, in_pool: np.ndarray
+         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per group: first and last pool ts (0, 0 without pool rows) and the number of pool rows."""
+    ts = ts.astype(np.int64)
+    first = np.full(n_groups, np.iinfo(np.int64).max)
+    last = np.full(n_groups, -1, dtype=np.int64)
+    np.minimum.at(first, ids[in_pool], ts[in_pool])
+    np.maximum.at(last, ids[in_pool], ts[in_pool])
+    none = last < 0
+    first[none], last[none] = 0, 0
+    return first, last, np.bincount(ids[in_pool], minlength=n_groups)

@@ -16,9 +16,11 @@ import numpy as np
 import polars as pl
 
 from musicrec.feature_als import als_features
+from musicrec.feature_cluster import Taste
 from musicrec.feature_counts import count_features
 from musicrec.feature_keys import KeyCodes
-from musicrec.feature_target import assign_folds, bias_features, target_features
+from musicrec.feature_target import (BIAS_CLUSTER_EFFECTS, BIAS_EFFECTS, TE_CLUSTER_KEYS, TE_KEYS, assign_folds,
+                                     bias_features, target_features)
 from musicrec.feature_time import time_features
 from musicrec.manifest import StageRun, read_manifest
 from musicrec.rng import derived_seed, stage_rng
@@ -40,7 +42,7 @@ BASE_NUMERIC = ("bd", "song_length", "membership_days", "registration_year", "is
 ID_COLS = ("artist", "composer", "lyricist")  # used as keys, never exposed as features
 WORK_COLS = (*KEYS, *ID_COLS, *BASE_CATEGORICAL, *BASE_NUMERIC)
 # rng streams inside stage 3, so that one family's draws never shift another's
-STREAM_FOLDS, STREAM_ALS_SONG, STREAM_ALS_ARTIST = 0, 1, 2
+STREAM_FOLDS, STREAM_ALS_SONG, STREAM_ALS_ARTIST, STREAM_CLUSTERS = 0, 1, 2, 3
 
 Step = Callable[[str], ContextManager]
 
@@ -90,18 +92,32 @@ def build_features(parts: dict[str, pl.DataFrame], cfg: dict,
     with step("counts"):
         counts, count_docs, shares, share_docs = count_features(work, keys)
         families += [("count", counts, count_docs), ("share", shares, share_docs)]
-    with step("target stats"):
-        families.append(("target_stat", *target_features(work, keys, k, fcfg["target_stats"]["smoothing"])))
-        bias_cols, bias_docs = bias_features(work, keys, k, fcfg["target_stats"]["smoothing"])
-        families.append(("target_stat", bias_cols, bias_docs))
     with step("time"):
         families.append(("time", *time_features(work, keys, fcfg["recent_windows"])))
     del keys  # the cached group ids are as large as several feature columns
+    fitted: dict = {}
     if fcfg["als"]["enabled"]:
         with step("als"):
             seeds = (derived_seed(stage_rng(cfg, STAGE_NO, STREAM_ALS_SONG)),
                      derived_seed(stage_rng(cfg, STAGE_NO, STREAM_ALS_ARTIST)))
-            families.append(("als", *als_features(work, fcfg["als"], seeds)))
+            families.append(("als", *als_features(work, fcfg["als"], seeds, fitted)))
+    te_keys, bias_effects, taste = TE_KEYS, BIAS_EFFECTS, None
+    if fcfg["clusters"]["enabled"]:
+        with step("taste clusters"):
+            taste = Taste(work, fcfg["clusters"], stage_rng(cfg, STAGE_NO, STREAM_CLUSTERS), fitted.get("user_factors"))
+            families.append(("als", *taste.label_free()))  # collaborative: left out with exclude_sources [als]
+            work = work.with_columns(pl.Series("song_cluster", taste.song_cluster),
+                                     pl.Series("user_cluster", taste.user_cluster))
+            te_keys, bias_effects = TE_KEYS | TE_CLUSTER_KEYS, BIAS_EFFECTS | BIAS_CLUSTER_EFFECTS
+    del fitted
+    keys = KeyCodes(work)
+    with step("target stats"):
+        smoothing = fcfg["target_stats"]["smoothing"]
+        families.append(("target_stat", *target_features(work, keys, k, smoothing, te_keys)))
+        families.append(("target_stat", *bias_features(work, keys, k, smoothing, bias_effects)))
+        if taste is not None:
+            families.append(("target_stat", *taste.regression(work, k, fcfg["clusters"]["ridge"])))
+    del keys, taste
     features = pl.concat([frame for _, frame, _ in families], how="horizontal")
     specs = [{"name": d["name"], "dtype": str(features.schema[d["name"]]), "source": source,
               "categorical": source == "base" and d["name"] in BASE_CATEGORICAL,

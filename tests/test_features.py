@@ -233,7 +233,9 @@ def test_als_scores_separate_tastes_and_unseen_users_are_nan():
     assert np.isnan(v["als_user_song"][2]) and np.isnan(v["als_user_artist"][2]) and np.isnan(v["als_user_f0"][2])
     assert not np.isnan(v["als_song_f1"][2])                       # song 3 is known
     assert not feats["train"].select(pl.col("^als_.*$")).select(pl.any_horizontal(pl.all().is_nan())).to_series().any()
-    als = [s for s in specs if s["source"] == "als"]
+    als = [s for s in specs if s["source"] == "als" and s["name"].startswith("als_")]
+    assert [s["name"] for s in specs if s["source"] == "als" and not s["name"].startswith("als_")] == [
+        "taste_match", "taste_match_other", "taste_top_share", "song_cluster_share"]   # taste clusters
     assert [s["name"] for s in als] == ["als_user_song", "als_cos_user_song", "als_knn_user_song", "als_user_f0",
                                         "als_user_f1", "als_song_f0", "als_song_f1", "als_user_artist",
                                         "als_cos_user_artist", "als_knn_user_artist"]
@@ -250,6 +252,9 @@ def test_als_is_seeded_and_can_be_disabled():
     c, _ = features.build_features(parts, small_cfg("seed=1"))
     assert not a["train"]["als_user_song"].equals(c["train"]["als_user_song"])
     _, specs = features.build_features(parts, small_cfg("features.als.enabled=false"))
+    assert not any(s["name"].startswith("als_") for s in specs)
+    assert "taste_match" in {s["name"] for s in specs}        # clusters then start from random posteriors
+    _, specs = features.build_features(parts, small_cfg("features.als.enabled=false", "features.clusters.enabled=false"))
     assert not any(s["source"] == "als" for s in specs)
 
 
