@@ -120,12 +120,16 @@ def fit_biases(effects: list[tuple[np.ndarray, int]], y: np.ndarray, w: np.ndarr
     baseline predictors of collaborative filtering.
     """
     mu = float((w * y).sum() / max(w.sum(), 1.0))
+    rows = np.flatnonzero(w > 0)          # rows of weight 0 add nothing: leave them out of every pass
+    w = w[rows]
+    effects = [(ids[rows], n) for ids, n in effects]
+    denominators = [np.bincount(ids, weights=w, minlength=n) + lam for ids, n in effects]
     bias = [np.zeros(n) for _, n in effects]
-    resid = (y - mu) * w
+    resid = (y[rows] - mu) * w
     for _ in range(iterations):
         for e, (ids, n) in enumerate(effects):
             partial = resid + w * bias[e][ids]
-            bias[e] = np.bincount(ids, weights=partial, minlength=n) / (np.bincount(ids, weights=w, minlength=n) + lam)
+            bias[e] = np.bincount(ids, weights=partial, minlength=n) / denominators[e]
             resid = partial - w * bias[e][ids]
     return mu, bias
 
