@@ -48,7 +48,7 @@ def test_nb_retraining_is_scikit_learns_gaussian_nb_without_the_row(splits):
     keep = np.ones(est.n, dtype=bool)
     keep[17] = False
     jll = GaussianNB(var_smoothing=est.vs).fit(est.Z[keep], est.y[keep]).predict_joint_log_proba(est.Zt)
-    np.testing.assert_allclose(est.refit_logits(17), jll[:, 1] - jll[:, 0], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(est.refit_logits(17)[0], jll[:, 1] - jll[:, 0], rtol=1e-9, atol=1e-9)
 
 
 def test_lr_newton_step_ranks_like_exact_retraining(splits):

@@ -194,7 +194,7 @@ class ALSInfluence(Estimator):
                 delta[k, j] += np.broadcast_to(self._user_deltas(user, r, Yr, Q, j), (len(r), len(j)))[pos]
         return delta
 
-    def refit_logits(self, row: int, own: bool = False) -> np.ndarray:
+    def refit_logits(self, row: int) -> tuple[np.ndarray, float]:
         """implicit's own exact solve for the user without the row, then the model's calibration."""
         m = self.model
         keep = np.ones(len(self.u), dtype=bool)
@@ -211,7 +211,9 @@ class ALSInfluence(Estimator):
                 m.user_factors_[user] = solver.recalculate_user(0, R.tocsr()) if mine.any() else 0.0
             m.user_count_[user] -= 1
             m.song_count_[self.i[row]] -= 1
-            F = m.calibration_features(self.train.take(np.array([row])) if own else self.test)
+            F = m.calibration_features(self.test)
+            F_own = m.calibration_features(self.train.take(np.array([row])))
         finally:
             m.user_factors_[user], m.user_count_[:], m.song_count_[:] = backup
-        return F @ m.calibration_coef_ + m.calibration_intercept_
+        b = m.calibration_intercept_
+        return F @ m.calibration_coef_ + b, float((F_own @ m.calibration_coef_)[0] + b)

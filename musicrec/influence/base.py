@@ -61,14 +61,22 @@ class Estimator:
         """Self-influence through the library refit without each row (checks loo()["self"])."""
         rows = np.asarray(rows)
         f = self.train_logits(rows)
-        own = np.array([self.refit_logits(int(r), own=True)[0] for r in rows]) - f
+        own = np.array([self._refit(int(r))[1] for r in rows]) - f
         return self.own_loss_changes(f, own, rows)
 
-    def refit_logits(self, row: int, own: bool = False) -> np.ndarray:
-        """Test logits of the library model refitted without `row` in the estimator's sense
-        (own=True: the logit of the removed row itself, the self-influence check)."""
+    def refit_logits(self, row: int) -> tuple[np.ndarray, float]:
+        """Test logits of the library model refitted without `row` in the estimator's sense, and
+        that model's logit of the removed row itself (for the self-influence check)."""
         raise NotImplementedError
 
+    def _refit(self, row: int) -> tuple[np.ndarray, float]:
+        """refit_logits, once per row: `refit` and `refit_self` check the same refitted model
+        (at full size each refit passes over millions of rows)."""
+        cache = self.__dict__.setdefault("_refits", {})
+        if row not in cache:
+            cache[row] = self.refit_logits(row)
+        return cache[row]
+
     def refit(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        delta = np.stack([self.refit_logits(int(r)) - self.f_test for r in rows])
+        delta = np.stack([self._refit(int(r))[0] - self.f_test for r in rows])
         return metric_changes(self.y_test, self.f_test, delta)

@@ -168,7 +168,7 @@ class BoostingInfluence(Estimator):
             delta += change[:, None] * (self.leaves_test[:, t][None, :] == leaf[:, None])
         return delta
 
-    def refit_logits(self, row: int, own: bool = False) -> np.ndarray:
+    def refit_logits(self, row: int) -> tuple[np.ndarray, float]:
         """Write recomputed leaf values into a copy of the LightGBM booster and let it predict.
 
         When the train leaves are cached, the leaf sums with and without the row are summed afresh
@@ -197,4 +197,4 @@ class BoostingInfluence(Estimator):
                     booster.set_leaf_output(0, other, self.values[0][other] + d_init + (change if other == l else 0))
             else:
                 booster.set_leaf_output(t, int(l), self.values[t][l] + change)
-        return booster.predict(self.X[row:row + 1] if own else self.Xt, raw_score=True)
+        return booster.predict(self.Xt, raw_score=True), float(booster.predict(self.X[row:row + 1], raw_score=True)[0])

@@ -112,7 +112,7 @@ class LogisticInfluence(Estimator):
         out.update(self.own_terms(self.X @ self.theta, self.q * scale))
         return out
 
-    def refit_logits(self, row: int, own: bool = False, steps: int = 50) -> np.ndarray:
+    def refit_logits(self, row: int, steps: int = 50) -> tuple[np.ndarray, float]:
         """Exact retraining without the row, to machine precision.
 
         The objective without the row is minimised by chord iterations, theta -= H_i^-1 grad(theta),
@@ -137,4 +137,4 @@ class LogisticInfluence(Estimator):
             theta -= step
             if np.abs(step).max() < 1e-15 * max(1.0, np.abs(theta).max()):
                 break
-        return self.X[row:row + 1] @ theta if own else self.Xt @ theta
+        return self.Xt @ theta, float(self.X[row] @ theta)

@@ -157,10 +157,11 @@ class NaiveBayesInfluence(Estimator):
                 out[k][rows] = v
         return out
 
-    def refit_logits(self, row: int, own: bool = False) -> np.ndarray:
+    def refit_logits(self, row: int) -> tuple[np.ndarray, float]:
         """Exact retraining without the row: GaussianNB's statistics summed afresh over the other
         rows (the same estimator as scikit-learn's fit, without copying a multi-GB design)."""
         keep = np.ones(self.n, dtype=bool)
         keep[row] = False
         nc, mu, S, _, S_all = self.statistics(keep)
-        return self._logits(nc, mu, self.variances(nc, S, S_all)[0], self.Z[row:row + 1] if own else None)
+        v = self.variances(nc, S, S_all)[0]
+        return self._logits(nc, mu, v), float(self._logits(nc, mu, v, self.Z[row:row + 1])[0])

@@ -94,7 +94,7 @@ class ForestInfluence(Estimator):
             dp += delta[:, None] * hit
         return logit(self.p_test + dp) - self.f_test
 
-    def refit_logits(self, row: int, own: bool = False) -> np.ndarray:
+    def refit_logits(self, row: int) -> tuple[np.ndarray, float]:
         """Copy the scikit-learn trees, write the downdated leaf shares into them, predict."""
         model = copy.copy(self.model)
         model.trees_ = []
@@ -112,4 +112,5 @@ class ForestInfluence(Estimator):
                 share = (W1 - counts[row] * self.y[row]) / left
                 tree.tree_.value[l, 0, :] = [1 - share, share]
             model.trees_.append(tree)
-        return logit(model.predict_proba(self.train.take(np.array([row])) if own else self.test)[:, 1])
+        own = logit(model.predict_proba(self.train.take(np.array([row])))[:, 1])
+        return logit(model.predict_proba(self.test)[:, 1]), float(own[0])
