@@ -133,7 +133,7 @@ class ALSInfluence(Estimator):
         return out
 
     def train_logits(self, rows: np.ndarray) -> np.ndarray:
-        F = self.model.calibration_features(self.train.take(np.asarray(rows)))
+        F = self.model.pair_features(self.u[rows], self.i[rows])   # no copy of the feature matrix
         return F @ self.model.calibration_coef_ + self.model.calibration_intercept_
 
     def _kappa(self, user: int, r: np.ndarray, Yr: np.ndarray, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -38,28 +38,29 @@ class ForestInfluence(Estimator):
     def train_logits(self, rows: np.ndarray) -> np.ndarray:
         return logit(self.model.predict_proba(self.train.take(np.asarray(rows)))[:, 1])
 
-    def _tree(self, t: int):
-        """Leaf of every train/test row, bootstrap counts and leaf class weights of tree t."""
+    def _tree(self, t: int, rows=None):
+        """Leaf of every train (or only `rows`) and test row, bootstrap counts and leaf class
+        weights of tree t."""
         tree = self.trees[t]
         counts = self.model.bootstrap_counts(t, len(self.X))
         W = tree.tree_.weighted_n_node_samples
         share = tree.tree_.value[:, 0, -1] if tree.n_classes_ == 2 else np.full(len(W), float(tree.classes_[0]))
         # the design matrices are C-ordered float32 without NaN: skip scikit-learn's per-call checks
-        return (tree.apply(self.X, check_input=False), tree.apply(self.Xt, check_input=False),
+        X = self.X if rows is None else self.X[rows]
+        return (tree.apply(X, check_input=False), tree.apply(self.Xt, check_input=False),
                 counts, W, share * W)
 
-    def _trees(self):
+    def _trees(self, rows=None):
         """`_tree` of every tree in order, a few at a time on threads (tree.apply releases the GIL)."""
         n = max(1, effective_n_jobs(self.model.n_jobs))
         with ThreadPoolExecutor(n) as pool:
             for s in range(0, self.T, n):
-                yield from pool.map(self._tree, range(s, min(s + n, self.T)))
+                yield from pool.map(lambda t: self._tree(t, rows), range(s, min(s + n, self.T)))
 
-    def _share_changes(self, leaf, counts, W, W1, rows):
-        b = counts[rows]
-        l = leaf[rows]
+    def _share_changes(self, l, b, y, W, W1):
+        """Change of the leaf share of rows in leaves l, drawn b times, with labels y, when removed."""
         left = W[l] - b
-        new = np.where(left > 0, (W1[l] - b * self.y[rows]) / np.where(left > 0, left, 1.0), W1[l] / W[l])
+        new = np.where(left > 0, (W1[l] - b * y) / np.where(left > 0, left, 1.0), W1[l] / W[l])
         return np.where(b > 0, new - W1[l] / W[l], 0.0)
 
     def loo(self) -> dict[str, np.ndarray]:
@@ -69,9 +70,8 @@ class ForestInfluence(Estimator):
         out = {k: np.zeros(len(self.X)) for k in weights}
         oob_sum, oob_n = np.zeros(len(self.X)), np.zeros(len(self.X))
         share, d_share = np.zeros(len(self.X)), np.zeros(len(self.X))   # the rows' own forest share
-        rows = np.arange(len(self.X))
         for leaf, leaf_test, counts, W, W1 in self._trees():
-            delta = self._share_changes(leaf, counts, W, W1, rows) / self.T
+            delta = self._share_changes(leaf, counts, self.y, W, W1) / self.T
             for k, e in weights.items():
                 E = np.bincount(leaf_test, weights=e, minlength=len(W))
                 out[k] += delta * E[leaf]
@@ -88,9 +88,9 @@ class ForestInfluence(Estimator):
 
     def logit_changes(self, rows: np.ndarray) -> np.ndarray:
         dp = np.zeros((len(rows), len(self.Xt)))
-        for leaf, leaf_test, counts, W, W1 in self._trees():
-            delta = self._share_changes(leaf, counts, W, W1, rows) / self.T
-            hit = leaf_test[None, :] == leaf[rows][:, None]
+        for leaf, leaf_test, counts, W, W1 in self._trees(rows):   # leaves of the removed rows only
+            delta = self._share_changes(leaf, counts[rows], self.y[rows], W, W1) / self.T
+            hit = leaf_test[None, :] == leaf[:, None]
             dp += delta[:, None] * hit
         return logit(self.p_test + dp) - self.f_test
 

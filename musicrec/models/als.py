@@ -88,7 +88,10 @@ class ALSModel(Model):
         return score, known
 
     def calibration_features(self, data: FeatureSet) -> np.ndarray:
-        user, song = self._ids(data)
+        return self.pair_features(*self._ids(data))
+
+    def pair_features(self, user: np.ndarray, song: np.ndarray) -> np.ndarray:
+        """score, known, log(1 + song plays): what the calibration sees of each (user, song)."""
         score, known = self.scores(user, song)
         pop = np.zeros(len(song))
         inside = song < self.shape_[1]
