@@ -18,7 +18,10 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from sklearn.cluster import KMeans
+
 from musicrec.feature_als import CHUNK, nan_unless, play_matrix, seen, unit_rows
+from musicrec.feature_time import span
 
 
 def softmax_rows(logits: np.ndarray) -> np.ndarray:
@@ -47,8 +50,6 @@ def initial_posteriors(matrix: sp.csr_matrix, k: int, rng: np.random.Generator,
     played = np.asarray(matrix.sum(axis=1)).ravel() > 0
     if user_factors is None or played.sum() < k:
         return rng.dirichlet(np.ones(k), size=n_songs)
-    from sklearn.cluster import KMeans
-
     km = KMeans(k, n_init=1, random_state=int(rng.integers(2**31 - 1))).fit(unit_rows(user_factors[played]))
     theta = np.full((n_users, k), 0.02)
     theta[np.flatnonzero(played), km.labels_] = 1.0
@@ -122,15 +123,13 @@ class Taste:
         """Song's pool plays over its cluster's pool plays since the song's first pool play."""
         pool = self.in_pool
         n_songs = self.matrix.shape[1]
-        first = np.full(n_songs, np.iinfo(np.int64).max)
-        np.minimum.at(first, self.song[pool], self.ts[pool])
-        plays = np.bincount(self.song[pool], minlength=n_songs)
+        first, _, plays = span(self.song, n_songs, self.ts, pool)   # songs without pool plays: NaN later
         m = int(self.ts.max()) + 1
         cl = self.song_cluster.astype(np.int64)
         comp = np.sort(cl[pool] * m + self.ts[pool])
         song_cl = np.zeros(n_songs, np.int64)
         song_cl[self.song] = cl
-        start = song_cl * m + np.minimum(first, m)
+        start = song_cl * m + first
         since = np.searchsorted(comp, song_cl * m + m) - np.searchsorted(comp, start)
         return (plays / np.maximum(since, 1))[self.song]
 

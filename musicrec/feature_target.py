@@ -108,11 +108,12 @@ BIAS_CLUSTER_EFFECTS: dict[str, tuple[str, ...]] = {
     "registered_via": ("registered_via",),
     "song_user_cluster": ("song", "user_cluster"),
 }
-BIAS_ITERATIONS = 12
+BIAS_ITERATIONS = 6
+BIAS_CLUSTER_ITERATIONS = 12  # the cluster effects overlap the user and song ones: more passes to settle
 
 
 def fit_biases(effects: list[tuple[np.ndarray, int]], y: np.ndarray, w: np.ndarray, lam: float,
-               iterations: int = 6) -> tuple[float, list[np.ndarray]]:
+               iterations: int = BIAS_ITERATIONS) -> tuple[float, list[np.ndarray]]:
     """y ~ mu + sum_e b_e[id_e] by ridge-regularised backfitting over the rows with weight w.
 
     A raw replay rate of a user mixes the user's own tendency with where and what the user plays
@@ -135,7 +136,8 @@ def fit_biases(effects: list[tuple[np.ndarray, int]], y: np.ndarray, w: np.ndarr
 
 
 def bias_features(work: pl.DataFrame, keys: KeyCodes, k: int, smoothing: float,
-                  bias_effects: dict[str, tuple[str, ...]] = BIAS_EFFECTS) -> tuple[pl.DataFrame, list[dict]]:
+                  bias_effects: dict[str, tuple[str, ...]] = BIAS_EFFECTS,
+                  iterations: int = BIAS_ITERATIONS) -> tuple[pl.DataFrame, list[dict]]:
     """Out-of-fold additive biases (fit without the row's fold on train, on all of train elsewhere)."""
     y = work["y"].to_numpy().astype(np.float64)
     labelled = work["labelled"].to_numpy().astype(np.float64)
@@ -147,8 +149,7 @@ def bias_features(work: pl.DataFrame, keys: KeyCodes, k: int, smoothing: float,
         rows = fold == f
         if not rows.any():
             continue
-        mu, bias = fit_biases(effects, y, labelled * (fold != f), smoothing,
-                              BIAS_ITERATIONS if len(effects) > len(BIAS_EFFECTS) else 6)
+        mu, bias = fit_biases(effects, y, labelled * (fold != f), smoothing, iterations)
         total[rows] = mu
         for (name, b), (ids, _) in zip(zip(bias_effects, bias), effects):
             out[name][rows] = b[ids[rows]]

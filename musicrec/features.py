@@ -19,8 +19,8 @@ from musicrec.feature_als import als_features
 from musicrec.feature_cluster import Taste
 from musicrec.feature_counts import count_features
 from musicrec.feature_keys import KeyCodes
-from musicrec.feature_target import (BIAS_CLUSTER_EFFECTS, BIAS_EFFECTS, TE_CLUSTER_KEYS, TE_KEYS, assign_folds,
-                                     bias_features, target_features)
+from musicrec.feature_target import (BIAS_CLUSTER_EFFECTS, BIAS_CLUSTER_ITERATIONS, BIAS_EFFECTS, BIAS_ITERATIONS,
+                                     TE_CLUSTER_KEYS, TE_KEYS, assign_folds, bias_features, target_features)
 from musicrec.feature_time import time_features
 from musicrec.manifest import StageRun, read_manifest
 from musicrec.rng import derived_seed, stage_rng
@@ -101,7 +101,7 @@ def build_features(parts: dict[str, pl.DataFrame], cfg: dict,
             seeds = (derived_seed(stage_rng(cfg, STAGE_NO, STREAM_ALS_SONG)),
                      derived_seed(stage_rng(cfg, STAGE_NO, STREAM_ALS_ARTIST)))
             families.append(("als", *als_features(work, fcfg["als"], seeds, fitted)))
-    te_keys, bias_effects, taste = TE_KEYS, BIAS_EFFECTS, None
+    te_keys, bias_effects, bias_iterations, taste = TE_KEYS, BIAS_EFFECTS, BIAS_ITERATIONS, None
     if fcfg["clusters"]["enabled"]:
         with step("taste clusters"):
             taste = Taste(work, fcfg["clusters"], stage_rng(cfg, STAGE_NO, STREAM_CLUSTERS), fitted.get("user_factors"))
@@ -109,12 +109,13 @@ def build_features(parts: dict[str, pl.DataFrame], cfg: dict,
             work = work.with_columns(pl.Series("song_cluster", taste.song_cluster),
                                      pl.Series("user_cluster", taste.user_cluster))
             te_keys, bias_effects = TE_KEYS | TE_CLUSTER_KEYS, BIAS_EFFECTS | BIAS_CLUSTER_EFFECTS
+            bias_iterations = BIAS_CLUSTER_ITERATIONS
     del fitted
     keys = KeyCodes(work)
     with step("target stats"):
         smoothing = fcfg["target_stats"]["smoothing"]
         families.append(("target_stat", *target_features(work, keys, k, smoothing, te_keys)))
-        families.append(("target_stat", *bias_features(work, keys, k, smoothing, bias_effects)))
+        families.append(("target_stat", *bias_features(work, keys, k, smoothing, bias_effects, bias_iterations)))
         if taste is not None:
             families.append(("target_stat", *taste.regression(work, k, fcfg["clusters"]["ridge"])))
     del keys, taste

@@ -56,9 +56,12 @@ class ALSInfluence(Estimator):
         self.YtY = self.Y.T @ self.Y + model.regularization * np.eye(self.Y.shape[1])
         self.song_part = self._song_effects()
 
-    def test_logits(self) -> np.ndarray:
-        F = self.model.calibration_features(self.test)
+    def _calibrated(self, F: np.ndarray) -> np.ndarray:
+        """Logits from the model's calibration features (score, known, popularity)."""
         return F @ self.model.calibration_coef_ + self.model.calibration_intercept_
+
+    def test_logits(self) -> np.ndarray:
+        return self._calibrated(self.model.calibration_features(self.test))
 
     # -- the song side: one play fewer ------------------------------------------------------------
     def _song_delta(self, song: int, j: np.ndarray) -> np.ndarray:
@@ -133,8 +136,7 @@ class ALSInfluence(Estimator):
         return out
 
     def train_logits(self, rows: np.ndarray) -> np.ndarray:
-        F = self.model.pair_features(self.u[rows], self.i[rows])   # no copy of the feature matrix
-        return F @ self.model.calibration_coef_ + self.model.calibration_intercept_
+        return self._calibrated(self.model.pair_features(self.u[rows], self.i[rows]))
 
     def _kappa(self, user: int, r: np.ndarray, Yr: np.ndarray, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """kappa of every row r of the user (x' - x = kappa q) and s = y_i' A_u^-1 y_i."""
@@ -143,27 +145,26 @@ class ALSInfluence(Estimator):
         cp = self.c * self.p[r]
         return -cp + (self.c - 1.0) * (Yr @ x - cp * s) / (1.0 - (self.c - 1.0) * s), s
 
-    def _own_changes(self, r: np.ndarray, kappa: np.ndarray, s: np.ndarray) -> np.ndarray:
-        """Logit change of the removed rows themselves: the user's solve and the song's play count."""
+    def _own_changes(self, r: np.ndarray, kappa: np.ndarray, s: np.ndarray, pair: np.ndarray) -> np.ndarray:
+        """Logit change of the removed rows themselves: the user's solve and the song's play count.
+        pair: the rows' calibrated score and known terms, all of which go when the user's only play
+        or the song's only play is removed (the pair becomes unseen)."""
         n = self.model.song_count_[self.i[r]]
-        pop = self.a_pop * (np.log1p(n - 1) - np.log1p(n))
-        if len(r) == 1 or (n <= 1).any():    # the user or the song becomes unseen
-            f = self.a_score * self.own_score[r] + self.a_known * self.own_known[r]
-            gone = np.full(len(r), len(r) == 1) | (n <= 1)
-            return np.where(gone, -f, self.a_score * kappa * s) + pop
-        return self.a_score * kappa * s + pop
+        gone = (len(r) == 1) | (n <= 1)
+        return np.where(gone, -pair, self.a_score * kappa * s) + self.a_pop * (np.log1p(n - 1) - np.log1p(n))
 
     def loo(self) -> dict[str, np.ndarray]:
         out = {k: v[self.i].copy() for k, v in self.song_part.items()}
         n_test = len(self.f_test)
         order, start = self.user_rows
-        self.own_score, self.own_known = self.model.scores(self.u, self.i)
+        F = self.model.pair_features(self.u, self.i)      # score, known, popularity of every train row
+        pair = self.a_score * F[:, 0] + self.a_known * F[:, 1]
         own = np.zeros(len(self.u))
         with threadpool_limits(1, "blas"):
             for user in np.flatnonzero(np.diff(start) > 0):
                 r, Yr, Q = self._user(int(user))
                 kappa, s = self._kappa(int(user), r, Yr, Q)
-                own[r] = self._own_changes(r, kappa, s)
+                own[r] = self._own_changes(r, kappa, s, pair[r])
                 j = self._user_tests(int(user))
                 if len(j) == 0:
                     continue
@@ -173,7 +174,7 @@ class ALSInfluence(Estimator):
                 out["auc"][r] += delta @ self.directions["auc"][j]
                 for k in ("logloss", "auc"):
                     out[k][r] += self._overlap_correction(r, j, k)
-        out.update(self.own_terms(self.train_logits(np.arange(len(self.u))), own))
+        out.update(self.own_terms(self._calibrated(F), own))
         return out
 
     def logit_changes(self, rows: np.ndarray) -> np.ndarray:
@@ -212,8 +213,7 @@ class ALSInfluence(Estimator):
             m.user_count_[user] -= 1
             m.song_count_[self.i[row]] -= 1
             F = m.calibration_features(self.test)
-            F_own = m.calibration_features(self.train.take(np.array([row])))
+            F_own = m.pair_features(self.u[row:row + 1], self.i[row:row + 1])
         finally:
             m.user_factors_[user], m.user_count_[:], m.song_count_[:] = backup
-        b = m.calibration_intercept_
-        return F @ m.calibration_coef_ + b, float((F_own @ m.calibration_coef_)[0] + b)
+        return self._calibrated(F), float(self._calibrated(F_own)[0])

@@ -43,20 +43,20 @@ class Retrainer:
         self.fits += 1
         return model.fit_prepared(self._prepared, weights, init=init)
 
-    def logits(self, seed: int, weights: np.ndarray | None = None) -> np.ndarray:
-        """Test logits of the family retrained with these row weights (None = all rows, weight 1)."""
-        if weights is None:
-            if seed not in self._base:
-                model = self._fit(seed, np.ones(len(self.train)))
-                self._base[seed] = (model, logit(model.predict_proba(self.test)[:, 1]))
-            return self._base[seed][1]
-        init = self._base[seed][0] if seed in self._base else None
-        return logit(self._fit(seed, weights, init=init).predict_proba(self.test)[:, 1])
+    def _all_rows(self, seed: int) -> tuple:
+        """The family trained on all rows with this seed, and its test logits (fitted once)."""
+        if seed not in self._base:
+            model = self._fit(seed, np.ones(len(self.train)))
+            self._base[seed] = (model, logit(model.predict_proba(self.test)[:, 1]))
+        return self._base[seed]
+
+    def logits(self, seed: int) -> np.ndarray:
+        """Test logits of the family trained on all rows with this seed."""
+        return self._all_rows(seed)[1]
 
     def base_model(self, seed: int):
         """The family trained on all rows with this seed."""
-        self.logits(seed)
-        return self._base[seed][0]
+        return self._all_rows(seed)[0]
 
     def fit_without(self, seed: int, removed: np.ndarray, base: np.ndarray) -> tuple:
         """The model retrained without `removed` (indices or a mask) and its test metric changes."""
@@ -71,8 +71,7 @@ class Retrainer:
         own=True adds "self", the mean change of the removed rows' own log-loss."""
         model, out = self.fit_without(seed, removed, base)
         if own:
-            init = self.base_model(seed)
             rows = self.train.take(np.asarray(removed))
-            f = logit(init.predict_proba(rows)[:, 1])
+            f = logit(self.base_model(seed).predict_proba(rows)[:, 1])
             out["self"] = float(loss_change(rows.y, f, logit(model.predict_proba(rows)[:, 1]) - f).mean())
         return out
