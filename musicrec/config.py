@@ -261,6 +261,7 @@ SCHEMA: dict = {
             "full_retrain": Bool(True),
             "removal_fractions": Spec([0.01, 0.02, 0.05, 0.1, 0.2], "float_list", 0.0, 1.0, open_lo=True, open_hi=True),
             "removal_step": Float(0.0, 0.0, 1.0, open_hi=True),
+            "removal_step_until": Float(0.05, 0.0, 1.0, open_lo=True),
         },
         "ablation": {
             "fractions": Spec([0.05, 0.15, 0.25, 0.35, 0.45, 0.55], "float_list", 0.0, 1.0,

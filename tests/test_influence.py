@@ -10,7 +10,8 @@ from musicrec.influence import ESTIMATORS
 from musicrec.influence.common import auc_gradient, logloss, loss_change, metric_changes
 from musicrec.influence.groups import meaningful_groups, random_ablations, summarize_ablations
 from musicrec.influence.retrain import Retrainer
-from musicrec.influence.validate import compare, iterative_removal, noisy_label, removal_curves, rescore
+from musicrec.influence.validate import (compare, guarded_size, iterative_removal, noisy_label, removal_curves,
+                                        rescore)
 from musicrec.models import load_model, make_model
 
 from test_models import make_set, small_cfg
@@ -156,6 +157,19 @@ def test_loss_change_matches_the_difference_of_losses():
     assert np.allclose(metric_changes(y, f, d)["logloss"], direct, rtol=1e-6)
 
 
+def test_loss_change_of_extreme_logits_is_finite():
+    """Naive Bayes logits reach hundreds; a removal can move them past where exp overflows."""
+    y = np.array([1.0, 0.0, 1.0, 0.0])
+    f = np.array([800.0, -800.0, -50.0, 3.0])
+    d = np.array([-800.5, 800.5, 100.0, -1e-9])
+    with np.errstate(over="raise", divide="raise", invalid="raise"):
+        out = loss_change(y, f, d)
+    direct = np.minimum(np.logaddexp(0, -np.array([1, -1, 1, -1]) * (f + d)), 34.538776394910684)
+    old = np.minimum(np.logaddexp(0, -np.array([1, -1, 1, -1]) * f), 34.538776394910684)
+    np.testing.assert_allclose(out[:3], (direct - old)[:3], rtol=1e-12)
+    assert abs(out[3] - (-1e-9 * 1 / (1 + np.exp(-3.0)))) < 1e-15
+
+
 def test_auc_gradient_predicts_small_auc_changes():
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 4000).astype(float)
@@ -200,19 +214,76 @@ def test_iterative_removal_re_estimates_after_each_step(name, splits):
     est = estimator(name, splits)
     scores = est.loo()["logloss"]
     r = KeepingRetrainer(name, small_cfg(), train, valid, test)
-    out = iterative_removal(est, r, 4, scores, [0.02, 0.05], 0.01)
-    assert list(out) == ["0.02", "0.05"] and [c["rows"] for c in out.values()] == [50, 125]
+    out = iterative_removal(est, r, 4, scores, [0.02, 0.05, 0.1], 0.01, until=0.05)
+    assert list(out) == ["0.02", "0.05"] and [c["rows"] for c in out.values()] == [50, 125]  # 10% > until
     sizes = [int(m.sum()) for m in r.masks]
-    assert sizes == [25, 50, 75, 100, 125]                       # one retrain per 1% step
+    assert out["0.05"]["steps"] == len(sizes) and sizes[-1] == 125
+    assert all(0 < b - a <= 25 for a, b in zip(sizes, sizes[1:]))     # at most 1% per retrain
     assert all((a <= b).all() for a, b in zip(r.masks, r.masks[1:]))   # removed rows stay removed
-    assert set(np.flatnonzero(r.masks[0])) == set(np.argsort(scores, kind="stable")[:25])
+    first = np.argsort(scores, kind="stable")
+    assert set(np.flatnonzero(r.masks[0])) == set(first[:sizes[0]])
     # later steps follow the re-estimated influence, not the first ranking
-    assert set(np.flatnonzero(r.masks[-1])) != set(np.argsort(scores, kind="stable")[:125])
-    # the forest is re-estimated over all rows (its bootstrap draws index them); removed rows drop out
-    if name == "rf":
+    assert set(np.flatnonzero(r.masks[-1])) != set(first[:125])
+    if name == "rf":   # no removal model for sets: every step is a full 1%
+        assert sizes == [25, 50, 75, 100, 125]
+        # the forest is re-estimated over all rows (its bootstrap draws index them); removed rows drop out
         model = r._fit(4, (~r.masks[0]).astype(float), init=r.base_model(4))
-        full = rescore(est, model, r.masks[0])
+        full, fresh, rows = rescore(est, model, r.masks[0])
         assert np.isinf(full[r.masks[0]]).all() and np.isfinite(full[~r.masks[0]]).all()
+        assert len(rows) == len(train) and len(fresh.train) == len(train)
+
+
+@pytest.mark.parametrize("name", ["nb", "lr"])
+def test_group_removal_model_against_retraining(name, splits):
+    """The removal model for sets: exact for nb; for lr one Newton step, far closer to retraining
+    than the sum of the rows' own estimates once the rows pull the same way."""
+    est = estimator(name, splits)
+    loo = est.loo()["logloss"]
+    group = np.argsort(loo, kind="stable")[:100]       # the 4% most harmful, all pulling one way
+    keep = np.setdiff1d(np.arange(len(loo)), group)
+    if name == "nb":
+        from sklearn.naive_bayes import GaussianNB
+        X = est.Z[keep]
+        nb = GaussianNB(var_smoothing=est.vs).fit(X, est.y[keep])
+        jll = nb.predict_joint_log_proba(est.Zt)
+        f = jll[:, 1] - jll[:, 0]
+    else:
+        f = est.Xt @ est.polish(est.theta, est.y, np.isin(np.arange(len(loo)), keep).astype(float))
+    exact = float(loss_change(est.y_test, est.f_test, f - est.f_test).mean())
+    predicted = est.group_logloss(group)
+    if name == "nb":
+        assert abs(predicted - exact) <= 1e-9 * abs(exact)
+    else:
+        assert abs(predicted - exact) < 0.2 * abs(loo[group].sum() - exact)
+
+
+class SetModel:
+    """A removal model for sets whose predicted log-loss change depends only on the set's size."""
+
+    def __init__(self, change):
+        self.change = change
+
+    def group_logloss(self, rows):
+        return self.change(len(rows))
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda k: -0.01 * k, 64),                          # the set helps: the whole step
+    (lambda k: -0.01 * k if k <= 10 else 5.0, 8),      # past 10 rows the model collapses: halve to 8
+    (lambda k: 0.001 * k, 8),                           # every set hurts: at most MAX_HALVINGS halvings
+    (lambda k: None, 64),                               # no removal model for sets
+])
+def test_guarded_step_halves_while_the_set_is_predicted_to_hurt(change, expected):
+    order = np.arange(100)[::-1]
+    assert guarded_size(SetModel(change), np.arange(100), order, 64) == expected
+
+
+def test_guarded_step_on_naive_bayes(splits):
+    est = estimator("nb", splits)
+    order = np.argsort(est.loo()["logloss"], kind="stable")
+    k = guarded_size(est, np.arange(len(order)), order, 64)
+    assert k == 64 or est.group_logloss(order[:2 * k]) > 0   # shrunk only below a set predicted to hurt
+    assert guarded_size(estimator("rf", splits), np.arange(len(order)), order, 64) == 64   # no set model
 
 
 def test_compare_by_hand():

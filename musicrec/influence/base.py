@@ -43,6 +43,16 @@ class Estimator:
     def exact(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         return metric_changes(self.y_test, self.f_test, self.logit_changes(np.asarray(rows)))
 
+    def group_logits(self, rows: np.ndarray) -> np.ndarray | None:
+        """Test logits without all `rows` at once, by the estimator's own removal model, where
+        the family has one that holds for sets of rows (None otherwise)."""
+        return None
+
+    def group_logloss(self, rows: np.ndarray) -> float | None:
+        """Change of test log-loss when all `rows` are removed together (see group_logits)."""
+        f = self.group_logits(np.asarray(rows))
+        return None if f is None else float(loss_change(self.y_test, self.f_test, f - self.f_test).mean())
+
     def train_logits(self, rows: np.ndarray) -> np.ndarray:
         """Logits of the all-rows model on some training rows."""
         raise NotImplementedError

@@ -38,7 +38,8 @@ def auc(y: np.ndarray, f: np.ndarray) -> float:
 
 def logloss_derivatives(y: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """d(mean loss)/df_j and d2/df_j2 per test row; zero where the loss is clipped (flat)."""
-    p = 1.0 / (1.0 + np.exp(-f))
+    with np.errstate(over="ignore"):
+        p = 1.0 / (1.0 + np.exp(-f))
     live = row_losses(y, f) < LOSS_CAP
     n = len(f)
     return np.where(live, p - y, 0.0) / n, np.where(live, p * (1 - p), 0.0) / n
@@ -97,13 +98,16 @@ def loss_change(y: np.ndarray, f: np.ndarray, delta: np.ndarray) -> np.ndarray:
     y = np.asarray(y)
     s = np.where(y == 1, 1.0, -1.0)
     # loss = softplus(-s f); change = log1p(q * expm1(-s delta)), q = sigmoid(-s f)
-    q = 1.0 / (1.0 + np.exp(s * f))
-    out = np.log1p(q * np.expm1(-s * delta))
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):   # such rows are replaced below
+        q = 1.0 / (1.0 + np.exp(s * f))
+        out = np.log1p(q * np.expm1(-s * delta))
     old = row_losses(y, f)
     new_raw = np.logaddexp(0.0, -s * (f + delta))
-    capped = (old >= LOSS_CAP) | (new_raw >= LOSS_CAP)
-    if np.any(capped):
-        out = np.where(capped, np.minimum(new_raw, LOSS_CAP) - old, out)
+    # clipped losses, and moves so large (|delta| > ~700) that the log1p form overflows, where
+    # cancellation does not matter: the plain difference
+    direct = (old >= LOSS_CAP) | (new_raw >= LOSS_CAP) | ~np.isfinite(out)
+    if np.any(direct):
+        out = np.where(direct, np.minimum(new_raw, LOSS_CAP) - old, out)
     return out
 
 

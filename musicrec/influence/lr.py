@@ -73,9 +73,9 @@ class LogisticInfluence(Estimator):
         p = _sigmoid(self.X @ self.theta)
         self.r = p - self.y
         self.w = p * (1 - p)
-        _, H = self.gradient_hessian(self.theta, np.ones(len(self.X)))
-        self.H_cho = cho_factor(H)
-        self.Hinv = cho_solve(self.H_cho, np.eye(len(H)))
+        _, self.H = self.gradient_hessian(self.theta, np.ones(len(self.X)))
+        self.H_cho = cho_factor(self.H)
+        self.Hinv = cho_solve(self.H_cho, np.eye(len(self.H)))
         self.q = np.empty(len(self.X))        # x_i' H^-1 x_i
         for s in range(0, len(self.X), CHUNK):
             x = self.X[s:s + CHUNK]
@@ -111,6 +111,15 @@ class LogisticInfluence(Estimator):
         # the row's own logit moves by x_i' (H^-1 x_i r_i / (1 - h_i))
         out.update(self.own_terms(self.X @ self.theta, self.q * scale))
         return out
+
+    def group_logits(self, rows: np.ndarray) -> np.ndarray:
+        """One Newton step without the rows (the group's influence function, with the Hessian
+        downdated by all of them): second order in the group, where summing single-row
+        estimates is first order and overshoots when many rows pull the same way."""
+        x = self.X[rows]
+        H = self.H - weighted_gram(x, self.w[rows])
+        theta = self.theta + cho_solve(cho_factor(H), x.T @ self.r[rows])
+        return self.Xt @ theta
 
     def refit_logits(self, row: int, steps: int = 50) -> tuple[np.ndarray, float]:
         """Exact retraining without the row, to machine precision.

@@ -157,6 +157,13 @@ class NaiveBayesInfluence(Estimator):
                 out[k][rows] = v
         return out
 
+    def group_logits(self, rows: np.ndarray) -> np.ndarray:
+        """Exact: the statistics summed afresh without the rows."""
+        keep = np.ones(self.n, dtype=bool)
+        keep[rows] = False
+        nc, mu, S, _, S_all = self.statistics(keep)
+        return self._logits(nc, mu, self.variances(nc, S, S_all)[0])
+
     def refit_logits(self, row: int) -> tuple[np.ndarray, float]:
         """Exact retraining without the row: GaussianNB's statistics summed afresh over the other
         rows (the same estimator as scikit-learn's fit, without copying a multi-GB design)."""

@@ -1,6 +1,7 @@
 """Retraining a model family without some rows: the ground truth every estimate is checked against.
 
-LightGBM keeps the number of trees of the all-rows model (no early stopping when retraining).
+LightGBM keeps the number of trees of the all-rows model (no early stopping when retraining);
+logistic regression is retrained to the exact optimum (newton-cholesky), not lbfgs's tolerance.
 Rows are removed by giving them sample weight 0, which for every family here is the same as
 deleting them while keeping the random draws coupled (the forest's bootstrap draws, LightGBM's
 feature sampling and bins, ALS's initialisation all stay as they were). The design transform
@@ -31,6 +32,10 @@ class Retrainer:
             # row then differs only by the row, not by where a noisy validation curve stops
             self.tcfg["lgbm"]["n_estimators"] = trees
             self.valid = None
+        if name == "lr":
+            # the exact optimum, like the estimator's own polished fit: lbfgs stopped at its
+            # tolerance would add its own stopping noise to every retrained metric
+            self.tcfg["lr"].update(solver="newton-cholesky", tol=1e-10, max_iter=100)
         self.y_test = test.y.astype(np.float64)
         self.fits = 0
         self._prepared = None

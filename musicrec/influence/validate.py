@@ -23,6 +23,7 @@ from musicrec.influence.retrain import Retrainer
 log = logging.getLogger("musicrec")
 
 DETERMINISTIC = ("nb", "lr")
+MAX_HALVINGS = 3
 METRICS = ("logloss", "auc")
 
 
@@ -76,37 +77,63 @@ def removal_curves(retrainer: Retrainer, seed: int, scores: np.ndarray, fraction
     return out
 
 
-def rescore(est, model, removed: np.ndarray) -> np.ndarray:
+def rescore(est, model, removed: np.ndarray) -> tuple[np.ndarray, object, np.ndarray]:
     """Test log-loss influence of the rows not yet removed, for `model` retrained without `removed`
-    (a mask); removed rows get +inf. The forest's estimator keeps every row, because its bootstrap
+    (a mask); removed rows get +inf. Also the estimator built on that model and the train-split
+    position of each of its rows. The forest's estimator keeps every row, because its bootstrap
     draws are indexed by the full train split (removed rows have weight 0 in the refit trees); the
     other families' estimators see only the kept rows."""
     cls = type(est)
     if est.name == "rf":
-        scores = cls(model, est.train, est.test).loo()["logloss"]
+        fresh, rows = cls(model, est.train, est.test), np.arange(len(removed))
+        scores = fresh.loo()["logloss"]
     else:
-        keep = np.flatnonzero(~removed)
+        rows = np.flatnonzero(~removed)
+        fresh = cls(model, est.train.take(rows), est.test)
         scores = np.empty(len(removed))
-        scores[keep] = cls(model, est.train.take(keep), est.test).loo()["logloss"]
-    return np.where(removed, np.inf, scores)
+        scores[rows] = fresh.loo()["logloss"]
+    return np.where(removed, np.inf, scores), fresh, rows
 
 
-def iterative_removal(est, retrainer: Retrainer, seed: int, scores: np.ndarray, fractions, step: float) -> dict:
-    """Remove the most harmful rows `step` of the rows at a time, re-estimating every row's
-    influence on the model retrained after each step: LOO estimates add up only over small sets,
-    and a large one-shot removal overshoots where the most harmful rows pull the same way."""
+def guarded_size(est, est_rows: np.ndarray, order: np.ndarray, k: int) -> int:
+    """How many of the most harmful rows (`order`) one step removes: k, halved (at most
+    MAX_HALVINGS times) while the estimator's own removal model for the whole set predicts a
+    higher test log-loss. Only families whose removal model holds for sets (nb exact, lr one
+    Newton step) are guarded; naive Bayes needs it, since removing the last few rows that keep a
+    class variance away from zero ruins the model although each of them alone helps. Near the
+    optimum every set may be predicted to raise the loss a little: the halvings are capped so
+    that a step stays at least 1/2**MAX_HALVINGS of the step share."""
+    local = np.searchsorted(est_rows, order)
+    for _ in range(MAX_HALVINGS):
+        change = est.group_logloss(local[:k])
+        if change is None or change <= 0 or k == 1:
+            break
+        k = max(1, k // 2)
+    return k
+
+
+def iterative_removal(est, retrainer: Retrainer, seed: int, scores: np.ndarray, fractions, step: float,
+                      until: float = 1.0) -> dict:
+    """Remove the most harmful rows `step` of the rows at a time (see guarded_size), re-estimating
+    every row's influence on the model retrained after each step, up to the fractions <= `until`:
+    LOO estimates add up only over small sets, and a large one-shot removal overshoots where the
+    most harmful rows pull the same way."""
     base = retrainer.logits(seed)
     n = len(scores)
-    stops = sorted({round(f, 9) for f in fractions} | {round(step * i, 9) for i in range(1, int(max(fractions) / step) + 1)})
+    quota = max(1, int(round(step * n)))
     removed = np.zeros(n, dtype=bool)
-    model, out = None, {}
-    for f in stops:
-        current = scores if model is None else rescore(est, model, removed)
-        k = max(1, int(round(f * n)))
-        removed[np.argsort(np.where(removed, np.inf, current), kind="stable")[:k - removed.sum()]] = True
-        model, changes = retrainer.fit_without(seed, removed, base)
-        if any(abs(f - x) < 1e-9 for x in fractions):
-            out[f"{f:g}"] = {"rows": int(removed.sum()), **changes}
+    current, est_rows, model, out, steps = est, np.arange(n), None, {}, 0
+    for f in sorted({float(x) for x in fractions if x <= until + 1e-12}):
+        goal = max(1, int(round(f * n)))
+        while removed.sum() < goal:
+            if model is not None:
+                scores, current, est_rows = rescore(est, model, removed)
+            order = np.argsort(np.where(removed, np.inf, scores), kind="stable")
+            k = guarded_size(current, est_rows, order, min(quota, goal - int(removed.sum())))
+            removed[order[:k]] = True
+            model, changes = retrainer.fit_without(seed, removed, base)
+            steps += 1
+        out[f"{f:g}"] = {"rows": int(removed.sum()), "steps": steps, **changes}
     return out
 
 
@@ -167,8 +194,8 @@ def validate_model(est, loo: dict, retrainer: Retrainer, vcfg: dict, seeds: tupl
     fractions = vcfg["removal_fractions"]
     report["removal"] = removal_curves(retrainer, seeds[0], loo["logloss"], fractions, rng) if fractions else None
     if fractions and vcfg["removal_step"] > 0:
-        report["removal"]["harmful_iterative"] = iterative_removal(est, retrainer, seeds[0], loo["logloss"],
-                                                                   fractions, vcfg["removal_step"])
+        report["removal"]["harmful_iterative"] = iterative_removal(
+            est, retrainer, seeds[0], loo["logloss"], fractions, vcfg["removal_step"], vcfg["removal_step_until"])
     if flipped is None or not flipped.any():
         report["noisy_label"] = None
     else:  # ranked by test log-loss influence, by self-influence and by the leave-one-out own loss
