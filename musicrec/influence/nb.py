@@ -157,18 +157,17 @@ class NaiveBayesInfluence(Estimator):
                 out[k][rows] = v
         return out
 
-    def group_logits(self, rows: np.ndarray) -> np.ndarray:
-        """Exact: the statistics summed afresh without the rows."""
+    def _fit_without(self, rows) -> tuple:
+        """Exact retraining without `rows`: GaussianNB's class counts, means and variances summed
+        afresh over the other rows (scikit-learn's fit, without copying a multi-GB design)."""
         keep = np.ones(self.n, dtype=bool)
         keep[rows] = False
         nc, mu, S, _, S_all = self.statistics(keep)
-        return self._logits(nc, mu, self.variances(nc, S, S_all)[0])
+        return nc, mu, self.variances(nc, S, S_all)[0]
+
+    def group_logits(self, rows: np.ndarray) -> np.ndarray:
+        return self._logits(*self._fit_without(rows))
 
     def refit_logits(self, row: int) -> tuple[np.ndarray, float]:
-        """Exact retraining without the row: GaussianNB's statistics summed afresh over the other
-        rows (the same estimator as scikit-learn's fit, without copying a multi-GB design)."""
-        keep = np.ones(self.n, dtype=bool)
-        keep[row] = False
-        nc, mu, S, _, S_all = self.statistics(keep)
-        v = self.variances(nc, S, S_all)[0]
-        return self._logits(nc, mu, v), float(self._logits(nc, mu, v, self.Z[row:row + 1])[0])
+        fit = self._fit_without(row)
+        return self._logits(*fit), float(self._logits(*fit, self.Z[row:row + 1])[0])
