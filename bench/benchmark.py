@@ -80,9 +80,9 @@ def naive_versus_ours(out: Path, seconds: float, models: list[str]) -> dict:
     import numpy as np
 
     from musicrec import config
-    from musicrec.influence.common import logit
+    from musicrec.influence.losses import logit
     from musicrec.models import load_feature_set, make_model
-    from musicrec.train import model_seed
+    from musicrec.rng import model_seed
 
     cfg = config.load(out / "bench_config.yaml")
     spec = json.loads((out / "03_features" / "features.json").read_text())

@@ -77,7 +77,7 @@ class Taste:
         self.in_pool = work["in_pool"].to_numpy().astype(bool)
         self.user = work["user"].to_numpy().astype(np.int64)
         self.song = work["song"].to_numpy().astype(np.int64)
-        self.ts = work["ts"].to_numpy().astype(np.int64)
+        self.t = work["time_order"].to_numpy().astype(np.int64)
         self.smoothing, self.k = ccfg["smoothing"], ccfg["k"]
         shape = (int(self.user.max()) + 1, int(self.song.max()) + 1)
         self.matrix = play_matrix(self.user[self.in_pool], self.song[self.in_pool], shape)
@@ -123,10 +123,10 @@ class Taste:
         """Song's pool plays over its cluster's pool plays since the song's first pool play."""
         pool = self.in_pool
         n_songs = self.matrix.shape[1]
-        first, _, plays = span(self.song, n_songs, self.ts, pool)   # songs without pool plays: NaN later
-        m = int(self.ts.max()) + 1
+        first, _, plays = span(self.song, n_songs, self.t, pool)   # songs without pool plays: NaN later
+        m = int(self.t.max()) + 1
         cl = self.song_cluster.astype(np.int64)
-        comp = np.sort(cl[pool] * m + self.ts[pool])
+        comp = np.sort(cl[pool] * m + self.t[pool])
         song_cl = np.zeros(n_songs, np.int64)
         song_cl[self.song] = cl
         start = song_cl * m + first

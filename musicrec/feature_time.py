@@ -1,6 +1,6 @@
-"""Time and order features from `ts` (the row clock), label-free, vectorized with sort + searchsorted.
+"""Time and order features from `time_order` (the event clock), label-free, vectorized with sort + searchsorted.
 
-Each key's pool rows are laid out as one sorted int64 array of key * M + ts (M > every ts), so
+Each key's pool rows are laid out as one sorted int64 array of key * M + t (M > every t), so
 "pool rows of my key strictly before me" and "... within the last w rows" are differences of two
 binary-search positions. Queries are searched in sorted order, which numpy answers much faster.
 """
@@ -30,20 +30,20 @@ def window_sizes(shares: list[float], total_rows: int) -> list[int]:
 
 
 class History:
-    """The pool rows of one key, sorted by (key, ts), answering count queries for every row."""
+    """The pool rows of one key, sorted by (key, t), answering count queries for every row."""
 
-    def __init__(self, key: np.ndarray, ts: np.ndarray, in_pool: np.ndarray):
-        key, ts = key.astype(np.int64), ts.astype(np.int64)
-        self.m = int(ts.max()) + 1
+    def __init__(self, key: np.ndarray, t: np.ndarray, in_pool: np.ndarray):
+        key, t = key.astype(np.int64), t.astype(np.int64)
+        self.m = int(t.max()) + 1
         if key.max() >= (np.iinfo(np.int64).max // self.m):
-            raise OverflowError("key x ts does not fit in int64")
-        comp = key * self.m + ts
-        self.order = np.argsort(comp)  # ties (equal ts) get equal answers, so any order will do
+            raise OverflowError("key x t does not fit in int64")
+        comp = key * self.m + t
+        self.order = np.argsort(comp)  # ties (equal t) get equal answers, so any order will do
         self.comp = comp[self.order]  # every row, sorted: the queries
-        self.ts = ts[self.order]
+        self.t = t[self.order]
         self.pool = self.comp[in_pool[self.order]]
-        self.before = np.searchsorted(self.pool, self.comp, side="left")  # pool rows < (key, ts)
-        self.start = np.searchsorted(self.pool, self.comp - self.ts, side="left")  # first of the key
+        self.before = np.searchsorted(self.pool, self.comp, side="left")  # pool rows < (key, t)
+        self.start = np.searchsorted(self.pool, self.comp - self.t, side="left")  # first of the key
 
     def _unsort(self, sorted_values: np.ndarray) -> np.ndarray:
         out = np.empty_like(sorted_values)
@@ -55,24 +55,24 @@ class History:
         return self._unsort(self.before - self.start)
 
     def recent(self, width: int) -> np.ndarray:
-        """Pool rows of the same key in [ts - width, ts)."""
-        lo = np.searchsorted(self.pool, self.comp - np.minimum(self.ts, width), side="left")
+        """Pool rows of the same key in [t - width, t)."""
+        lo = np.searchsorted(self.pool, self.comp - np.minimum(self.t, width), side="left")
         return self._unsort(self.before - lo)
 
     def age(self) -> np.ndarray:
         """Rows since the key's first pool row at or before this one (0 for its first appearance)."""
         has_past = self.before > self.start
-        first = np.where(has_past, self.pool[np.minimum(self.start, len(self.pool) - 1)] % self.m, self.ts)
-        return self._unsort(self.ts - first)
+        first = np.where(has_past, self.pool[np.minimum(self.start, len(self.pool) - 1)] % self.m, self.t)
+        return self._unsort(self.t - first)
 
 
 def time_features(work: pl.DataFrame, keys: KeyCodes, shares: list[float]) -> tuple[pl.DataFrame, list[dict]]:
     """Play indexes, ages and recent-window counts, as Float32 columns in the frame's row order."""
-    ts, in_pool = work["ts"].to_numpy(), work["in_pool"].to_numpy().astype(bool)
+    t, in_pool = work["time_order"].to_numpy(), work["in_pool"].to_numpy().astype(bool)
     widths = window_sizes(shares, work.height)
     cols, docs = {}, []
     for name, key_cols in HISTORY_KEYS.items():
-        hist = History(keys(key_cols)[0], ts, in_pool)
+        hist = History(keys(key_cols)[0], t, in_pool)
         label = " x ".join(key_cols)
         cols[f"play_index_{name}"] = hist.earlier()
         docs.append({"name": f"play_index_{name}", "description": f"pool rows of the same {label} before this row"})
@@ -89,7 +89,7 @@ def time_features(work: pl.DataFrame, keys: KeyCodes, shares: list[float]) -> tu
     pad = max(1.0, RATE_PAD * work.height)
     for name in RATE_KEYS:
         ids, n_groups = keys((name,))
-        first, last, plays = span(ids, n_groups, ts, in_pool)
+        first, last, plays = span(ids, n_groups, t, in_pool)
         cols[f"{name}_span_rows"] = np.maximum(last - first, 0)[ids]
         cols[f"{name}_rate"] = (plays / (np.maximum(last - first, 0) + pad))[ids]
         docs += [{"name": f"{name}_span_rows", "description": f"rows between the {name}'s first and last pool row "
@@ -101,14 +101,14 @@ def time_features(work: pl.DataFrame, keys: KeyCodes, shares: list[float]) -> tu
     return pl.DataFrame({k: v.astype(np.float32) for k, v in cols.items()}), docs
 
 
-def span(ids: np.ndarray, n_groups: int, ts: np.ndarray, in_pool: np.ndarray
+def span(ids: np.ndarray, n_groups: int, t: np.ndarray, in_pool: np.ndarray
          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per group: first and last pool ts (0, 0 without pool rows) and the number of pool rows."""
-    ts = ts.astype(np.int64)
+    """Per group: first and last pool t (0, 0 without pool rows) and the number of pool rows."""
+    t = t.astype(np.int64)
     first = np.full(n_groups, np.iinfo(np.int64).max)
     last = np.full(n_groups, -1, dtype=np.int64)
-    np.minimum.at(first, ids[in_pool], ts[in_pool])
-    np.maximum.at(last, ids[in_pool], ts[in_pool])
+    np.minimum.at(first, ids[in_pool], t[in_pool])
+    np.maximum.at(last, ids[in_pool], t[in_pool])
     none = last < 0
     first[none], last[none] = 0, 0
     return first, last, np.bincount(ids[in_pool], minlength=n_groups)

@@ -31,7 +31,7 @@ STAGE = "03_features"
 STAGE_NO = 3
 PARTS = ("train", "valid", "test")
 KAGGLE = "kaggle"
-KEYS = ("ts", "user", "song")
+KEYS = ("time_order", "user", "song")
 TARGET = "target"
 KAGGLE_ID = "id"
 BASE_CATEGORICAL = ("source_system_tab", "source_screen_name", "source_type", "city", "gender",
@@ -130,7 +130,7 @@ def build_features(parts: dict[str, pl.DataFrame], cfg: dict,
 
 
 def with_keys(part: pl.DataFrame, features: pl.DataFrame, kaggle: bool) -> pl.DataFrame:
-    """Key columns (ts, user, song, then target or the Kaggle id) followed by the features."""
+    """Key columns (time_order, user, song, then target or the Kaggle id) followed by the features."""
     return pl.concat([part.select(*KEYS, KAGGLE_ID if kaggle else TARGET), features], how="horizontal")
 
 

@@ -17,32 +17,12 @@ from musicrec import metrics, plots
 from musicrec.manifest import StageRun, read_manifest
 from musicrec.models import load_feature_set, load_model
 from musicrec.models.als import ALSModel
-from musicrec.preprocess import synthetic_dir
 from musicrec.recommend import recommend, train_plays
+from musicrec.truth import read_truth, truth_for
 
 log = logging.getLogger("musicrec")
 
 STAGE = "05_predict"
-
-
-def read_truth(cfg: dict, st: StageRun) -> pl.DataFrame | None:
-    """truth.parquet of the synthetic generator, or None on real data."""
-    if cfg["data"]["source"] != "synthetic":
-        return None
-    path = synthetic_dir(cfg) / "truth.parquet"
-    if not path.is_file():
-        return None
-    st.external_input(path)
-    return pl.read_parquet(path)
-
-
-def truth_for(truth: pl.DataFrame | None, file: str, rows: pl.Series) -> pl.DataFrame | None:
-    """p_true and hidden label for rows of train.csv (by ts) or test.csv (by id), in `rows` order."""
-    if truth is None:
-        return None
-    t = truth.filter(pl.col("file") == file).select("row", "p_true", "label")
-    out = pl.DataFrame({"row": rows.cast(pl.Int64)}).join(t, on="row", how="left", maintain_order="left")
-    return None if out["p_true"].null_count() else out
 
 
 def segment_labels(test_keys: pl.DataFrame, train_keys: pl.DataFrame, tabs: np.ndarray,
@@ -122,7 +102,7 @@ def run(cfg: dict, force: bool = False) -> dict:
             train_rows = pl.read_parquet(st.input("02_split", "train.parquet"),
                                          columns=["user", "song", "genre", "artist"])
             test_rows = pl.read_parquet(st.input("02_split", "test.parquet"),
-                                        columns=["ts", "user", "song", "target", "genre", "artist"])
+                                        columns=["time_order", "user", "song", "target", "genre", "artist"])
             categories = pl.read_parquet(st.input("01_preprocess", "categories.parquet"))
             n_songs = pl.read_parquet(st.input("01_preprocess", "songs.parquet"), columns=["song"]).height
             truth = read_truth(cfg, st)
@@ -132,7 +112,7 @@ def run(cfg: dict, force: bool = False) -> dict:
             probs = {n: m.predict_proba(test)[:, 1] for n, m in models.items()}
             report: dict = {"rows": len(test), "models": {n: metrics.classification_metrics(y, p)
                                                           for n, p in probs.items()}}
-            tt = truth_for(truth, "train", test.keys["ts"])
+            tt = truth_for(truth, "train", test.keys["time_order"])
             if tt is not None:
                 report["oracle"] = {"auc": metrics.oracle_auc(y, tt["p_true"].to_numpy()),
                                     **metrics.classification_metrics(y, tt["p_true"].to_numpy())}
@@ -140,7 +120,7 @@ def run(cfg: dict, force: bool = False) -> dict:
             seg = segment_labels(test.keys, train_rows, test.column("source_system_tab").astype(np.int64),
                                  dict(zip(tabs["code"].to_list(), tabs["value"].to_list())))
             report["segments"] = {n: metrics.auc_by_segment(y, p, seg) for n, p in probs.items()}
-            pred = test.keys.select("ts", "user", "song").with_columns(pl.Series("target", y))
+            pred = test.keys.select("time_order", "user", "song").with_columns(pl.Series("target", y))
             if tt is not None:
                 pred = pred.with_columns(tt["p_true"].alias("p_true"))
             pred = pred.with_columns(pl.Series(f"p_{n}", p, dtype=pl.Float64) for n, p in probs.items())

@@ -18,6 +18,7 @@ from musicrec.cleaning import UNKNOWN, clean_members, clean_songs, fill_value
 from musicrec.config import section_hash
 from musicrec.errors import InputError
 from musicrec.manifest import StageRun
+from musicrec.truth import synthetic_dir
 
 log = logging.getLogger("musicrec")
 
@@ -38,10 +39,6 @@ IMPUTE_KEY = {**{c: "source" for c in SOURCE_COLS}, "city": "city", "registered_
 
 # ---------------------------------------------------------------------------------------------
 # synthetic source
-def synthetic_dir(cfg: dict) -> Path:
-    return Path(cfg["paths"]["data"]) / "synthetic" / cfg["data"]["synthetic"]["preset"]
-
-
 def ensure_synthetic(cfg: dict) -> Path:
     """Generate the synthetic CSVs unless they exist for the same `data` section and seed."""
     out = synthetic_dir(cfg)
@@ -86,13 +83,13 @@ def split_rejects(train: pl.DataFrame, drop_duplicates: bool) -> tuple[pl.DataFr
 
 def read_labelled(frame: pl.DataFrame) -> pl.DataFrame:
     df = frame.with_columns(
-        pl.int_range(pl.len(), dtype=pl.Int32).alias("ts"),
+        pl.int_range(pl.len(), dtype=pl.Int32).alias("time_order"),
         *(raw.null_to_none(c) for c in ("msno", "song_id", *SOURCE_COLS, "target")),
     )
     return df.with_columns(raw.parse_target(df, "train.csv"))
 
 
-def read_unlabelled(frame: pl.DataFrame, ts_start: int) -> pl.DataFrame:
+def read_unlabelled(frame: pl.DataFrame, time_order_start: int) -> pl.DataFrame:
     """test.csv rows continue the time axis after train.csv; every row must be kept for Kaggle."""
     df = frame.with_columns(*(raw.null_to_none(c) for c in ("msno", "song_id", *SOURCE_COLS)))
     for col in ("msno", "song_id"):
@@ -102,7 +99,7 @@ def read_unlabelled(frame: pl.DataFrame, ts_start: int) -> pl.DataFrame:
                                               "every test row needs a prediction")
     return df.with_columns(
         raw.parse_int(df, "test.csv", "id"),
-        (pl.int_range(pl.len(), dtype=pl.Int64) + ts_start).cast(pl.Int32).alias("ts"),
+        (pl.int_range(pl.len(), dtype=pl.Int64) + time_order_start).cast(pl.Int32).alias("time_order"),
     )
 
 
@@ -176,7 +173,7 @@ def encode(train: pl.DataFrame, test: pl.DataFrame | None) -> tuple[pl.DataFrame
     return codes(train), (None if test is None else codes(test)), mappings
 
 
-OUTPUT_ORDER = ("ts", "user", "song", *SOURCE_COLS, "city", "bd", "gender", "registered_via",
+OUTPUT_ORDER = ("time_order", "user", "song", *SOURCE_COLS, "city", "bd", "gender", "registered_via",
                 "registration_year", "membership_days", "song_length", "genre", "genre_count", "artist",
                 "composer", "lyricist", "composer_count", "lyricist_count", "language", "isrc_country",
                 "isrc_year", "member_missing", "bd_missing", "song_meta_missing", "song_extra_missing")
@@ -199,7 +196,7 @@ def preprocess(files: dict, pcfg: dict) -> dict:
     kept, rejects = split_rejects(labelled, pcfg["drop_duplicates"])
     test = None
     if files.get("test.csv") is not None:
-        test = read_unlabelled(files["test.csv"], ts_start=labelled.height)
+        test = read_unlabelled(files["test.csv"], time_order_start=labelled.height)
 
     train_j = join_metadata(kept, members, songs)
     fills = fill_values(members, songs, kept, pcfg)
@@ -210,7 +207,7 @@ def preprocess(files: dict, pcfg: dict) -> dict:
 
     train_e, test_e, mappings = encode(train_f, test_f)
     interactions = compact(train_e, ("target",)).select(
-        "ts", "user", "song", "target", *[c for c in OUTPUT_ORDER if c not in ("ts", "user", "song")])
+        "time_order", "user", "song", "target", *[c for c in OUTPUT_ORDER if c not in ("time_order", "user", "song")])
     kaggle = None if test_e is None else compact(test_e, ("id",)).select(
         "id", *OUTPUT_ORDER)
 
@@ -231,7 +228,7 @@ def preprocess(files: dict, pcfg: dict) -> dict:
     }
     assert quality["rows"]["in"] == quality["rows"]["out"] + quality["rows"]["rejected"]
     return {"interactions": interactions, "kaggle_test": kaggle, "rejects": rejects.select(
-        "ts", "reason", "msno", "song_id", *SOURCE_COLS, pl.col("target").cast(pl.Int8)),
+        "time_order", "reason", "msno", "song_id", *SOURCE_COLS, pl.col("target").cast(pl.Int8)),
         "quality": quality, **mappings}
 
 

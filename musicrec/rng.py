@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from musicrec.config import MODEL_NAMES
+
 
 def stage_rng(cfg: dict, stage: int, *stream: int) -> np.random.Generator:
     """Generator for one stage (and optionally one named stream inside it), never global state."""
@@ -12,3 +14,8 @@ def stage_rng(cfg: dict, stage: int, *stream: int) -> np.random.Generator:
 def derived_seed(rng: np.random.Generator) -> int:
     """An int seed for libraries that take one (scikit-learn, LightGBM, implicit)."""
     return int(rng.integers(2**31 - 1))
+
+
+def model_seed(cfg: dict, name: str) -> int:
+    """The seed stage 04 gives a model family; its own stream, so adding a model changes no other's."""
+    return derived_seed(stage_rng(cfg, 4, MODEL_NAMES.index(name)))

@@ -1,7 +1,7 @@
 """Stage 02: split the labelled rows into train / valid / test.
 
 The default split is temporal, because KKBOX rows are in time order and the task is to predict
-the future: the last `test_fraction` of rows (by `ts`) is test, the last `valid_fraction` of the
+the future: the last `test_fraction` of rows (by `time_order`) is test, the last `valid_fraction` of the
 remainder is validation. A stratified random split exists for comparison.
 """
 from __future__ import annotations
@@ -31,11 +31,11 @@ def split_sizes(n: int, test_fraction: float, valid_fraction: float) -> tuple[in
     return n_train, n_valid, n_test
 
 
-def temporal_assignment(ts: np.ndarray, test_fraction: float, valid_fraction: float) -> np.ndarray:
-    """Part index per row (0 train, 1 valid, 2 test) from the time order of `ts`."""
-    n_train, n_valid, _ = split_sizes(len(ts), test_fraction, valid_fraction)
-    order = np.argsort(ts, kind="stable")
-    part = np.empty(len(ts), dtype=np.int8)
+def temporal_assignment(time_order: np.ndarray, test_fraction: float, valid_fraction: float) -> np.ndarray:
+    """Part index per row (0 train, 1 valid, 2 test) from the time order of `time_order`."""
+    n_train, n_valid, _ = split_sizes(len(time_order), test_fraction, valid_fraction)
+    order = np.argsort(time_order, kind="stable")
+    part = np.empty(len(time_order), dtype=np.int8)
     part[order[:n_train]] = 0
     part[order[n_train:n_train + n_valid]] = 1
     part[order[n_train + n_valid:]] = 2
@@ -67,7 +67,7 @@ def cold_start(train: pl.DataFrame, test: pl.DataFrame) -> dict:
 
 
 def summarize(parts: dict[str, pl.DataFrame]) -> dict:
-    summary = {name: {"rows": df.height, "ts_min": int(df["ts"].min()), "ts_max": int(df["ts"].max()),
+    summary = {name: {"rows": df.height, "time_order_min": int(df["time_order"].min()), "time_order_max": int(df["time_order"].max()),
                       "target_mean": float(df["target"].mean())} for name, df in parts.items()}
     summary["cold_start"] = cold_start(parts["train"], parts["test"])
     return summary
@@ -75,12 +75,12 @@ def summarize(parts: dict[str, pl.DataFrame]) -> dict:
 
 def split(df: pl.DataFrame, scfg: dict, random_state: int) -> dict[str, pl.DataFrame]:
     if scfg["method"] == "temporal":
-        part = temporal_assignment(df["ts"].to_numpy(), scfg["test_fraction"], scfg["valid_fraction"])
+        part = temporal_assignment(df["time_order"].to_numpy(), scfg["test_fraction"], scfg["valid_fraction"])
     else:
         part = random_assignment(df["target"].to_numpy(), scfg["test_fraction"], scfg["valid_fraction"],
                                  random_state)
     df = df.with_columns(pl.Series("_part", part))
-    return {name: df.filter(pl.col("_part") == i).drop("_part").sort("ts") for i, name in enumerate(PARTS)}
+    return {name: df.filter(pl.col("_part") == i).drop("_part").sort("time_order") for i, name in enumerate(PARTS)}
 
 
 def run(cfg: dict, force: bool = False) -> dict:

@@ -11,17 +11,12 @@ from musicrec.config import MODEL_NAMES
 from musicrec.manifest import StageRun
 from musicrec.metrics import classification_metrics
 from musicrec.models import load_feature_set, make_model
-from musicrec.rng import derived_seed, stage_rng
+from musicrec.rng import model_seed, stage_rng
 
 log = logging.getLogger("musicrec")
 
 STAGE = "04_train"
 TRAIN_SCORE_ROWS = 500_000
-
-
-def model_seed(cfg: dict, name: str) -> int:
-    """Each family gets its own seed stream, so adding a model never changes another's seed."""
-    return derived_seed(stage_rng(cfg, 4, MODEL_NAMES.index(name)))
 
 
 def load_splits(st: StageRun, names=("train", "valid")) -> tuple[dict, dict]:

@@ -32,7 +32,7 @@ def test_em_recovers_planted_song_clusters():
 
 def work_frame(user, song, y, in_pool, fold):
     n = len(user)
-    return pl.DataFrame({"ts": np.arange(n), "user": user, "song": song, "y": y.astype(np.float64),
+    return pl.DataFrame({"time_order": np.arange(n), "user": user, "song": song, "y": y.astype(np.float64),
                          "labelled": (fold < 5).astype(np.float64), "fold": fold, "in_pool": in_pool})
 
 

@@ -13,7 +13,7 @@ from musicrec.feature_target import assign_folds, target_features
 from musicrec.feature_time import History, time_features, window_sizes
 from musicrec.manifest import read_manifest, stage_dir
 
-SCHEMA = {"ts": pl.Int32, "user": pl.Int32, "song": pl.Int32, "target": pl.Int8, "id": pl.Int64,
+SCHEMA = {"time_order": pl.Int32, "user": pl.Int32, "song": pl.Int32, "target": pl.Int8, "id": pl.Int64,
           "artist": pl.Int32, "composer": pl.Int32, "lyricist": pl.Int32,
           **{c: pl.Int16 for c in features.BASE_CATEGORICAL},
           **{c: pl.Int32 for c in ("membership_days", "song_length")},
@@ -25,7 +25,7 @@ SCHEMA = {"ts": pl.Int32, "user": pl.Int32, "song": pl.Int32, "target": pl.Int8,
 def part(ts, user, song, target=None, **cols) -> pl.DataFrame:
     """A split part with every stage 01 column (0 unless given); `target=None` makes a Kaggle part."""
     n = len(ts)
-    data = {"ts": ts, "user": user, "song": song}
+    data = {"time_order": ts, "user": user, "song": song}
     data |= {"target": target} if target is not None else {"id": list(range(n))}
     data |= {c: cols.get(c, [0] * n) for c in features.WORK_COLS if c not in data}
     return pl.DataFrame(data, schema={c: SCHEMA[c] for c in data})
@@ -221,7 +221,7 @@ def block_parts() -> dict[str, pl.DataFrame]:
     unplayed = next(s for s in range(10) if (0, s) not in set(zip(users, songs)))
     valid = part([n, n + 1, n + 2], user=[0, 0, 99], song=[unplayed, 15, 3], artist=[unplayed // 5, 3, 0],
                  target=[0, 0, 0])
-    return {"train": train, "valid": valid, "test": valid.with_columns(pl.col("ts") + 3)}
+    return {"train": train, "valid": valid, "test": valid.with_columns(pl.col("time_order") + 3)}
 
 
 def test_als_scores_separate_tastes_and_unseen_users_are_nan():
@@ -283,7 +283,7 @@ def test_stage_outputs_keys_schema_and_nan_policy(stage_run):
         df = pl.read_parquet(folder / f"features_{name}.parquet")
         upstream = pl.read_parquet(folder.parent / ("01_preprocess/kaggle_test.parquet" if name == "kaggle"
                                                     else f"02_split/{name}.parquet"))
-        key = ["ts", "user", "song", "id" if name == "kaggle" else "target"]
+        key = ["time_order", "user", "song", "id" if name == "kaggle" else "target"]
         assert df.columns == key + list(specs) and df.height == upstream.height
         assert df.select(key).equals(upstream.select(key))
         assert [str(t) for t in df.select(list(specs)).dtypes] == [s["dtype"] for s in specs.values()]

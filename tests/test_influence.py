@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import pearsonr, spearmanr
 
 from musicrec.influence import ESTIMATORS
-from musicrec.influence.common import auc_gradient, logloss, loss_change, metric_changes
+from musicrec.influence.losses import auc_gradient, logloss, loss_change, metric_changes
 from musicrec.influence.groups import meaningful_groups, random_ablations, summarize_ablations
 from musicrec.influence.retrain import Retrainer
 from musicrec.influence.validate import (compare, guarded_size, iterative_removal, noisy_label, removal_curves,

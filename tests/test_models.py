@@ -22,7 +22,7 @@ def make_set(n, seed, n_users=60, n_songs=80):
     y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int8)
     x_nan = np.where(rng.random(n) < 0.2, np.nan, x[:, 2])
     X = np.column_stack([tab, x, x_nan]).astype(np.float32)
-    keys = pl.DataFrame({"ts": np.arange(n, dtype=np.int32), "user": user.astype(np.int32),
+    keys = pl.DataFrame({"time_order": np.arange(n, dtype=np.int32), "user": user.astype(np.int32),
                          "song": song.astype(np.int32)})
     sources = {"source_system_tab": "base", "x1": "count", "x2": "target_stat", "x3": "time", "x_nan": "als"}
     return FeatureSet(X, y, keys, NAMES, ["source_system_tab"], sources)

@@ -32,12 +32,12 @@ def test_row_accounting_and_temporal_split(two_runs):
     q = json.loads((a / "01_preprocess" / "quality.json").read_text())
     assert q["rows"]["in"] == q["rows"]["out"] + q["rows"]["rejected"]
     s = json.loads((a / "02_split" / "split.json").read_text())
-    assert s["train"]["ts_max"] < s["valid"]["ts_min"] <= s["valid"]["ts_max"] < s["test"]["ts_min"]
+    assert s["train"]["time_order_max"] < s["valid"]["time_order_min"] <= s["valid"]["time_order_max"] < s["test"]["time_order_min"]
     assert s["train"]["rows"] + s["valid"]["rows"] + s["test"]["rows"] == q["rows"]["out"]
     assert s["test"]["rows"] == round(0.2 * q["rows"]["out"])
     assert 0 < s["cold_start"]["test_songs_unseen_share"] < 1
     test = pl.read_parquet(a / "02_split" / "test.parquet")
-    assert test.height == s["test"]["rows"] and test["ts"].min() == s["test"]["ts_min"]
+    assert test.height == s["test"]["rows"] and test["time_order"].min() == s["test"]["time_order_min"]
 
 
 def test_same_config_same_bytes(two_runs):

@@ -28,24 +28,24 @@ def test_tiny_outputs_are_complete_compact_and_mapped_back(tmp_path, raw_copy):
     train_csv = read_text_csv(raw_copy / "train.csv")
     assert quality["rows"]["in"] == train_csv.height == quality["rows"]["out"] + quality["rows"]["rejected"]
     assert inter.null_count().sum_horizontal().item() == 0
-    assert inter["ts"].is_sorted() and inter["ts"].is_unique().all()
+    assert inter["time_order"].is_sorted() and inter["time_order"].is_unique().all()
     assert inter.schema["user"] == pl.Int32 and inter.schema["source_type"] == pl.Int16
     assert inter.schema["target"] == pl.Int8 and inter.schema["genre_count"] == pl.Int8
     # codes are compact and read back to the original ids at the same row
     users = pl.read_parquet(folder / "users.parquet")
     assert users["user"].to_list() == list(range(users.height))
-    back = inter.join(users, on="user").sort("ts")
-    assert back["msno"].to_list() == train_csv["msno"].gather(back["ts"]).to_list()
+    back = inter.join(users, on="user").sort("time_order")
+    assert back["msno"].to_list() == train_csv["msno"].gather(back["time_order"]).to_list()
     cats = pl.read_parquet(folder / "categories.parquet")
     tabs = cats.filter(pl.col("column") == "source_system_tab")
     decoded = inter.join(tabs.select(pl.col("code").cast(pl.Int16).alias("source_system_tab"), "value"),
-                         on="source_system_tab").sort("ts")
+                         on="source_system_tab").sort("time_order")
     original = raw.null_to_none("source_system_tab")
-    expect = train_csv.with_columns(original)["source_system_tab"].fill_null("unknown").gather(decoded["ts"])
+    expect = train_csv.with_columns(original)["source_system_tab"].fill_null("unknown").gather(decoded["time_order"])
     assert decoded["value"].to_list() == expect.to_list()
     kaggle = pl.read_parquet(folder / "kaggle_test.parquet")
     assert kaggle.height == read_text_csv(raw_copy / "test.csv").height
-    assert kaggle["ts"].min() == train_csv.height  # test.csv continues the time axis
+    assert kaggle["time_order"].min() == train_csv.height  # test.csv continues the time axis
     q = json.loads((folder / "quality.json").read_text())
     for col, rep in q["columns"].items():
         assert rep["missing_after"] == 0.0, col
@@ -68,7 +68,7 @@ def test_unusable_rows_go_to_rejects_with_reason(tmp_path, raw_copy):
     assert quality["rows"] == {"in": n_in, "out": n_in - 5, "rejected": 5}
     assert quality["rejected_by_reason"] == {"exact duplicate of an earlier row": 2, "missing msno": 1,
                                              "missing song_id": 1, "missing target": 1}
-    assert sorted(rejects["ts"].to_list()) == list(range(n_in - 5, n_in))
+    assert sorted(rejects["time_order"].to_list()) == list(range(n_in - 5, n_in))
 
 
 def _drop_column(col):

@@ -13,11 +13,11 @@ def test_sizes_round_and_refuse_empty_parts():
 
 
 def test_temporal_assignment_follows_time_not_row_order():
-    ts = np.array([5, 0, 9, 1, 8, 2, 7, 3, 6, 4])
-    part = temporal_assignment(ts, 0.2, 0.25)
-    assert sorted(ts[part == 2]) == [8, 9]
-    assert sorted(ts[part == 1]) == [6, 7]
-    assert sorted(ts[part == 0]) == [0, 1, 2, 3, 4, 5]
+    time_order = np.array([5, 0, 9, 1, 8, 2, 7, 3, 6, 4])
+    part = temporal_assignment(time_order, 0.2, 0.25)
+    assert sorted(time_order[part == 2]) == [8, 9]
+    assert sorted(time_order[part == 1]) == [6, 7]
+    assert sorted(time_order[part == 0]) == [0, 1, 2, 3, 4, 5]
 
 
 def test_random_assignment_is_stratified_and_reproducible():

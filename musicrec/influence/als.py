@@ -18,7 +18,7 @@ from scipy.linalg import cho_factor, cho_solve
 from threadpoolctl import threadpool_limits
 
 from musicrec.influence.base import Estimator
-from musicrec.influence.common import loss_change
+from musicrec.influence.losses import loss_change
 from musicrec.models.als import play_matrix
 
 
@@ -36,8 +36,8 @@ class ALSInfluence(Estimator):
         self.u = train.keys["user"].to_numpy().astype(np.int64)
         self.i = train.keys["song"].to_numpy().astype(np.int64)
         self.p = train.y.astype(np.float64)
-        self.tu = test.keys["user"].to_numpy().astype(np.int64)
-        self.ts = test.keys["song"].to_numpy().astype(np.int64)
+        self.test_user = test.keys["user"].to_numpy().astype(np.int64)
+        self.test_song = test.keys["song"].to_numpy().astype(np.int64)
         pairs = self.u * (int(self.i.max()) + 1) + self.i
         repeated = len(pairs) - len(np.unique(pairs))
         if repeated:
@@ -47,12 +47,12 @@ class ALSInfluence(Estimator):
         self.Y = model.item_factors_
         self.a_score, self.a_known, self.a_pop = model.calibration_coef_
         super().__init__(model, train, test)
-        n_users = max(model.shape_[0], int(self.tu.max()) + 1)
-        n_songs = max(model.shape_[1], int(self.ts.max()) + 1)
-        self.score, self.known = model.scores(self.tu, self.ts)
+        n_users = max(model.shape_[0], int(self.test_user.max()) + 1)
+        n_songs = max(model.shape_[1], int(self.test_song.max()) + 1)
+        self.score, self.known = model.scores(self.test_user, self.test_song)
         self.user_rows = _groups(self.u, n_users)
-        self.user_tests = _groups(np.minimum(self.tu, n_users - 1), n_users)
-        self.song_tests = _groups(np.minimum(self.ts, n_songs - 1), n_songs)
+        self.user_tests = _groups(np.minimum(self.test_user, n_users - 1), n_users)
+        self.song_tests = _groups(np.minimum(self.test_song, n_songs - 1), n_songs)
         self.YtY = self.Y.T @ self.Y + model.regularization * np.eye(self.Y.shape[1])
         self.song_part = self._song_effects()
 
@@ -81,7 +81,7 @@ class ALSInfluence(Estimator):
             if song + 1 >= len(start):
                 continue
             j = order[start[song]:start[song + 1]]
-            j = j[self.ts[j] == song]
+            j = j[self.test_song[j] == song]
             if len(j) == 0:
                 continue
             d = self._song_delta(int(song), j)
@@ -104,7 +104,7 @@ class ALSInfluence(Estimator):
         if user + 1 >= len(start):
             return np.zeros(0, dtype=np.int64)
         j = order[start[user]:start[user + 1]]
-        return j[self.tu[j] == user]
+        return j[self.test_user[j] == user]
 
     def _user_deltas(self, user: int, r: np.ndarray, Yr: np.ndarray, Q: np.ndarray, j: np.ndarray,
                      kappa: np.ndarray | None = None) -> np.ndarray:
@@ -114,10 +114,10 @@ class ALSInfluence(Estimator):
         else:
             if kappa is None:
                 kappa = self._kappa(user, r, Yr, Q)[0]
-            delta = self.a_score * kappa[:, None] * (Q.T @ self.Y[np.minimum(self.ts[j], len(self.Y) - 1)].T)
+            delta = self.a_score * kappa[:, None] * (Q.T @ self.Y[np.minimum(self.test_song[j], len(self.Y) - 1)].T)
             delta *= self.known[j][None, :]
         # a test row of the removed row's own song also loses that song's play
-        same = self.ts[j][None, :] == self.i[r][:, None]
+        same = self.test_song[j][None, :] == self.i[r][:, None]
         if same.any():
             rr, jj = np.nonzero(same)
             for a, b in zip(rr, jj):
@@ -127,7 +127,7 @@ class ALSInfluence(Estimator):
     def _overlap_correction(self, r: np.ndarray, j: np.ndarray, metric: str) -> np.ndarray:
         """Song-side totals count the user's own test rows of that song; remove them (rare)."""
         out = np.zeros(len(r))
-        same = self.ts[j][None, :] == self.i[r][:, None]
+        same = self.test_song[j][None, :] == self.i[r][:, None]
         for a, b in zip(*np.nonzero(same)):
             jj = j[b:b + 1]
             d = self._song_delta(int(self.i[r[a]]), jj)
@@ -185,7 +185,7 @@ class ALSInfluence(Estimator):
             song = int(self.i[row])
             if song + 1 < len(start):
                 js = order[start[song]:start[song + 1]]
-                js = js[(self.ts[js] == song) & (self.tu[js] != self.u[row])]
+                js = js[(self.test_song[js] == song) & (self.test_user[js] != self.u[row])]
                 delta[k, js] += self._song_delta(song, js)
             user = int(self.u[row])
             j = self._user_tests(user)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from musicrec.influence.common import loss_change, metric_changes, row_losses, test_directions
+from musicrec.influence.losses import loss_change, metric_changes, row_losses, test_directions
 from musicrec.models.base import FeatureSet
 
 

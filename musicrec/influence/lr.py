@@ -13,7 +13,7 @@ import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 
 from musicrec.influence.base import Estimator
-from musicrec.influence.common import logloss_derivatives
+from musicrec.influence.losses import logloss_derivatives
 
 CHUNK = 100_000
 

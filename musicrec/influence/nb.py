@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from musicrec.influence.base import Estimator
-from musicrec.influence.common import logloss_derivatives
+from musicrec.influence.losses import logloss_derivatives
 
 CHUNK = 20_000
 

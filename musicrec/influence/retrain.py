@@ -13,7 +13,7 @@ import copy
 
 import numpy as np
 
-from musicrec.influence.common import logit, loss_change, metric_changes
+from musicrec.influence.losses import logit, loss_change, metric_changes
 from musicrec.models import make_model
 from musicrec.models.base import FeatureSet
 

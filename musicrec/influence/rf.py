@@ -16,7 +16,7 @@ import numpy as np
 from joblib import effective_n_jobs
 
 from musicrec.influence.base import Estimator
-from musicrec.influence.common import PROB_CLIP, logit
+from musicrec.influence.losses import PROB_CLIP, logit
 
 
 class ForestInfluence(Estimator):

@@ -17,14 +17,13 @@ from musicrec.influence.retrain import Retrainer
 from musicrec.influence.validate import validate_model
 from musicrec.manifest import StageRun
 from musicrec.models import load_feature_set, load_model
-from musicrec.predict import read_truth
-from musicrec.rng import derived_seed, stage_rng
-from musicrec.train import model_seed
+from musicrec.rng import derived_seed, model_seed, stage_rng
+from musicrec.truth import read_truth
 
 log = logging.getLogger("musicrec")
 
 STAGE = "06_influence"
-GROUP_COLUMNS = ("ts", "user", "song", "source_system_tab", "genre", "language", "bd", "bd_missing")
+GROUP_COLUMNS = ("time_order", "user", "song", "source_system_tab", "genre", "language", "bd", "bd_missing")
 
 
 def category_names(categories: pl.DataFrame) -> dict[str, dict[int, str]]:
@@ -32,13 +31,13 @@ def category_names(categories: pl.DataFrame) -> dict[str, dict[int, str]]:
             for (col,), g in categories.group_by("column")}
 
 
-def flipped_labels(cfg: dict, st: StageRun, ts: np.ndarray) -> np.ndarray | None:
+def flipped_labels(cfg: dict, st: StageRun, time_order: np.ndarray) -> np.ndarray | None:
     """Which train rows had their label flipped by the synthetic generator (None on real data)."""
     truth = read_truth(cfg, st)
     if truth is None:
         return None
     t = truth.filter(pl.col("file") == "train").select("row", "flipped")
-    out = pl.DataFrame({"row": ts.astype(np.int64)}).join(t, on="row", how="left", maintain_order="left")
+    out = pl.DataFrame({"row": time_order.astype(np.int64)}).join(t, on="row", how="left", maintain_order="left")
     return out["flipped"].fill_null(False).to_numpy()
 
 
@@ -55,12 +54,12 @@ def run(cfg: dict, force: bool = False) -> dict:
                 for f in trained[m]["files"]:
                     st.input("04_train", f)
             train, valid, test = data["train"], data["valid"], data["test"]
-            ts = train.keys["ts"].to_numpy()
-            rows = (pl.DataFrame({"ts": ts}).join(
+            time_order = train.keys["time_order"].to_numpy()
+            rows = (pl.DataFrame({"time_order": time_order}).join(
                 pl.read_parquet(st.input("02_split", "train.parquet"), columns=list(GROUP_COLUMNS)),
-                on="ts", how="left", maintain_order="left"))
+                on="time_order", how="left", maintain_order="left"))
             names_map = category_names(pl.read_parquet(st.input("01_preprocess", "categories.parquet")))
-            flipped = flipped_labels(cfg, st, ts)
+            flipped = flipped_labels(cfg, st, time_order)
         skipped = [m for m in icfg["models"] if m not in trained]
         if skipped:
             log.warning("%s: no trained model for %s (see train.models); skipped", STAGE, ", ".join(skipped))
@@ -112,7 +111,7 @@ def run(cfg: dict, force: bool = False) -> dict:
             gc.collect()
 
         with st.step("write"):
-            loo_df = train.keys.select("ts", "user", "song").with_columns(
+            loo_df = train.keys.select("time_order", "user", "song").with_columns(
                 pl.Series("target", train.y), *(pl.Series(k, v) for k, v in loo_cols.items()))
             st.write_parquet(loo_df, "loo.parquet")
             report = {"models": validation, "loo_seconds": loo_seconds, "rows": len(train),

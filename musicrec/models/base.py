@@ -15,7 +15,7 @@ class FeatureSet:
     """One split as models see it: the feature matrix plus the keys some families need.
 
     `X` holds every feature of features.json in that order (categorical codes as floats, NaN where a
-    feature is undefined); `keys` holds user, song and ts for the collaborative and prior models.
+    feature is undefined); `keys` holds user, song and time_order for the collaborative and prior models.
     """
 
     X: np.ndarray
