@@ -29,8 +29,8 @@ BUDGETS = {  # the kkbox budgets of the benchmark issue: (wall seconds, peak RSS
     "generate": (180, 8), "01_preprocess": (90, 8), "02_split": (30, 4), "03_features": (240, 10),
     "04_train": (480, 10), "05_predict": (120, 8), "06_influence": (600, 12),
 }
-GENERATE = ("from musicrec import config, preprocess; "
-            "preprocess.ensure_synthetic(config.load(sys.argv[1], sys.argv[2:]))")
+GENERATE = ("from musicrec import config; from musicrec.readers.synthetic import ensure_synthetic; "
+            "ensure_synthetic(config.load(sys.argv[1], sys.argv[2:]))")
 
 
 def run_process(cmd: list[str], log_path: Path) -> dict:

@@ -136,7 +136,7 @@ def FloatPair(default, lo=None, hi=None):
     return Spec(default, "float_pair", lo, hi)
 
 
-FEATURE_SOURCES = ("base", "count", "share", "target_stat", "time", "als")
+FEATURE_SOURCES = ("base", "count", "share", "target_stat", "time", "als", "cluster")
 INFLUENCE_MODELS = ("nb", "lr", "rf", "lgbm", "als")
 MODEL_NAMES = ("prior", "nb", "lr", "rf", "lgbm", "als")
 NUMERIC_IMPUTE = ("median", "mode", "constant")

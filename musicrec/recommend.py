@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from implicit.cpu.topk import topk
+from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
 from musicrec.models.als import ALSModel
@@ -14,6 +14,14 @@ def train_plays(user: np.ndarray, song: np.ndarray, shape: tuple[int, int]) -> s
     m = sp.csr_matrix((np.ones(len(user), dtype=np.float32), (user, song)), shape=shape)
     m.data[:] = 1.0
     return m
+
+
+def implicit_model(model: ALSModel, n_threads: int) -> AlternatingLeastSquares:
+    """implicit's own model holding our fitted factors, so that its public `recommend` ranks them."""
+    als = AlternatingLeastSquares(factors=model.item_factors_.shape[1], num_threads=n_threads)
+    als.user_factors = model.user_factors_.astype(np.float32)
+    als.item_factors = model.item_factors_.astype(np.float32)
+    return als
 
 
 def recommend(model: ALSModel, users: np.ndarray, k: int, plays: sp.csr_matrix,
@@ -33,10 +41,10 @@ def recommend(model: ALSModel, users: np.ndarray, k: int, plays: sp.csr_matrix,
     if known.any():
         rows = users[known]
         unseen_songs = np.flatnonzero(model.song_count_ == 0).astype(np.int32)
-        with threadpool_limits(1, "blas"):
-            ids, sc = topk(model.item_factors_.astype(np.float32), model.user_factors_[rows].astype(np.float32),
-                           k, filter_query_items=plays[rows].tocsr(),
-                           filter_items=unseen_songs if len(unseen_songs) else None, num_threads=n_threads)
+        with threadpool_limits(1, "blas"):  # implicit's constructor checks it, so both sit inside
+            ids, sc = implicit_model(model, n_threads).recommend(
+                rows, plays[rows].tocsr(), N=k, filter_already_liked_items=True,
+                filter_items=unseen_songs if len(unseen_songs) else None)
         songs_out[known], scores_out[known] = ids, sc
 
     if (~known).any():

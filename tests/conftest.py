@@ -7,9 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import polars as pl
 import pytest
 
 from musicrec import config
+from musicrec.config import defaults
+from musicrec.models import FeatureSet
 
 REPO = Path(__file__).resolve().parents[1]
 RAW_FILES = ("train.csv", "test.csv", "members.csv", "songs.csv", "song_extra_info.csv")
@@ -62,3 +66,43 @@ def run_script(script: str, *args: str) -> subprocess.CompletedProcess:
     """Run one numbered stage script as a process, the way users do."""
     return subprocess.run([sys.executable, str(REPO / script), "--config", str(REPO / "config.yaml"), *args],
                           cwd=REPO, capture_output=True, text=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# shared by several test modules
+# stage 06 sized for tests: few validated rows, two removal fractions, small ablations
+SMALL_INFLUENCE = ["--set", "influence.validate.rows={nb: 10, lr: 6, rf: 3, lgbm: 3, als: 6}",
+                   "--set", "influence.validate.removal_fractions=[0.05, 0.1]",
+                   "--set", "influence.ablation.fractions=[0.1, 0.3]", "--set", "influence.ablation.repeats=2",
+                   "--set", "influence.groups.deciles=2", "--set", "influence.groups.top_genres=2",
+                   "--set", "train.rf.n_estimators=20", "--set", "train.lgbm.n_estimators=40"]
+
+
+PLANTED_NAMES = ["source_system_tab", "x1", "x2", "x3", "x_nan"]
+
+
+def make_set(n, seed, n_users=60, n_songs=80):
+    """Rows with a planted signal in x1/x2, in a categorical code, and in a user x song affinity."""
+    rng = np.random.default_rng(seed)
+    tab = rng.integers(0, 4, n)
+    x = rng.normal(size=(n, 3))
+    pair = rng.choice(n_users * n_songs, n, replace=False)  # each (user, song) once, as in KKBOX
+    user, song = pair // n_songs, pair % n_songs
+    taste = np.where((user % 2) == (song % 2), 1.0, -1.0)
+    logit = 1.2 * x[:, 0] - 0.8 * x[:, 1] + 0.6 * (tab == 0) + 0.9 * taste
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int8)
+    x_nan = np.where(rng.random(n) < 0.2, np.nan, x[:, 2])
+    X = np.column_stack([tab, x, x_nan]).astype(np.float32)
+    keys = pl.DataFrame({"time_order": np.arange(n, dtype=np.int32), "user": user.astype(np.int32),
+                         "song": song.astype(np.int32)})
+    sources = {"source_system_tab": "base", "x1": "count", "x2": "target_stat", "x3": "time", "x_nan": "als"}
+    return FeatureSet(X, y, keys, PLANTED_NAMES, ["source_system_tab"], sources)
+
+
+def small_cfg():
+    """The `train` section of the defaults with models small enough for unit tests."""
+    t = defaults()["train"]
+    t["rf"].update(n_estimators=20, max_samples=0.5, min_samples_leaf=5)
+    t["lgbm"].update(n_estimators=60, num_leaves=15, min_child_samples=20)
+    t["als"].update(factors=4, iterations=10)
+    return t

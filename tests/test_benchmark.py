@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 from conftest import REPO
-from test_pipeline_end_to_end import SMALL_INFLUENCE
+from conftest import SMALL_INFLUENCE
 
 
 def test_benchmark_smoke(tmp_path):

@@ -3,8 +3,8 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from musicrec.feature_cluster import Taste, fit_clusters, user_shares
-from musicrec.feature_time import span
+from musicrec.features.clusters import Taste, fit_clusters, user_shares
+from musicrec.features.pool import span
 
 CCFG = {"k": 2, "iterations": 30, "smoothing": 0.5, "ridge": 10.0}
 

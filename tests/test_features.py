@@ -1,4 +1,5 @@
 """Stage 03: every feature family by hand on tiny frames, the leakage guarantees, and the stage run."""
+import importlib
 import json
 
 import numpy as np
@@ -7,10 +8,10 @@ import pytest
 
 from conftest import make_cfg
 from musicrec import config, features, preprocess, split
-from musicrec.feature_counts import count_features
-from musicrec.feature_keys import KeyCodes, densify
-from musicrec.feature_target import assign_folds, target_features
-from musicrec.feature_time import History, time_features, window_sizes
+from musicrec.features.counts import count_features
+from musicrec.features.keys import KeyCodes, densify
+from musicrec.features.target import assign_folds, target_features
+from musicrec.features.temporal import History, time_features, window_sizes
 from musicrec.manifest import read_manifest, stage_dir
 
 SCHEMA = {"time_order": pl.Int32, "user": pl.Int32, "song": pl.Int32, "target": pl.Int8, "id": pl.Int64,
@@ -234,7 +235,8 @@ def test_als_scores_separate_tastes_and_unseen_users_are_nan():
     assert not np.isnan(v["als_song_f1"][2])                       # song 3 is known
     assert not feats["train"].select(pl.col("^als_.*$")).select(pl.any_horizontal(pl.all().is_nan())).to_series().any()
     als = [s for s in specs if s["source"] == "als" and s["name"].startswith("als_")]
-    assert [s["name"] for s in specs if s["source"] == "als" and not s["name"].startswith("als_")] == [
+    assert [s["name"] for s in specs if s["source"] == "als" and not s["name"].startswith("als_")] == []
+    assert [s["name"] for s in specs if s["source"] == "cluster"] == [
         "taste_match", "taste_match_other", "taste_top_share", "song_cluster_share"]   # taste clusters
     assert [s["name"] for s in als] == ["als_user_song", "als_cos_user_song", "als_knn_user_song", "als_user_f0",
                                         "als_user_f1", "als_song_f0", "als_song_f1", "als_user_artist",
@@ -255,7 +257,7 @@ def test_als_is_seeded_and_can_be_disabled():
     assert not any(s["name"].startswith("als_") for s in specs)
     assert "taste_match" in {s["name"] for s in specs}        # clusters then start from random posteriors
     _, specs = features.build_features(parts, small_cfg("features.als.enabled=false", "features.clusters.enabled=false"))
-    assert not any(s["source"] == "als" for s in specs)
+    assert not any(s["source"] in ("als", "cluster") for s in specs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,7 +280,12 @@ def test_stage_outputs_keys_schema_and_nan_policy(stage_run):
     assert json.loads((folder / "features.json").read_text()) == json.loads(json.dumps(table))
     specs = {s["name"]: s for s in table["features"]}
     assert not {"user", "song", "artist", "composer", "lyricist", "target", "id"} & set(specs)
-    assert {s["source"] for s in specs.values()} == {"base", "count", "share", "target_stat", "time", "als"}
+    assert {s["source"] for s in specs.values()} == {"base", "count", "share", "target_stat", "time", "als", "cluster"}
+    for spec in specs.values():   # every feature name leads to the function that computed it
+        target = importlib.import_module(spec["module"])
+        for attr in spec["function"].split("."):
+            target = getattr(target, attr)
+        assert callable(target), spec["name"]
     for name in ("train", "valid", "test", "kaggle"):
         df = pl.read_parquet(folder / f"features_{name}.parquet")
         upstream = pl.read_parquet(folder.parent / ("01_preprocess/kaggle_test.parquet" if name == "kaggle"
@@ -309,7 +316,7 @@ def test_stage_is_deterministic(stage_run):
 def test_additive_biases_separate_user_from_context():
     # even users replay more (+0.2); "library" context replays more (+0.3); odd users mostly use
     # the library, so their raw replay rate looks as high as the even users'
-    from musicrec.feature_target import fit_biases
+    from musicrec.features.target import fit_biases
     rng = np.random.default_rng(0)
     n = 40_000
     user = rng.integers(0, 20, n)

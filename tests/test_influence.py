@@ -14,7 +14,7 @@ from musicrec.influence.validate import (compare, guarded_size, iterative_remova
                                         rescore)
 from musicrec.models import load_model, make_model
 
-from test_models import make_set, small_cfg
+from conftest import make_set, small_cfg
 
 
 @pytest.fixture(scope="module")

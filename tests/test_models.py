@@ -1,44 +1,15 @@
 """Each model family: learns a planted signal, save/load round trip, sample weights behave."""
 import numpy as np
-import polars as pl
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from musicrec.models import FAMILIES, FeatureSet, load_model, make_model
-from musicrec.config import defaults
-
-NAMES = ["source_system_tab", "x1", "x2", "x3", "x_nan"]
-
-
-def make_set(n, seed, n_users=60, n_songs=80):
-    """Rows with a planted signal in x1/x2, in a categorical code, and in a user x song affinity."""
-    rng = np.random.default_rng(seed)
-    tab = rng.integers(0, 4, n)
-    x = rng.normal(size=(n, 3))
-    pair = rng.choice(n_users * n_songs, n, replace=False)  # each (user, song) once, as in KKBOX
-    user, song = pair // n_songs, pair % n_songs
-    taste = np.where((user % 2) == (song % 2), 1.0, -1.0)
-    logit = 1.2 * x[:, 0] - 0.8 * x[:, 1] + 0.6 * (tab == 0) + 0.9 * taste
-    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int8)
-    x_nan = np.where(rng.random(n) < 0.2, np.nan, x[:, 2])
-    X = np.column_stack([tab, x, x_nan]).astype(np.float32)
-    keys = pl.DataFrame({"time_order": np.arange(n, dtype=np.int32), "user": user.astype(np.int32),
-                         "song": song.astype(np.int32)})
-    sources = {"source_system_tab": "base", "x1": "count", "x2": "target_stat", "x3": "time", "x_nan": "als"}
-    return FeatureSet(X, y, keys, NAMES, ["source_system_tab"], sources)
+from conftest import make_set, small_cfg
+from musicrec.models import FAMILIES, load_model, make_model
 
 
 @pytest.fixture(scope="module")
 def data():
     return make_set(4000, 1), make_set(1500, 2)
-
-
-def small_cfg():
-    t = defaults()["train"]
-    t["rf"].update(n_estimators=20, max_samples=0.5, min_samples_leaf=5)
-    t["lgbm"].update(n_estimators=60, num_leaves=15, min_child_samples=20)
-    t["als"].update(factors=4, iterations=10)
-    return t
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))

@@ -4,13 +4,7 @@ import json
 import polars as pl
 import pytest
 
-from conftest import REPO, run_script
-
-SMALL_INFLUENCE = ["--set", "influence.validate.rows={nb: 10, lr: 6, rf: 3, lgbm: 3, als: 6}",
-                   "--set", "influence.validate.removal_fractions=[0.05, 0.1]",
-                   "--set", "influence.ablation.fractions=[0.1, 0.3]", "--set", "influence.ablation.repeats=2",
-                   "--set", "influence.groups.deciles=2", "--set", "influence.groups.top_genres=2",
-                   "--set", "train.rf.n_estimators=20", "--set", "train.lgbm.n_estimators=40"]
+from conftest import REPO, SMALL_INFLUENCE, run_script
 
 
 @pytest.fixture(scope="module")

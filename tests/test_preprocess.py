@@ -3,8 +3,9 @@ import json
 import polars as pl
 import pytest
 
-from musicrec import preprocess, raw
-from musicrec.cleaning import fill_value, normalize_name, outlier_bounds
+from musicrec import preprocess
+from musicrec.readers import kkbox_files as raw
+from musicrec.readers.kkbox_cleaning import fill_value, normalize_name, outlier_bounds
 from musicrec.errors import InputError
 
 from conftest import make_cfg, run_script

@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from musicrec.influence.base import Estimator
 from musicrec.influence.losses import loss_change
-from musicrec.models.als import play_matrix
+from musicrec.models.als import signed_label_matrix
 
 
 def _groups(keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -202,7 +202,7 @@ class ALSInfluence(Estimator):
         keep[row] = False
         user = int(self.u[row])
         mine = keep & (self.u == user)
-        R = play_matrix(np.zeros(mine.sum(), dtype=np.int64), self.i[mine], self.p[mine], (1, m.shape_[1]))
+        R = signed_label_matrix(np.zeros(mine.sum(), dtype=np.int64), self.i[mine], self.p[mine], (1, m.shape_[1]))
         backup = (m.user_factors_[user].copy(), m.user_count_.copy(), m.song_count_.copy())
         try:
             with threadpool_limits(1, "blas"):  # implicit checks (and warns) in its constructor

@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 from musicrec.models.base import FeatureSet, Model, two_columns
 
 
-def play_matrix(user: np.ndarray, song: np.ndarray, y: np.ndarray, shape: tuple[int, int],
+def signed_label_matrix(user: np.ndarray, song: np.ndarray, y: np.ndarray, shape: tuple[int, int],
                 sample_weight: np.ndarray | None = None) -> sp.csr_matrix:
     """+w for replays, -w for non-replays; rows of weight 0 are left out."""
     value = np.where(y == 1, 1.0, -1.0)
@@ -46,7 +46,7 @@ class ALSModel(Model):
         train, valid = prepared
         user, song = self._ids(train)
         self.shape_ = (int(user.max()) + 1, int(song.max()) + 1)
-        R = play_matrix(user, song, train.y, self.shape_, sample_weight)
+        R = signed_label_matrix(user, song, train.y, self.shape_, sample_weight)
         w = np.ones(len(train)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         self.song_count_ = np.bincount(song, weights=(w > 0).astype(np.float64), minlength=self.shape_[1])
         self.user_count_ = np.bincount(user, weights=(w > 0).astype(np.float64), minlength=self.shape_[0])

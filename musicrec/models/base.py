@@ -1,13 +1,13 @@
 """What every model family shares: the data it is given and the small interface it implements."""
 from __future__ import annotations
 
-import inspect
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+from sklearn.base import BaseEstimator
 
 
 @dataclass
@@ -57,14 +57,16 @@ def load_feature_set(parquet: Path, spec: dict, dtype=np.float32) -> FeatureSet:
     return FeatureSet(np.ascontiguousarray(X, dtype=dtype), y, keys, names, categorical, sources)
 
 
-class Model:
+class Model(BaseEstimator):
     """The interface of a model family: fit on train (valid for early stopping/calibration),
     predict_proba like scikit-learn, save/load in the family's own format.
 
     Fitting is split in two so that retraining many times on the same rows (influence analysis)
     pays once for what does not depend on the row weights: `prepare` builds the family's training
     inputs (design matrix, LightGBM Dataset, ...), `fit_prepared` fits with given row weights;
-    `init` may hand over a fitted model of the same family to warm-start from.
+    `init` may hand over a fitted model of the same family to warm-start from. Constructor
+    arguments follow scikit-learn's convention (stored under their own names), so `get_params` and
+    `set_params` come from BaseEstimator.
     """
 
     name = "model"
@@ -79,9 +81,8 @@ class Model:
         return self.fit_prepared(self.prepare(train, valid), sample_weight)
 
     def init_args(self) -> dict:
-        """The constructor's arguments (JSON-ready), saved beside a model so that `load` restores them."""
-        names = [k for k in inspect.signature(type(self).__init__).parameters if k != "self"]
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in ((k, getattr(self, k)) for k in names)}
+        """`get_params()` made JSON-ready, saved beside a model so that `load` restores them."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.get_params(deep=False).items()}
 
     def predict_proba(self, data: FeatureSet) -> np.ndarray:
         raise NotImplementedError

@@ -17,11 +17,9 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
-
 from sklearn.cluster import KMeans
 
-from musicrec.feature_als import CHUNK, nan_unless, play_matrix, seen, unit_rows
-from musicrec.feature_time import span
+from musicrec.features.pool import CHUNK, nan_unless, pool_play_matrix, seen, span, unit_rows
 
 
 def softmax_rows(logits: np.ndarray) -> np.ndarray:
@@ -80,7 +78,7 @@ class Taste:
         self.t = work["time_order"].to_numpy().astype(np.int64)
         self.smoothing, self.k = ccfg["smoothing"], ccfg["k"]
         shape = (int(self.user.max()) + 1, int(self.song.max()) + 1)
-        self.matrix = play_matrix(self.user[self.in_pool], self.song[self.in_pool], shape)
+        self.matrix = pool_play_matrix(self.user[self.in_pool], self.song[self.in_pool], shape)
         self.post = fit_clusters(self.matrix, ccfg, rng, user_factors)
         self.user_plays = self.matrix @ self.post                      # users x K, soft play counts
         self.theta = user_shares(self.matrix, self.post, self.smoothing)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from musicrec.feature_keys import KeyCodes, group_sum
+from musicrec.features.keys import KeyCodes, group_sum
 
 TE_KEYS: dict[str, tuple[str, ...]] = {
     "user": ("user",),
@@ -32,7 +32,7 @@ TE_KEYS: dict[str, tuple[str, ...]] = {
     "song_source_type": ("song", "source_type"),
     "artist_source_type": ("artist", "source_type"),
 }
-# with taste clusters (feature_cluster): the user's replay rate on the song's cluster, that of users
+# with taste clusters (features.clusters): the user's replay rate on the song's cluster, that of users
 # whose main cluster is the user's on the song's cluster, and the song's among such users
 TE_CLUSTER_KEYS: dict[str, tuple[str, ...]] = {
     "user_song_cluster": ("user", "song_cluster"),

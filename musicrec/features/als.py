@@ -11,14 +11,7 @@ import polars as pl
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-CHUNK = 1 << 20  # rows per block when gathering factor rows, to bound memory
-
-
-def play_matrix(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
-    """Sparse count matrix (duplicates summed), float32 CSR as implicit expects."""
-    m = sp.coo_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=shape).tocsr()
-    m.sum_duplicates()
-    return m
+from musicrec.features.pool import CHUNK, nan_unless, pool_play_matrix, seen, unit_rows
 
 
 def fit_als(matrix: sp.csr_matrix, acfg: dict, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -42,10 +35,6 @@ def row_dot(a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarray) -> np.
     return out
 
 
-def unit_rows(f: np.ndarray) -> np.ndarray:
-    return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
-
-
 def taste_similarity(matrix: sp.csr_matrix, item_unit: np.ndarray, user: np.ndarray, item: np.ndarray) -> np.ndarray:
     """Mean cosine between the row's item and the user's other pool items (item-kNN in factor space).
 
@@ -63,15 +52,6 @@ def taste_similarity(matrix: sp.csr_matrix, item_unit: np.ndarray, user: np.ndar
     return out
 
 
-def seen(codes: np.ndarray, in_pool: np.ndarray) -> np.ndarray:
-    """Per row: does its code have at least one pool row?"""
-    return (np.bincount(codes[in_pool], minlength=int(codes.max()) + 1) > 0)[codes]
-
-
-def nan_unless(values: np.ndarray, known: np.ndarray) -> np.ndarray:
-    return np.where(known, values, np.nan).astype(np.float32)
-
-
 def als_features(work: pl.DataFrame, acfg: dict, seeds: tuple[int, int],
                  fitted: dict | None = None) -> tuple[pl.DataFrame, list[dict]]:
     """als_user_song (+ als_user_artist, + factor dimensions) for every row of the frame.
@@ -87,7 +67,7 @@ def als_features(work: pl.DataFrame, acfg: dict, seeds: tuple[int, int],
         item = work[item_col].to_numpy().astype(np.int64)
         item_known = seen(item, in_pool)
         shape = (int(user.max()) + 1, int(item.max()) + 1)
-        matrix = play_matrix(user[in_pool], item[in_pool], shape)
+        matrix = pool_play_matrix(user[in_pool], item[in_pool], shape)
         uf, vf = fit_als(matrix, acfg, seed)
         if fitted is not None and item_col == "song":
             fitted["user_factors"] = uf

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from musicrec.feature_keys import KeyCodes, group_sum
+from musicrec.features.keys import KeyCodes, group_sum
 
 # name -> columns; counts of pool rows sharing the row's value(s)
 COUNT_KEYS: dict[str, tuple[str, ...]] = {

@@ -10,7 +10,7 @@ import logging
 import numpy as np
 import polars as pl
 
-from musicrec.raw import null_to_none, parse_date, parse_int
+from musicrec.readers.kkbox_files import null_to_none, parse_date, parse_int
 
 log = logging.getLogger("musicrec")
 

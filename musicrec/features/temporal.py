@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from musicrec.feature_keys import KeyCodes
+from musicrec.features.keys import KeyCodes
+from musicrec.features.pool import span
 
 # name -> columns of the key whose history is looked up
 HISTORY_KEYS: dict[str, tuple[str, ...]] = {
@@ -99,16 +100,3 @@ def time_features(work: pl.DataFrame, keys: KeyCodes, shares: list[float]) -> tu
     for d in docs:
         d["nan"] = False
     return pl.DataFrame({k: v.astype(np.float32) for k, v in cols.items()}), docs
-
-
-def span(ids: np.ndarray, n_groups: int, t: np.ndarray, in_pool: np.ndarray
-         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per group: first and last pool t (0, 0 without pool rows) and the number of pool rows."""
-    t = t.astype(np.int64)
-    first = np.full(n_groups, np.iinfo(np.int64).max)
-    last = np.full(n_groups, -1, dtype=np.int64)
-    np.minimum.at(first, ids[in_pool], t[in_pool])
-    np.maximum.at(last, ids[in_pool], t[in_pool])
-    none = last < 0
-    first[none], last[none] = 0, 0
-    return first, last, np.bincount(ids[in_pool], minlength=n_groups)

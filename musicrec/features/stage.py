@@ -1,4 +1,4 @@
-"""Stage 03: feature engineering on the split rows.
+"""Stage 03: feature engineering on the split rows (the stage's `run`; each family has its own module).
 
 All parts are stacked into one frame (train, valid, test, then the Kaggle test rows when stage 01
 wrote them) whose labels are kept on train rows only, so no code below can read a valid/test label.
@@ -15,13 +15,22 @@ from typing import Callable, ContextManager
 import numpy as np
 import polars as pl
 
-from musicrec.feature_als import als_features
-from musicrec.feature_cluster import Taste
-from musicrec.feature_counts import count_features
-from musicrec.feature_keys import KeyCodes
-from musicrec.feature_target import (BIAS_CLUSTER_EFFECTS, BIAS_CLUSTER_ITERATIONS, BIAS_EFFECTS, BIAS_ITERATIONS,
-                                     TE_CLUSTER_KEYS, TE_KEYS, assign_folds, bias_features, target_features)
-from musicrec.feature_time import time_features
+from musicrec.features.als import als_features
+from musicrec.features.clusters import Taste
+from musicrec.features.counts import count_features
+from musicrec.features.keys import KeyCodes
+from musicrec.features.target import (
+    BIAS_CLUSTER_EFFECTS,
+    BIAS_CLUSTER_ITERATIONS,
+    BIAS_EFFECTS,
+    BIAS_ITERATIONS,
+    TE_CLUSTER_KEYS,
+    TE_KEYS,
+    assign_folds,
+    bias_features,
+    target_features,
+)
+from musicrec.features.temporal import time_features
 from musicrec.manifest import StageRun, read_manifest
 from musicrec.rng import derived_seed, stage_rng
 
@@ -86,26 +95,32 @@ def build_features(parts: dict[str, pl.DataFrame], cfg: dict,
     folds = assign_folds(parts["train"].height, k, stage_rng(cfg, STAGE_NO, STREAM_FOLDS))
     work = stack(parts, folds, k, fcfg["use_test_interactions"])
     keys = KeyCodes(work)
-    families: list[tuple[str, pl.DataFrame, list[dict]]] = []
+    families: list[tuple[str, tuple[str, str], pl.DataFrame, list[dict]]] = []
+
+    def add(source: str, fn: Callable, *args) -> None:
+        """Run one family and remember where its features come from (features.json names it)."""
+        families.append((source, (fn.__module__, fn.__qualname__), *fn(*args)))
+
     with step("base"):
-        families.append(("base", *base_features(work)))
+        add("base", base_features, work)
     with step("counts"):
         counts, count_docs, shares, share_docs = count_features(work, keys)
-        families += [("count", counts, count_docs), ("share", shares, share_docs)]
+        origin = (count_features.__module__, count_features.__qualname__)
+        families += [("count", origin, counts, count_docs), ("share", origin, shares, share_docs)]
     with step("time"):
-        families.append(("time", *time_features(work, keys, fcfg["recent_windows"])))
+        add("time", time_features, work, keys, fcfg["recent_windows"])
     del keys  # the cached group ids are as large as several feature columns
     fitted: dict = {}
     if fcfg["als"]["enabled"]:
         with step("als"):
             seeds = (derived_seed(stage_rng(cfg, STAGE_NO, STREAM_ALS_SONG)),
                      derived_seed(stage_rng(cfg, STAGE_NO, STREAM_ALS_ARTIST)))
-            families.append(("als", *als_features(work, fcfg["als"], seeds, fitted)))
+            add("als", als_features, work, fcfg["als"], seeds, fitted)
     te_keys, bias_effects, bias_iterations, taste = TE_KEYS, BIAS_EFFECTS, BIAS_ITERATIONS, None
     if fcfg["clusters"]["enabled"]:
         with step("taste clusters"):
             taste = Taste(work, fcfg["clusters"], stage_rng(cfg, STAGE_NO, STREAM_CLUSTERS), fitted.get("user_factors"))
-            families.append(("als", *taste.label_free()))  # collaborative: left out with exclude_sources [als]
+            add("cluster", taste.label_free)  # collaborative, label-free: exclude_sources [cluster]
             work = work.with_columns(pl.Series("song_cluster", taste.song_cluster),
                                      pl.Series("user_cluster", taste.user_cluster))
             te_keys, bias_effects = TE_KEYS | TE_CLUSTER_KEYS, BIAS_EFFECTS | BIAS_CLUSTER_EFFECTS
@@ -114,16 +129,16 @@ def build_features(parts: dict[str, pl.DataFrame], cfg: dict,
     keys = KeyCodes(work)
     with step("target stats"):
         smoothing = fcfg["target_stats"]["smoothing"]
-        families.append(("target_stat", *target_features(work, keys, k, smoothing, te_keys)))
-        families.append(("target_stat", *bias_features(work, keys, k, smoothing, bias_effects, bias_iterations)))
+        add("target_stat", target_features, work, keys, k, smoothing, te_keys)
+        add("target_stat", bias_features, work, keys, k, smoothing, bias_effects, bias_iterations)
         if taste is not None:
-            families.append(("target_stat", *taste.regression(work, k, fcfg["clusters"]["ridge"])))
+            add("target_stat", taste.regression, work, k, fcfg["clusters"]["ridge"])
     del keys, taste
-    features = pl.concat([frame for _, frame, _ in families], how="horizontal")
+    features = pl.concat([frame for _, _, frame, _ in families], how="horizontal")
     specs = [{"name": d["name"], "dtype": str(features.schema[d["name"]]), "source": source,
               "categorical": source == "base" and d["name"] in BASE_CATEGORICAL,
-              "nan": d["nan"], "description": d["description"]}
-             for source, _, docs in families for d in docs]
+              "nan": d["nan"], "description": d["description"], "module": origin[0], "function": origin[1]}
+             for source, origin, _, docs in families for d in docs]
     assert [s["name"] for s in specs] == features.columns
     offsets = np.cumsum([0, *(df.height for df in parts.values())])
     return {name: features.slice(offsets[i], parts[name].height) for i, name in enumerate(parts)}, specs
