@@ -182,6 +182,22 @@ def test_valid_and_test_stats_are_the_full_train_smoothed_mean(random_run):
     assert feats["test"]["te_user_artist_n"][0] == mine.len()
 
 
+def test_test_rows_match_scikit_learns_target_encoder(random_run):
+    """scikit-learn's TargetEncoder (fit on all train rows, same smoothing) is an independent oracle
+    for the statistics of rows that are not in train."""
+    from sklearn.preprocessing import TargetEncoder
+
+    parts, (feats, _) = random_run
+    m = config.defaults()["features"]["target_stats"]["smoothing"]
+    train, test = parts["train"], parts["test"]
+    for key, cols in (("te_user", ["user"]), ("te_song", ["song"]), ("te_user_artist", ["user", "artist"])):
+        pair = lambda df: df.select(pl.concat_str([pl.col(c).cast(pl.String) for c in cols], separator="|"))  # noqa: E731
+        enc = TargetEncoder(categories="auto", target_type="binary", smooth=m).fit(
+            pair(train).to_numpy(), train["target"].to_numpy())
+        expected = enc.transform(pair(test).to_numpy()).ravel()
+        np.testing.assert_allclose(feats["test"][key].to_numpy(), expected, rtol=1e-5, err_msg=key)
+
+
 # ---------------------------------------------------------------------------------------------
 # time features
 def test_play_index_windows_and_age_by_hand():
