@@ -11,6 +11,7 @@ from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score
 
 BOOTSTRAP = 1000
+MAX_DRAWN = 10_000_000   # bootstrap draws x pairs at most (a correlation over all 5M training rows)
 CEILING_FLOOR = 0.2
 NOT_MEASURABLE = "not measurable"
 
@@ -36,6 +37,8 @@ def correlation(a, b, rng: np.random.Generator, method: str = "spearman", draws:
         return out
     prep = (lambda x: rankdata(x, axis=-1)) if method == "spearman" else (lambda x: x)
     out["value"] = float(_pearson_rows(prep(a)[None], prep(b)[None])[0])
+    draws = max(50, min(draws, MAX_DRAWN // n))
+    out["draws"] = draws
     idx = rng.integers(0, n, (draws, n))
     boot = _pearson_rows(prep(a[idx]), prep(b[idx]))
     boot = boot[np.isfinite(boot)]
