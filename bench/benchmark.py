@@ -3,7 +3,14 @@
 and naive leave-one-out retraining against the influence estimators.
 
     .venv/bin/python bench/benchmark.py --preset small
+    .venv/bin/python bench/benchmark.py --preset small --profile proof
     .venv/bin/python bench/benchmark.py --preset kkbox --naive-seconds 120
+
+Profiles: `default` runs the stages with config.yaml as it is (stage 06's default validation is
+small, its intervals show it); `proof` runs stage 06's full validation (PROOF: >= 200 library
+refits for nb and lr, >= 50 full retrainings under two seeds for rf, lgbm and als, held-out
+removal curves, random ablations and every meaningful group) and is recorded as
+bench/results/<preset>-proof.json.
 
 Each stage runs as its own process (as users run it) into a separate output folder; its peak RSS
 and CPU time come from the OS (os.wait4 rusage of that process). The result is written to
@@ -29,6 +36,14 @@ BUDGETS = {  # the kkbox budgets of the benchmark issue: (wall seconds, peak RSS
     "generate": (180, 8), "01_preprocess": (90, 8), "02_split": (30, 4), "03_features": (240, 10),
     "04_train": (480, 10), "05_predict": (120, 8), "06_influence": (600, 12),
 }
+PROOF = [  # stage 06's full validation (see the module docstring)
+    "influence.validate.rows={nb: 200, lr: 200, rf: 50, lgbm: 50, als: 50}",
+    "influence.validate.full_retrain=true",
+    "influence.validate.removal_fractions=[0.01, 0.02, 0.05, 0.1, 0.2]",
+    "influence.ablation.repeats=3",
+    "influence.groups.enabled=true",
+]
+PROFILES = {"default": [], "proof": PROOF}
 GENERATE = ("from musicrec import config; from musicrec.readers.synthetic import ensure_synthetic; "
             "ensure_synthetic(config.load(sys.argv[1], sys.argv[2:]))")
 
@@ -62,17 +77,45 @@ def quality(out: Path) -> dict:
     if vm.is_file():
         v = json.loads(vm.read_text())
         q["loo_seconds"] = v["loo_seconds"]
-        q["influence"] = {}
-        for name, r in v["models"].items():
-            exact = r["exact"] or {}
-            q["influence"][name] = {
-                "spearman_vs_exact": exact.get("spearman"),
-                "n": exact.get("n") or ((r.get("fixed_structure") or {}).get("estimate_vs_refit") or {}).get("n"),
-                "noise_ceiling": r["noise_ceiling"]["spearman"], "share_of_ceiling": r.get("share_of_ceiling"),
-                "fixed_structure_max_rel_err": (r.get("fixed_structure") or {}).get("exact_path_vs_refit_max_rel_err"),
-                "closed_form_max_rel_err": (r.get("closed_form") or r.get("newton_step") or {}).get("max_rel_err"),
-            }
+        q["influence"] = {name: influence_figures(r, v.get("groups", {}).get(name)) for name, r in v["models"].items()}
+        if v.get("label_noise"):
+            q["label_noise"] = {k: v["label_noise"][k] for k in ("source", "flipped", "share")}
+            oracle = v["label_noise"].get("oracle")
+            q["label_noise"]["oracle"] = _detector(oracle) if oracle else None
     return q
+
+
+def _corr(c: dict | None) -> dict | None:
+    return None if not c else {"value": c.get("value"), "n": c.get("n"), "ci95": c.get("ci95")}
+
+
+def _detector(d: dict) -> dict:
+    return {"lift_5pct": _corr(d["lift_5pct"]), "lift_10pct": _corr(d["lift_10pct"]), "pr_auc": d.get("pr_auc")}
+
+
+def influence_figures(r: dict, groups: dict | None) -> dict:
+    """One model's figures from validation.json, each with its n and interval."""
+    exact = r.get("exact") or {}
+    own = r.get("closed_form_vs_library") or r.get("newton_step_vs_library") or {}
+    fixed = r.get("fixed_structure") or {}
+    ceil = r.get("noise_ceiling")
+    out = {"reference": r.get("reference"), "spearman_vs_library": _corr(exact.get("spearman")),
+           "pearson_vs_library": _corr(exact.get("pearson")),
+           "own_model_vs_library_max_rel_err": own.get("max_rel_err"),
+           "fixed_structure_estimate_vs_refit": _corr((fixed.get("estimate_vs_refit") or {}).get("spearman")),
+           "fixed_structure_max_rel_err": fixed.get("exact_path_vs_refit_max_rel_err"),
+           "noise_ceiling": None if ceil is None else {**(_corr(ceil) or {}), "measurable": ceil.get("measurable")},
+           "share_of_ceiling": r.get("share_of_ceiling"), "validate_seconds": r.get("seconds")}
+    removal = r.get("removal") or {}
+    out["removal_5pct_heldout"] = {k: removal[k]["0.05"] for k in ("harmful", "helpful", "random")
+                                   if "0.05" in removal.get(k, {})}
+    if r.get("label_noise"):
+        out["label_noise"] = {k: _detector(d) for k, d in r["label_noise"].items() if isinstance(d, dict)}
+    if groups:
+        out["groups"] = {k: {h: {m: _corr(c) for m, c in v.items()} if h != "mean" else v
+                             for h, v in groups[k].items()} for k in ("predicted", "sum_of_loo") if k in groups}
+        out["groups"]["predictor"] = groups.get("predictor")
+    return out
 
 
 def naive_versus_ours(out: Path, seconds: float, models: list[str]) -> dict:
@@ -121,7 +164,8 @@ def write_markdown(results_dir: Path, path: Path) -> None:
              "Regenerated by `bench/benchmark.py` from `bench/results/*.json`; do not edit by hand.", ""]
     for res_path in sorted(results_dir.glob("*.json")):
         r = json.loads(res_path.read_text())
-        lines += [f"## preset `{r['preset']}`", "",
+        profile = r.get("profile", "default")
+        lines += [f"## preset `{r['preset']}`" + ("" if profile == "default" else f", profile `{profile}`"), "",
                   f"- machine: {r['machine']}", f"- date: {r['date']}", f"- command: `{r['command']}`",
                   "- versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items()), ""]
         lines += ["| step | wall s | CPU s | peak RSS GB | rows | budget (kkbox) |", "|---|---|---|---|---|---|"]
@@ -137,12 +181,7 @@ def write_markdown(results_dir: Path, path: Path) -> None:
             lines += ["", "Test AUC: " + ", ".join(f"{k} {v}" for k, v in q["test_auc"].items())
                       + (f"; oracle {q['oracle_auc']}" if "oracle_auc" in q else "")]
         if q.get("influence"):
-            lines += ["", "| model | LOO s (all rows) | Spearman vs exact | n | noise ceiling | share | own removal model vs library: max rel err |",
-                      "|---|---|---|---|---|---|---|"]
-            for m, v in q["influence"].items():
-                err = v["fixed_structure_max_rel_err"] if v["fixed_structure_max_rel_err"] is not None else v["closed_form_max_rel_err"]
-                lines.append(f"| {m} | {q['loo_seconds'].get(m)} | {_fmt(v['spearman_vs_exact'])} | {v['n']} | "
-                             f"{_fmt(v['noise_ceiling'])} | {_fmt(v['share_of_ceiling'])} | {_fmt(err, 2)} |")
+            lines += _influence_lines(q)
         if r.get("naive"):
             lines += ["", "| model | naive LOO rows/s (retrain per row) | our LOO rows/s | speed-up |", "|---|---|---|---|"]
             for m, v in r["naive"].items():
@@ -150,6 +189,85 @@ def write_markdown(results_dir: Path, path: Path) -> None:
                 lines.append(f"| {m} | {v['naive_rows_per_s']} | {v['ours_rows_per_s']} | {up} |")
         lines.append("")
     path.write_text("\n".join(lines) + "\n")
+
+
+def _ci(c: dict | None, digits=3) -> str:
+    """value [lo, hi] (n) of a figure with interval, or – where it was not measured."""
+    if not c or c.get("value") is None:
+        return "–"
+    ci = c.get("ci95")
+    text = _fmt(c["value"], digits)
+    if ci:
+        text += f" [{_fmt(ci[0], 2)}, {_fmt(ci[1], 2)}]"
+    return text + (f" (n={c['n']})" if c.get("n") is not None else "")
+
+
+def _legacy_influence_lines(q: dict) -> list[str]:
+    """A record written before validation.json carried intervals (kept as it was measured)."""
+    lines = ["", "Recorded before the issue-12 validation (no intervals, in-sample removal, lr checked against its "
+             "own refit): read these as superseded.", "",
+             "| model | LOO s (all rows) | Spearman vs exact | n | noise ceiling | share | own removal model vs library: max rel err |",
+             "|---|---|---|---|---|---|---|"]
+    for m, v in q["influence"].items():
+        err = v["fixed_structure_max_rel_err"] if v["fixed_structure_max_rel_err"] is not None else v["closed_form_max_rel_err"]
+        lines.append(f"| {m} | {q['loo_seconds'].get(m)} | {_fmt(v['spearman_vs_exact'])} | {v['n']} | "
+                     f"{_fmt(v['noise_ceiling'])} | {_fmt(v['share_of_ceiling'])} | {_fmt(err, 2)} |")
+    return lines
+
+
+def _influence_lines(q: dict) -> list[str]:
+    if any("spearman_vs_exact" in v for v in q["influence"].values()):
+        return _legacy_influence_lines(q)
+    lines = ["", "Estimates against the library (scikit-learn refit for nb/lr, full retraining with the saved "
+             "model's arguments for rf/lgbm/als); 95% bootstrap intervals in brackets.", "",
+             "| model | LOO s (all rows) | Spearman vs library | own removal model vs library: max rel err | "
+             "fixed structure vs refit: max rel err | noise ceiling | share of ceiling |",
+             "|---|---|---|---|---|---|---|"]
+    for m, v in q["influence"].items():
+        ceil = v.get("noise_ceiling")
+        ceil_txt = "no entry (deterministic)" if ceil is None else (
+            _ci(ceil) + ("" if ceil.get("measurable") else " – not measurable"))
+        share = v.get("share_of_ceiling")
+        share_txt = "–" if share is None else share if isinstance(share, str) else _fmt(share)
+        lines.append(f"| {m} | {q['loo_seconds'].get(m)} | {_ci(v['spearman_vs_library'])} | "
+                     f"{_fmt(v['own_model_vs_library_max_rel_err'], 2)} | {_fmt(v['fixed_structure_max_rel_err'], 2)} | "
+                     f"{ceil_txt} | {share_txt} |")
+    if any(v.get("removal_5pct_heldout") for v in q["influence"].values()):
+        lines += ["", "Held-out removal of 5% of the training rows (selected on one test half, scored on the other; "
+                  "mean of both ways, each half in brackets): change of test log-loss, negative is better.", "",
+                  "| model | most harmful | random | most helpful |", "|---|---|---|---|"]
+        for m, v in q["influence"].items():
+            r = v.get("removal_5pct_heldout") or {}
+            cell = (lambda c: "–" if c is None else
+                    f"{c['mean']['logloss']:+.5f} ({c['scored_on_A']['logloss']:+.5f}, {c['scored_on_B']['logloss']:+.5f})")
+            lines.append(f"| {m} | {cell(r.get('harmful'))} | {cell(r.get('random'))} | {cell(r.get('helpful'))} |")
+    if q.get("label_noise"):
+        ln = q["label_noise"]
+        lines += ["", f"Flipped training labels ({ln['source']}): {ln['flipped']} rows ({ln['share']:.1%}). Lift at 10% "
+                  "(share of flipped rows among the 10% ranked most suspect over the overall share) and PR-AUC.", "",
+                  "| ranking | " + " | ".join(q["influence"]) + " |", "|---|" + "---|" * len(q["influence"])]
+        for k in ("test_loss_influence", "self_influence", "loo_own_loss", "data_oob"):
+            cells = []
+            for v in q["influence"].values():
+                d = (v.get("label_noise") or {}).get(k)
+                cells.append("–" if d is None else f"{_ci(d['lift_10pct'], 2)}; PR-AUC {_fmt(d['pr_auc'])}")
+            lines.append(f"| {k} | " + " | ".join(cells) + " |")
+        if ln.get("oracle"):
+            o = ln["oracle"]
+            lines += ["", f"Oracle (posterior that a label was flipped, from the truth): lift@10% {_ci(o['lift_10pct'], 2)}, "
+                      f"lift@5% {_ci(o['lift_5pct'], 2)}, PR-AUC {_fmt(o['pr_auc'])}."]
+    if any(v.get("groups") for v in q["influence"].values()):
+        lines += ["", "Groups and random ablations: predicted vs retrained change of a test half's log-loss, "
+                  "Spearman per half (n groups) with interval.", "",
+                  "| model | predictor | half A | half B | sum of LOO, half A | sum of LOO, half B |", "|---|---|---|---|---|---|"]
+        for m, v in q["influence"].items():
+            g = v.get("groups")
+            if not g:
+                continue
+            p, s = g["predicted"], g.get("sum_of_loo")
+            lines.append(f"| {m} | {g['predictor']} | {_ci(p['A']['spearman'])} | {_ci(p['B']['spearman'])} | "
+                         f"{_ci(s['A']['spearman']) if s else '(same)'} | {_ci(s['B']['spearman']) if s else '(same)'} |")
+    return lines
 
 
 def _fmt(x, digits=3) -> str:
@@ -161,6 +279,8 @@ def _fmt(x, digits=3) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", choices=("tiny", "small", "kkbox"), default="small")
+    ap.add_argument("--profile", choices=tuple(PROFILES), default="default",
+                    help="default: config.yaml as it is; proof: stage 06's full validation")
     ap.add_argument("--out", type=Path, help="output folder (default bench/out/<preset>)")
     ap.add_argument("--naive-seconds", type=float, default=60.0, help="time box per model for naive LOO (0: skip)")
     ap.add_argument("--from", dest="start", default="generate", choices=("generate", *STAGES),
@@ -170,9 +290,11 @@ def main(argv=None) -> int:
     ap.add_argument("--results", type=Path, default=REPO / "bench" / "results", help="folder of result JSONs")
     ap.add_argument("--markdown", type=Path, default=REPO / "BENCHMARKS.md", help="table regenerated from them")
     args = ap.parse_args(argv)
+    tag = args.preset if args.profile == "default" else f"{args.preset}-{args.profile}"
     out = (args.out or REPO / "bench" / "out" / args.preset).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    sets = [f"paths.data={out}", "data.source=synthetic", f"data.synthetic.preset={args.preset}", *args.overrides]
+    sets = [f"paths.data={out}", "data.source=synthetic", f"data.synthetic.preset={args.preset}",
+            *PROFILES[args.profile], *args.overrides]
     from musicrec import config
 
     cfg = config.load(REPO / "config.yaml", sets)
@@ -183,7 +305,7 @@ def main(argv=None) -> int:
     steps = ["generate", *STAGES]
     steps = steps[steps.index(args.start):]
     partial = out / "bench_partial.json"
-    record: dict = {"preset": args.preset, "steps": {}}
+    record: dict = {"preset": args.preset, "profile": args.profile, "steps": {}}
     if args.start != "generate" and partial.is_file():
         # resuming: keep the measurements of the steps that are not rerun
         earlier = json.loads(partial.read_text())["steps"]
@@ -214,9 +336,9 @@ def main(argv=None) -> int:
         versions=versions(),
     )
     args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / f"{args.preset}.json").write_text(json.dumps(record, indent=2) + "\n")
+    (args.results / f"{tag}.json").write_text(json.dumps(record, indent=2) + "\n")
     write_markdown(args.results, args.markdown)
-    print(f"wrote {args.results / (args.preset + '.json')} and {args.markdown}")
+    print(f"wrote {args.results / (tag + '.json')} and {args.markdown}")
     return 0
 
 

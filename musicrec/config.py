@@ -186,6 +186,7 @@ SCHEMA: dict = {
         "method": Choice("temporal", "temporal", "random"),
         "test_fraction": Float(0.2, 0.0, 1.0, open_lo=True, open_hi=True),
         "valid_fraction": Float(0.1, 0.0, 1.0, open_lo=True, open_hi=True),
+        "train_label_noise": Float(0.0, 0.0, 0.5, open_hi=True),
     },
     "features": {
         "use_test_interactions": Bool(True),
@@ -257,19 +258,19 @@ SCHEMA: dict = {
     "influence": {
         "models": Choices(list(INFLUENCE_MODELS), *INFLUENCE_MODELS),
         "validate": {
-            "rows": {m: Int(n, 0) for m, n in (("nb", 50), ("lr", 40), ("rf", 10), ("lgbm", 10), ("als", 30))},
-            "full_retrain": Bool(True),
-            "removal_fractions": Spec([0.01, 0.02, 0.05, 0.1, 0.2], "float_list", 0.0, 1.0, open_lo=True, open_hi=True),
+            "rows": {m: Int(n, 0) for m, n in (("nb", 20), ("lr", 20), ("rf", 10), ("lgbm", 10), ("als", 10))},
+            "full_retrain": Bool(False),
+            "removal_fractions": Spec([0.05], "float_list", 0.0, 1.0, open_lo=True, open_hi=True),
             "removal_step": Float(0.0, 0.0, 1.0, open_hi=True),
             "removal_step_until": Float(0.05, 0.0, 1.0, open_lo=True),
         },
         "ablation": {
             "fractions": Spec([0.05, 0.15, 0.25, 0.35, 0.45, 0.55], "float_list", 0.0, 1.0,
                               open_lo=True, open_hi=True),
-            "repeats": Int(3, 0, 100),
+            "repeats": Int(0, 0, 100),
         },
         "groups": {
-            "enabled": Bool(True),
+            "enabled": Bool(False),
             "power_user_share": Float(0.01, 0.0, 1.0, open_lo=True, open_hi=True),
             "top_genres": Int(5, 0, 100),
             "deciles": Int(10, 2, 100),

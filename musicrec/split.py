@@ -3,6 +3,10 @@
 The default split is temporal, because KKBOX rows are in time order and the task is to predict
 the future: the last `test_fraction` of rows (by `time_order`) is test, the last `valid_fraction` of the
 remainder is validation. A stratified random split exists for comparison.
+
+`split.train_label_noise` > 0 flips that share of the TRAINING part's labels after the split
+(exactly round(share * train rows), seeded), so that the evaluation labels stay clean; train.parquet
+records the flipped rows in `label_flipped` and split.json their count.
 """
 from __future__ import annotations
 
@@ -83,6 +87,17 @@ def split(df: pl.DataFrame, scfg: dict, random_state: int) -> dict[str, pl.DataF
     return {name: df.filter(pl.col("_part") == i).drop("_part").sort("time_order") for i, name in enumerate(PARTS)}
 
 
+def flip_train_labels(train: pl.DataFrame, share: float, rng: np.random.Generator) -> pl.DataFrame:
+    """Flip exactly round(share * rows) labels of the training part, chosen at random; the column
+    `label_flipped` says which (all False when share is 0)."""
+    flipped = np.zeros(train.height, dtype=bool)
+    flipped[rng.choice(train.height, int(round(share * train.height)), replace=False)] = True
+    mask = pl.Series("label_flipped", flipped)
+    return train.with_columns(
+        pl.when(mask).then(1 - pl.col("target")).otherwise(pl.col("target")).cast(train["target"].dtype).alias("target"),
+        mask)
+
+
 def run(cfg: dict, force: bool = False) -> dict:
     with StageRun(STAGE, cfg, force=force) as st:
         with st.step("read"):
@@ -90,7 +105,10 @@ def run(cfg: dict, force: bool = False) -> dict:
         with st.step("split"):
             seed = derived_seed(stage_rng(cfg, 2))
             parts = split(df, cfg["split"], seed)
+            share = cfg["split"]["train_label_noise"]
+            parts["train"] = flip_train_labels(parts["train"], share, stage_rng(cfg, 2, 1))
             summary = summarize(parts)
+            summary["train_label_noise"] = {"share": share, "flipped": int(parts["train"]["label_flipped"].sum())}
         with st.step("write"):
             for name, part in parts.items():
                 st.write_parquet(part, f"{name}.parquet")

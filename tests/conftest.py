@@ -72,6 +72,7 @@ def run_script(script: str, *args: str) -> subprocess.CompletedProcess:
 # shared by several test modules
 # stage 06 sized for tests: few validated rows, two removal fractions, small ablations
 SMALL_INFLUENCE = ["--set", "influence.validate.rows={nb: 10, lr: 6, rf: 3, lgbm: 3, als: 6}",
+                   "--set", "influence.validate.full_retrain=true", "--set", "influence.groups.enabled=true",
                    "--set", "influence.validate.removal_fractions=[0.05, 0.1]",
                    "--set", "influence.ablation.fractions=[0.1, 0.3]", "--set", "influence.ablation.repeats=2",
                    "--set", "influence.groups.deciles=2", "--set", "influence.groups.top_genres=2",

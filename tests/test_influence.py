@@ -8,10 +8,13 @@ from scipy.stats import pearsonr, spearmanr
 
 from musicrec.influence import ESTIMATORS
 from musicrec.influence.losses import auc_gradient, logloss, loss_change, metric_changes
-from musicrec.influence.groups import meaningful_groups, random_ablations, summarize_ablations
+from musicrec.influence import reference
+from musicrec.influence.groups import group_effects, meaningful_groups, random_ablations, summarize
+from musicrec.influence.heldout import half_influence, user_halves
+from musicrec.influence.noise import oracle_posterior
 from musicrec.influence.retrain import Retrainer
-from musicrec.influence.validate import (compare, guarded_size, iterative_removal, noisy_label, removal_curves,
-                                        rescore)
+from musicrec.influence.stats import ceiling, correlation, detector, share_of_ceiling
+from musicrec.influence.validate import compare, guarded_size, iterative_removal, removal_curves, rescore
 from musicrec.models import load_model, make_model
 
 from conftest import make_set, small_cfg
@@ -55,10 +58,58 @@ def test_nb_retraining_is_scikit_learns_gaussian_nb_without_the_row(splits):
 def test_lr_newton_step_ranks_like_exact_retraining(splits):
     est = estimator("lr", splits)
     rows = np.arange(0, 2500, 125)
-    retrained = est.refit(rows)  # scikit-learn refit without the row, polished to the exact optimum
+    # scikit-learn's LogisticRegression refitted without each row (newton-cholesky, tol 1e-10)
+    retrained = reference.library_loo(est, rows, {"all": np.arange(len(est.y_test))})["all"]
     loo = est.loo()["logloss"][rows]
     assert spearmanr(loo, retrained["logloss"])[0] > 0.98
     assert np.abs(loo - retrained["logloss"]).max() < 0.05 * np.abs(retrained["logloss"]).max()
+    own = est.refit(rows)["logloss"]   # the estimator's own exact refit (fast path) is the same optimum
+    np.testing.assert_allclose(own, retrained["logloss"], rtol=1e-5, atol=1e-9 * np.abs(own).max())
+
+
+def test_lr_estimator_optimum_is_scikit_learns(splits):
+    """The point every lr estimate starts from is scikit-learn's own optimum of the same objective."""
+    from sklearn.linear_model import LogisticRegression
+
+    est = estimator("lr", splits)
+    lib = LogisticRegression(C=est.C, solver="newton-cholesky", tol=1e-12, max_iter=200).fit(est.X[:, :-1], est.y)
+    theta = np.concatenate([lib.coef_.ravel(), lib.intercept_])
+    assert np.abs(est.theta - theta).max() <= 1e-8 * np.abs(theta).max()
+
+
+def test_nb_library_loo_is_gaussian_nb(splits):
+    est = estimator("nb", splits)
+    lib = reference.library_loo(est, ROWS, {"all": np.arange(len(est.y_test))})
+    own = est.exact(ROWS)["logloss"]
+    assert np.abs(own - lib["all"]["logloss"]).max() <= 1e-7 * np.abs(lib["all"]["logloss"]).max()
+    np.testing.assert_allclose(est.loo()["self"][ROWS], lib["self"], rtol=1e-6)
+
+
+def test_retrainer_uses_the_saved_models_arguments_not_the_config(splits, tmp_path):
+    """Stage 04 trained with one config; the config is edited afterwards; 06 must retrain the
+    saved model, not what the config says now."""
+    train, valid, test = splits
+    cfg = small_cfg()
+    cfg["lr"]["C"] = 0.05
+    cfg["rf"].update(n_estimators=7, min_samples_leaf=11)
+    for name in ("lr", "rf", "lgbm"):
+        make_model(name, cfg, 4).fit(train, valid).save(tmp_path)
+    cfg["lr"]["C"], cfg["rf"]["n_estimators"], cfg["lgbm"]["num_leaves"] = 3.0, 30, 7   # edited afterwards
+    lr = load_model("lr", tmp_path)
+    r = Retrainer(lr, train, valid, test)
+    base = r.base_model(r.seed)
+    assert base.C == 0.05 and base.random_state == 4
+    est = ESTIMATORS["lr"](lr, train, test)
+    theta = np.concatenate([base.estimator_.coef_.ravel(), base.estimator_.intercept_])
+    assert np.abs(theta - est.theta).max() <= 1e-6 * np.abs(est.theta).max()  # the analysed optimum
+    rf = load_model("rf", tmp_path)
+    again = Retrainer(rf, train, valid, test).base_model(4)
+    assert len(again.trees_) == 7 and again.min_samples_leaf == 11
+    assert np.array_equal(again.predict_proba(test), rf.predict_proba(test))   # the same forest
+    lgbm = load_model("lgbm", tmp_path)
+    fresh = Retrainer(lgbm, train, valid, test).base_model(4)
+    assert fresh.num_leaves == lgbm.num_leaves == small_cfg()["lgbm"]["num_leaves"]
+    assert fresh.booster_.num_trees() == lgbm.booster_.num_trees()
 
 
 @pytest.mark.parametrize("name", ["rf", "lgbm", "als"])
@@ -90,9 +141,8 @@ def test_self_influence_matches_the_refit_without_the_row(name, splits):
 def test_retrainer_reports_the_removed_rows_own_loss(splits):
     train, valid, test = splits
     est = estimator("nb", splits)
-    r = Retrainer("nb", small_cfg(), train, valid, test)
-    base = r.logits(4)
-    got = r.without(4, np.array([50]), base, own=True)["self"]
+    r = Retrainer(est.model, train, valid, test)
+    got = r.without(4, np.array([50]), own=True)["self"]
     # scikit-learn's GaussianNB on the float32 design vs the float64 closed form
     assert got == pytest.approx(est.refit_self(np.array([50]))[0], rel=1e-3)
 
@@ -106,8 +156,8 @@ def test_self_influence_finds_flipped_labels(name, splits):
     noisy = dataclasses.replace(train, y=np.where(flipped, 1 - train.y, train.y).astype(train.y.dtype))
     model = make_model(name, small_cfg(), 4).fit(noisy, valid)
     loo = ESTIMATORS[name](model, noisy, test).loo()
-    assert noisy_label(-loo["own_loss"], flipped)["top10_lift"] > 2.5
-    assert noisy_label(-loo["self"], flipped)["top10_lift"] > 2.0
+    assert detector(loo["own_loss"], flipped, rng)["lift_10pct"]["value"] > 2.5
+    assert detector(loo["self"], flipped, rng)["lift_10pct"]["value"] > 2.0
 
 
 def test_lgbm_reproduces_lightgbm_leaf_values(splits):
@@ -183,19 +233,17 @@ def test_auc_gradient_predicts_small_auc_changes():
 
 # --- validation and group bookkeeping ------------------------------------------------------------
 class RecordingRetrainer(Retrainer):
-    """Our Retrainer with the model fit replaced by a record of which rows were left out."""
+    """Our Retrainer with the model fit replaced by a record of which rows were left out: the
+    log-loss change of each part is minus the number of removed rows."""
 
     def __init__(self, n):
         self.train = np.zeros(n)
         self.removed = []
         self.fits = 0
 
-    def logits(self, seed, weights=None):
-        return np.zeros(3)
-
-    def without(self, seed, removed, base):
+    def without(self, seed, removed, own=False):
         self.removed.append(np.sort(removed))
-        return {"logloss": -float(len(removed)), "auc": 0.0}
+        return {p: {"logloss": -float(len(removed)), "auc": 0.0} for p in ("all", "A", "B")}
 
 
 class KeepingRetrainer(Retrainer):
@@ -203,9 +251,9 @@ class KeepingRetrainer(Retrainer):
 
     masks: list
 
-    def fit_without(self, seed, removed, base):
+    def fit_without(self, seed, removed):
         self.masks = getattr(self, "masks", []) + [np.asarray(removed).copy()]
-        return super().fit_without(seed, removed, base)
+        return super().fit_without(seed, removed)
 
 
 @pytest.mark.parametrize("name", ["lr", "rf"])
@@ -213,7 +261,7 @@ def test_iterative_removal_re_estimates_after_each_step(name, splits):
     train, valid, test = splits
     est = estimator(name, splits)
     scores = est.loo()["logloss"]
-    r = KeepingRetrainer(name, small_cfg(), train, valid, test)
+    r = KeepingRetrainer(est.model, train, valid, test)
     out = iterative_removal(est, r, 4, scores, [0.02, 0.05, 0.1], 0.01, until=0.05)
     assert list(out) == ["0.02", "0.05"] and [c["rows"] for c in out.values()] == [50, 125]  # 10% > until
     sizes = [int(m.sum()) for m in r.masks]
@@ -287,98 +335,115 @@ def test_guarded_step_on_naive_bayes(splits):
 
 
 def test_compare_by_hand():
-    c = compare(np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 2.0, 3.0, 5.0]))
-    assert c["spearman"] == 1.0 and c["max_abs_err"] == 1.0 and c["max_rel_err"] == 0.2
+    c = compare(np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 2.0, 3.0, 5.0]), np.random.default_rng(0))
+    assert c["spearman"]["value"] == pytest.approx(1.0) and c["spearman"]["n"] == 4
+    assert c["max_abs_err"] == 1.0 and c["max_rel_err"] == 0.2
     assert c["top10_overlap"] == 1.0 and c["n"] == 4
 
 
-def test_removal_curves_remove_the_right_rows():
-    scores = np.array([0.5, -3.0, 2.0, -1.0, 0.0, 4.0, -2.0, 1.0, 3.0, -0.5])
+def test_correlation_interval_covers_the_true_value():
+    """Bivariate normal samples with rho = 0.6: the 95% interval covers rho in ~95% of 200 draws."""
+    rng = np.random.default_rng(1)
+    cover = 0
+    for _ in range(200):
+        x = rng.normal(size=(60, 2))
+        a, b = x[:, 0], 0.6 * x[:, 0] + 0.8 * x[:, 1]
+        c = correlation(a, b, rng, "pearson", draws=400)
+        cover += c["ci95"][0] <= 0.6 <= c["ci95"][1]
+        assert c["n"] == 60
+    assert 0.88 <= cover / 200 <= 0.99
+
+
+def test_a_noise_ceiling_that_may_be_zero_is_not_measurable():
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=12)
+    c = ceiling(a, a + rng.normal(size=12) * 3, rng)
+    assert not c["measurable"] and share_of_ceiling({"value": 0.5}, c) == "not measurable"
+    c = ceiling(a, a + rng.normal(size=12) * 0.01, rng)
+    assert c["measurable"] and share_of_ceiling({"value": 0.5}, c) == pytest.approx(0.5 / c["value"])
+
+
+def test_removal_curves_select_on_one_half_and_score_on_the_other():
+    scores_a = np.array([0.5, -3.0, 2.0, -1.0, 0.0, 4.0, -2.0, 1.0, 3.0, -0.5])
+    influence = {"A": scores_a, "B": -scores_a}
     r = RecordingRetrainer(10)
-    out = removal_curves(r, 0, scores, [0.2, 0.3], np.random.default_rng(0))
-    harmful20, helpful20, random20, harmful30 = r.removed[0], r.removed[1], r.removed[2], r.removed[3]
-    assert harmful20.tolist() == [1, 6] and helpful20.tolist() == [5, 8] and len(random20) == 2
-    assert harmful30.tolist() == [1, 3, 6]
-    assert out["harmful"]["0.2"]["rows"] == 2
+    out = removal_curves(r, 0, influence, [0.2], np.random.default_rng(0))
+    random20, harmful_b, harmful_a, helpful_b, helpful_a = r.removed
+    assert len(random20) == 2
+    # scored on A: selected by B's influence (most negative of -scores_a = largest scores_a)
+    assert harmful_b.tolist() == [5, 8] and harmful_a.tolist() == [1, 6]
+    assert helpful_b.tolist() == [1, 6] and helpful_a.tolist() == [5, 8]
+    assert out["harmful"]["0.2"]["rows"] == 2 and out["harmful"]["0.2"]["mean"]["logloss"] == -2.0
 
 
-def test_noisy_label_shares_by_hand():
-    scores = np.arange(20, dtype=float)          # row 0 most harmful
-    flipped = np.zeros(20, dtype=bool)
-    flipped[[0, 1, 15]] = True
-    out = noisy_label(scores, flipped)
-    assert out["top5_share"] == 1.0 and out["top10_share"] == 1.0 and out["random_share"] == 0.15
+def test_held_out_halves_are_disjoint_by_user_and_influence_adds_up(splits):
+    train, valid, test = splits
+    users = test.keys["user"].to_numpy()
+    halves = user_halves(users, np.random.default_rng(3))
+    assert len(np.intersect1d(halves["A"], halves["B"])) == 0
+    assert len(halves["A"]) + len(halves["B"]) == len(users)
+    assert not set(users[halves["A"]]) & set(users[halves["B"]])          # no user in both
+    assert halves["A"].tolist() == user_halves(users, np.random.default_rng(3))["A"].tolist()
+    for name in ("nb", "lr", "rf", "lgbm", "als"):
+        est = estimator(name, splits)
+        loo = est.loo()["logloss"]
+        inf = half_influence(est, loo, halves)
+        # B derived from the whole and A equals B estimated directly
+        np.testing.assert_allclose(inf["B"], est.loo_on(halves["B"]), rtol=1e-6, atol=1e-9 * np.abs(loo).max())
+        # and A is the influence on half A's own loss: the estimator built on those test rows alone
+        alone = ESTIMATORS[name](est.model, train, test.take(halves["A"])).loo()["logloss"]
+        np.testing.assert_allclose(inf["A"], alone, rtol=1e-6, atol=1e-9 * np.abs(alone).max())
 
 
-def test_random_ablations_sizes_and_prediction():
-    loo = {"logloss": np.arange(100, dtype=float), "auc": np.zeros(100)}
-    r = RecordingRetrainer(100)
-    runs = random_ablations(r, 0, [0.1, 0.5], 2, loo, np.random.default_rng(3))
-    assert [x["rows"] for x in runs] == [10, 10, 50, 50]
-    for run, removed in zip(runs, r.removed):
-        assert len(np.unique(removed)) == run["rows"]
-        assert run["predicted_logloss"] == loo["logloss"][removed].sum()
-    summary = summarize_ablations(runs)
-    assert [row["fraction"] for row in summary["by_fraction"]] == [0.1, 0.5]
+def test_detector_lift_and_oracle_by_hand():
+    flipped = np.zeros(100, dtype=bool)
+    flipped[[0, 1, 2, 3, 50, 60, 70, 80, 90, 99]] = True            # 10%
+    scores = -np.arange(100, dtype=float)                             # row 0 most suspect
+    d = detector(scores, flipped, np.random.default_rng(0))
+    assert d["lift_5pct"]["value"] == pytest.approx((4 / 5) / 0.1)
+    assert d["lift_10pct"]["value"] == pytest.approx((4 / 10) / 0.1)
+    lo, hi = d["lift_10pct"]["ci95"]
+    assert lo < 4 < hi
+    # oracle: a replay observed where the truth says 5% replay is most likely flipped
+    post = oracle_posterior(np.array([0.05, 0.95, 0.5]), np.array([1, 1, 1]), 0.1)
+    assert post[0] > post[2] > post[1] and post[2] == pytest.approx(0.1)
 
 
-def test_meaningful_groups_by_hand():
-    user = np.repeat(np.arange(100), np.arange(1, 101))          # user u has u + 1 rows
-    n = len(user)
-    rng = np.random.default_rng(0)
-    rows = pl.DataFrame({"user": user, "song": rng.integers(0, 40, n), "source_system_tab": rng.integers(0, 3, n),
-                         "genre": rng.integers(0, 8, n), "language": rng.integers(0, 2, n),
-                         "bd": rng.integers(15, 60, n), "bd_missing": (rng.random(n) < 0.3).astype(np.int8)})
-    cfg = {"power_user_share": 0.01, "top_genres": 3, "deciles": 10}
-    groups = meaningful_groups(rows, {"source_system_tab": {0: "my library", 1: "discover", 2: "radio"}}, cfg)
-    by_kind = {}
-    for kind, name, idx in groups:
-        by_kind.setdefault(kind, []).append((name, idx))
-    (name, power), = by_kind["power_users"]
-    assert np.unique(user[power]).tolist() == [99] and len(power) == 100
-    assert [g for g, _ in by_kind["source_system_tab"]] == ["my library", "discover", "radio"]
-    assert len(by_kind["genre"]) == 3
-    for kind in ("user_activity_decile", "age_band", "source_system_tab", "language"):
-        idx = np.concatenate([i for _, i in by_kind[kind]])
-        assert np.array_equal(np.sort(idx), np.arange(n)), kind  # a partition of the rows
-    top = dict(by_kind["user_activity_decile"])["decile 10"]
-    assert np.unique(user[top]).tolist() == list(range(90, 100))
+def test_random_ablations_sizes_and_prediction(splits):
+    est = estimator("nb", splits)
+    loo = est.loo()["logloss"]
+    halves = {"A": np.arange(0, 600), "B": np.arange(600, 1200)}
+    influence = half_influence(est, loo, halves)
+    r = RecordingRetrainer(len(loo))
+    runs = random_ablations(r, 0, [0.1, 0.5], 2, est, influence, halves, np.random.default_rng(3))
+    assert [x["rows"] for x in runs[::2]] == [250, 250, 1250, 1250] and [x["half"] for x in runs[:2]] == ["A", "B"]
+    for k, removed in enumerate(r.removed):
+        for run in runs[2 * k:2 * k + 2]:
+            assert len(np.unique(removed)) == run["rows"]
+            assert run["sum_of_loo"] == pytest.approx(influence[run["half"]][removed].sum())
+            assert run["predictor"] == "set_model"   # naive Bayes: exact removal of the set
 
 
-def test_lgbm_chunked_pass_equals_cached(splits, monkeypatch):
-    import musicrec.influence.lgbm as lg
-
-    cached = estimator("lgbm", splits)
-    monkeypatch.setattr(lg, "CACHE_BYTES", 0)
-    monkeypatch.setattr(lg, "CHUNK", 700)
-    chunked = estimator("lgbm", splits)
-    assert not chunked.cache and cached.cache
-    np.testing.assert_allclose(chunked.loo()["logloss"], cached.loo()["logloss"], rtol=1e-9, atol=1e-15)
-    np.testing.assert_allclose(chunked.refit(ROWS[:3])["logloss"], cached.refit(ROWS[:3])["logloss"], rtol=1e-9)
-
-
-@pytest.mark.parametrize("k", [3, 6])
-def test_lgbm_leaf_regularisation_of_categorical_splits(k):
-    """cat_l2 applies to many-vs-many categorical splits only, not to one-hot ones (few categories)."""
-    import lightgbm as lgb
-    from musicrec.influence.lgbm import _categorical_leaves, _onehot_features
-
-    rng = np.random.default_rng(k)
-    n = 20_000
-    c = rng.integers(0, k, n).astype(np.float64)
-    y = (rng.random(n) < 1 / (1 + np.exp(-(0.9 * (c == 1) - 0.6 * (c == 2) + 0.3 * (c == 0))))).astype(float)
-    params = {"objective": "binary", "num_leaves": 6, "learning_rate": 0.3, "lambda_l2": 1.0, "cat_l2": 10.0,
-              "min_data_in_leaf": 20, "verbose": -1, "num_threads": 1}
-    X = np.c_[c, rng.normal(size=n)]
-    booster = lgb.train(params, lgb.Dataset(X, y, categorical_feature=[0]), num_boost_round=1)
-    dump = booster.dump_model()
-    tree = dump["tree_info"][0]
-    lam = 1.0 + 10.0 * _categorical_leaves(tree["tree_structure"], tree["num_leaves"], _onehot_features(dump))
-    assert (0 in _onehot_features(dump)) == (k <= 3)
-    init = np.log(y.mean() / (1 - y.mean()))
-    p = 1 / (1 + np.exp(-init))
-    leaf = booster.predict(X, pred_leaf=True).reshape(-1)
-    G = np.bincount(leaf, p - y, minlength=tree["num_leaves"])
-    H = np.bincount(leaf, np.full(n, p * (1 - p)), minlength=tree["num_leaves"])
-    stored = np.array([booster.get_leaf_output(0, l) for l in range(tree["num_leaves"])]) - init
-    np.testing.assert_allclose(-0.3 * G / (H + lam), stored, rtol=1e-5)
+def test_group_prediction_against_retraining_on_a_planted_case(splits):
+    """A planted group of flipped labels: removing it lowers each test half's loss, and nb's exact
+    set removal predicts the retrained change of every group on each half (the retraining is
+    scikit-learn's GaussianNB on the float32 design)."""
+    train, valid, test = splits
+    planted = np.random.default_rng(9).choice(len(train), 150, replace=False)
+    y = train.y.copy()
+    y[planted] = 1 - y[planted]
+    noisy = dataclasses.replace(train, y=y)
+    est = ESTIMATORS["nb"](make_model("nb", small_cfg(), 4).fit(noisy, valid), noisy, test)
+    loo = est.loo()["logloss"]
+    halves = user_halves(test.keys["user"].to_numpy(), np.random.default_rng(0))
+    influence = half_influence(est, loo, halves)
+    groups = [("planted", "flipped", planted)]
+    groups += [("random", f"{k} random", np.random.default_rng(k).choice(len(loo), k, replace=False))
+               for k in (10, 40, 100, 400, 1000)]
+    r = Retrainer(est.model, noisy, valid, test, parts=halves)
+    recs = group_effects(r, 4, groups, est, influence, halves)
+    for rec in recs:
+        assert rec["predicted_logloss"] == pytest.approx(rec["delta_logloss"], rel=0.05, abs=1e-6)
+    assert all(x["delta_logloss"] < 0 for x in recs if x["kind"] == "planted")
+    s = summarize(recs, np.random.default_rng(0))
+    assert s["predicted"]["A"]["spearman"]["n"] == len(groups) and s["predicted"]["mean"]["spearman"] > 0.9

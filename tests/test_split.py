@@ -36,3 +36,37 @@ def test_cold_start_counts_distinct_and_rows():
     cs = split.cold_start(train, test)
     assert cs["test_users_unseen_share"] == 0.5 and cs["test_rows_with_unseen_user_share"] == 0.75
     assert cs["test_songs_unseen_share"] == pytest.approx(2 / 3) and cs["test_rows_with_unseen_song_share"] == 0.5
+
+
+def test_train_label_noise_flips_exactly_the_share_only_in_train_and_records_it():
+    from musicrec.split import flip_train_labels
+
+    n = 1003
+    rng = np.random.default_rng(0)
+    df = pl.DataFrame({"time_order": np.arange(n), "target": rng.integers(0, 2, n).astype(np.int8)})
+    parts = split.split(df, {"method": "temporal", "test_fraction": 0.2, "valid_fraction": 0.1}, 0)
+    train = parts["train"]
+    noisy = flip_train_labels(train, 0.1, np.random.default_rng(5))
+    changed = (noisy["target"] != train["target"]).to_numpy()
+    assert changed.sum() == round(0.1 * train.height)                         # exactly the share
+    assert np.array_equal(changed, noisy["label_flipped"].to_numpy())          # recorded row by row
+    assert noisy["target"].dtype == train["target"].dtype
+    again = flip_train_labels(train, 0.1, np.random.default_rng(5))
+    assert again.equals(noisy)                                                 # seeded
+    assert not flip_train_labels(train, 0.0, np.random.default_rng(5))["label_flipped"].any()
+
+
+def test_train_label_noise_in_the_stage_leaves_valid_and_test_clean(tmp_path):
+    from conftest import make_cfg
+    from musicrec import preprocess
+
+    clean = make_cfg(tmp_path)
+    noisy = make_cfg(tmp_path, None, "split.train_label_noise=0.2")
+    preprocess.run(clean)
+    a, b = split.run(clean), split.run(noisy, force=True)
+    parts = {n: pl.read_parquet(tmp_path / "02_split" / f"{n}.parquet") for n in split.PARTS}
+    assert b["train_label_noise"]["flipped"] == round(0.2 * a["train"]["rows"]) == parts["train"]["label_flipped"].sum()
+    assert a["train_label_noise"]["flipped"] == 0
+    for name in ("valid", "test"):   # untouched
+        assert "label_flipped" not in parts[name].columns
+        assert b[name]["target_mean"] == a[name]["target_mean"]

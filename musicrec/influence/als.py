@@ -85,7 +85,8 @@ class ALSInfluence(Estimator):
             if len(j) == 0:
                 continue
             d = self._song_delta(int(song), j)
-            out["logloss"][song] = loss_change(self.y_test[j], self.f_test[j], d).sum() / len(self.f_test)
+            out["logloss"][song] = (loss_change(self.y_test[j], self.f_test[j], d)
+                                    * self.test_weights[j]).sum() / len(self.f_test)
             out["auc"][song] = self.directions["auc"][j] @ d
         return out
 
@@ -131,7 +132,7 @@ class ALSInfluence(Estimator):
         for a, b in zip(*np.nonzero(same)):
             jj = j[b:b + 1]
             d = self._song_delta(int(self.i[r[a]]), jj)
-            out[a] -= (loss_change(self.y_test[jj], self.f_test[jj], d).sum() / len(self.f_test)
+            out[a] -= ((loss_change(self.y_test[jj], self.f_test[jj], d) * self.test_weights[jj]).sum() / len(self.f_test)
                        if metric == "logloss" else self.directions["auc"][jj] @ d)
         return out
 
@@ -154,7 +155,9 @@ class ALSInfluence(Estimator):
         return np.where(gone, -pair, self.a_score * kappa * s) + self.a_pop * (np.log1p(n - 1) - np.log1p(n))
 
     def loo(self) -> dict[str, np.ndarray]:
-        out = {k: v[self.i].copy() for k, v in self.song_part.items()}
+        # the song side depends on the test weights (loo_on): computed afresh unless all are 1
+        song_part = self.song_part if (self.test_weights == 1).all() else self._song_effects()
+        out = {k: v[self.i].copy() for k, v in song_part.items()}
         n_test = len(self.f_test)
         order, start = self.user_rows
         F = self.model.pair_features(self.u, self.i)      # score, known, popularity of every train row
@@ -170,7 +173,8 @@ class ALSInfluence(Estimator):
                     continue
                 delta = self._user_deltas(int(user), r, Yr, Q, j, kappa)
                 delta = np.broadcast_to(delta, (len(r), len(j)))
-                out["logloss"][r] += loss_change(self.y_test[j], self.f_test[j], delta).sum(axis=1) / n_test
+                out["logloss"][r] += (loss_change(self.y_test[j], self.f_test[j], delta)
+                                      @ self.test_weights[j]) / n_test
                 out["auc"][r] += delta @ self.directions["auc"][j]
                 for k in ("logloss", "auc"):
                     out[k][r] += self._overlap_correction(r, j, k)

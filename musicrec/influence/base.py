@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from musicrec.influence.losses import loss_change, metric_changes, row_losses, test_directions
+from musicrec.influence.losses import (logloss_derivatives, loss_change, metric_changes, row_losses,
+                                      test_directions)
 from musicrec.models.base import FeatureSet
 
 
@@ -29,6 +30,27 @@ class Estimator:
         self.y_test = test.y.astype(np.float64)
         self.f_test = self.test_logits()
         self.directions = test_directions(self.y_test, self.f_test)
+        self.test_weights = np.ones(len(self.y_test))
+
+    def loo_on(self, rows: np.ndarray) -> np.ndarray:
+        """LOO influence on the mean test log-loss of the test rows `rows` only (a part of the test
+        split that selection may look at while another part scores). Every estimator's log-loss
+        influence is a sum over test rows of a per-row term, so this is loo() with the other test
+        rows weighted 0 (and these weighted n_test / len(rows), the mean over them)."""
+        w = np.zeros(len(self.y_test))
+        w[np.asarray(rows)] = len(self.y_test) / len(rows)
+        saved = self.test_weights, self.directions
+        self.test_weights = w
+        self.directions = {**saved[1], "logloss": saved[1]["logloss"] * w}
+        try:
+            return self.loo()["logloss"]
+        finally:
+            self.test_weights, self.directions = saved
+
+    def weighted_derivatives(self) -> tuple[np.ndarray, np.ndarray]:
+        """logloss_derivatives of the test rows, times the test weights (see loo_on)."""
+        g, h = logloss_derivatives(self.y_test, self.f_test)
+        return g * self.test_weights, h * self.test_weights
 
     def test_logits(self) -> np.ndarray:
         raise NotImplementedError

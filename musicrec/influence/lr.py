@@ -13,7 +13,6 @@ import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 
 from musicrec.influence.base import Estimator
-from musicrec.influence.losses import logloss_derivatives
 
 CHUNK = 100_000
 
@@ -98,7 +97,7 @@ class LogisticInfluence(Estimator):
         return self.steps(rows) @ self.Xt.T
 
     def loo(self) -> dict[str, np.ndarray]:
-        g, h = logloss_derivatives(self.y_test, self.f_test)
+        g, h = self.weighted_derivatives()
         v_loss = cho_solve(self.H_cho, self.Xt.T @ g)
         v_auc = cho_solve(self.H_cho, self.Xt.T @ self.directions["auc"])
         K = self.Hinv @ weighted_gram(self.Xt, h) @ self.Hinv

@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 
 from musicrec.influence.base import Estimator
-from musicrec.influence.losses import logloss_derivatives
 
 CHUNK = 20_000
 
@@ -132,7 +131,7 @@ class NaiveBayesInfluence(Estimator):
 
     def _test_moments(self):
         """sum_j g_j phi_j, sum_j a_j phi_j and sum_j h_j phi_j phi_j' over test chunks."""
-        g, h = logloss_derivatives(self.y_test, self.f_test)
+        g, h = self.weighted_derivatives()
         a = self.directions["auc"]
         p = 2 * self.Zt.shape[1] + 1
         u_loss, u_auc, M = np.zeros(p), np.zeros(p), np.zeros((p, p))

@@ -28,7 +28,7 @@ def loo_distributions(loo: dict[str, np.ndarray], path) -> Path:
         ax.set_yscale("log")
         ax.axvline(0, color="k", lw=0.8)
         ax.set(title=f"{name}: LOO test log-loss change", xlabel="loss without row - loss with row", ylabel="rows")
-        ax.tick_params(axis="x", labelsize=7)
+        _sparse_symlog_ticks(ax)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -43,16 +43,22 @@ def estimate_vs_exact(pairs: dict[str, tuple[np.ndarray, np.ndarray, dict]], pat
         ax.scatter(exact, est, s=12, alpha=0.7, color=colours[name])
         lo, hi = min(est.min(), exact.min()), max(est.max(), exact.max())
         ax.plot([lo, hi], [lo, hi], color="k", lw=0.8, ls="--")
-        sp = stats.get("spearman")
-        ax.set(title=f"{name}: Spearman {sp:.3f}" if sp is not None else name,
-               xlabel="exact retraining", ylabel="estimate")
+        sp = stats.get("spearman") or {}
+        ci = sp.get("ci95")
+        title = name if sp.get("value") is None else f"{name}: Spearman {sp['value']:.3f}, n = {sp['n']}"
+        if ci:
+            title += f"\n95% CI [{ci[0]:.2f}, {ci[1]:.2f}]"
+        ax.set(title=title, xlabel="library refit / retraining", ylabel="estimate")
+        ax.title.set_fontsize(9)
         ax.ticklabel_format(style="sci", scilimits=(-3, 3))
     fig.tight_layout()
     return _save(fig, path)
 
 
 def removal_curves(removal: dict[str, dict], path) -> Path:
-    """Test log-loss change after retraining without the top-x% harmful / helpful / random rows."""
+    """Held-out test log-loss / AUROC change after retraining without the top-x% harmful / helpful
+    / random rows: the mean over the two test halves (selected on one, scored on the other), with
+    each half's value as a thin line."""
     names = list(removal)
     fig, axes = plt.subplots(2, len(names), figsize=(4.0 * len(names), 6.4), squeeze=False)
     styles = {"harmful": ("tab:green", "-"), "harmful_iterative": ("tab:blue", ":"),
@@ -61,20 +67,28 @@ def removal_curves(removal: dict[str, dict], path) -> Path:
         for row, metric in enumerate(("logloss", "auc")):
             ax = axes[row, col]
             for kind, (colour, ls) in styles.items():
-                if kind not in removal[name]:
+                cells = removal[name].get(kind)
+                if not cells:
                     continue
-                cells = removal[name][kind]
+                if kind == "harmful_iterative":
+                    cells = {f: {"mean": v, **{f"scored_on_{h}": cells[f"scored_on_{h}"][f] for h in "AB"}}
+                             for f, v in cells["mean"].items()}
                 x = [float(f) * 100 for f in cells]
-                ax.plot(x, [c[metric] for c in cells.values()], marker="o", color=colour, ls=ls, label=kind)
+                ax.plot(x, [c["mean"][metric] for c in cells.values()], marker="o", color=colour, ls=ls, label=kind)
+                for h in "AB":
+                    ax.plot(x, [c[f"scored_on_{h}"][metric] for c in cells.values()], color=colour, ls=ls,
+                            lw=0.6, alpha=0.5)
             ax.axhline(0, color="k", lw=0.6)
-            ax.set(title=f"{name}", xlabel="% of training rows removed", ylabel=f"test {metric} change")
+            ax.set(title=f"{name} (held out: mean of 2 halves)", xlabel="% of training rows removed",
+                   ylabel=f"test {metric} change")
             ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
 
 
 def ablation_curves(runs: pl.DataFrame, path) -> Path:
-    """Random ablations: mean +- sd of the retrained change per fraction, and the LOO-sum prediction."""
+    """Random ablations: mean +- sd over repeats and both test halves of the retrained change per
+    fraction, and (dotted) the mean predicted change."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     names = runs["model"].unique(maintain_order=True).to_list()
     colours = _colours(names)
@@ -82,40 +96,97 @@ def ablation_curves(runs: pl.DataFrame, path) -> Path:
         for name in names:
             g = (runs.filter(pl.col("model") == name).group_by("fraction")
                  .agg(pl.col(f"delta_{metric}").mean().alias("m"), pl.col(f"delta_{metric}").std().alias("s"),
-                      pl.col(f"predicted_{metric}").mean().alias("p")).sort("fraction"))
+                      pl.col("predicted_logloss").mean().alias("p")).sort("fraction"))
             x = g["fraction"].to_numpy() * 100
             m, s = g["m"].to_numpy(), np.nan_to_num(g["s"].to_numpy())
             ax.plot(x, m, color=colours[name], label=name)
             ax.fill_between(x, m - s, m + s, color=colours[name], alpha=0.2)
-            ax.plot(x, g["p"].to_numpy(), color=colours[name], ls=":", lw=1)
+            if metric == "logloss":
+                ax.plot(x, g["p"].to_numpy(), color=colours[name], ls=":", lw=1)
         ax.axhline(0, color="k", lw=0.6)
-        ax.set(xlabel="% of training rows removed at random", ylabel=f"test {metric} change",
-               title=f"random ablations ({metric}); dotted: sum of LOO estimates")
+        title = "random ablations (logloss); dotted: predicted" if metric == "logloss" else "random ablations (auc)"
+        ax.set(xlabel="% of training rows removed at random", ylabel=f"test {metric} change (per half)", title=title)
         ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
 
 
+def group_scatter(groups: pl.DataFrame, summary: dict, path) -> Path:
+    """Predicted vs retrained change of a test half's log-loss, one panel per model: every
+    meaningful group and random ablation on both halves, with y = x and the Spearman per half."""
+    names = groups["model"].unique(maintain_order=True).to_list()
+    fig, axes = plt.subplots(1, len(names), figsize=(4.0 * len(names), 4.0), squeeze=False)
+    colours = _colours(names)
+    for ax, name in zip(axes[0], names):
+        g = groups.filter(pl.col("model") == name)
+        for h, marker in (("A", "o"), ("B", "^")):
+            sub = g.filter(pl.col("half") == h)
+            ax.scatter(sub["delta_logloss"], sub["predicted_logloss"], s=14, alpha=0.7, marker=marker,
+                       color=colours[name], label=f"half {h}")
+        lo = min(g["delta_logloss"].min(), g["predicted_logloss"].min())
+        hi = max(g["delta_logloss"].max(), g["predicted_logloss"].max())
+        ax.plot([lo, hi], [lo, hi], color="k", lw=0.8, ls="--")
+        ax.set_xscale("symlog", linthresh=_linthresh(g["delta_logloss"].to_numpy()))
+        ax.set_yscale("symlog", linthresh=_linthresh(g["predicted_logloss"].to_numpy()))
+        _sparse_symlog_ticks(ax)
+        sp = summary.get(name, {}).get("predicted", {})
+        text = ", ".join(f"{h} {sp[h]['spearman']['value']:.2f}" for h in ("A", "B")
+                         if sp.get(h, {}).get("spearman", {}).get("value") is not None)
+        ax.set(title=f"{name}: Spearman {text}\n(predictor: {g['predictor'][0]}, n = {g.height // 2} per half)",
+               xlabel="retrained change of half's log-loss", ylabel="predicted change")
+        ax.title.set_fontsize(9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _linthresh(v: np.ndarray) -> float:
+    v = np.abs(v[np.isfinite(v) & (v != 0)])
+    return float(np.quantile(v, 0.1)) if len(v) else 1e-6
+
+
+def _sparse_symlog_ticks(ax) -> None:
+    """Symmetric-log axes put a tick label at every decade down to the linear band and they
+    overlap around zero: keep zero and at most three decades on each side."""
+    from matplotlib.ticker import SymmetricalLogLocator
+
+    for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+        if scale != "symlog":
+            continue
+        t = axis.get_transform()
+        axis.set_major_locator(SymmetricalLogLocator(linthresh=t.linthresh, base=10, subs=[1.0]))
+        lo, hi = axis.get_view_interval()
+        ticks = [x for x in axis.get_major_locator().tick_values(lo, hi) if x == 0 or abs(x) >= t.linthresh]
+        pos = sorted(x for x in ticks if x > 0)[-3:]
+        neg = sorted((x for x in ticks if x < 0), key=abs)[-3:]
+        axis.set_ticks(sorted(neg + [0.0] + pos))
+        axis.set_tick_params(labelsize=7)
+
+
 def group_bars(groups: pl.DataFrame, kind: str, path) -> Path:
-    """One bar chart for one kind of meaningful group: change of test log-loss and AUROC per model."""
-    g = groups.filter(pl.col("kind") == kind)
+    """One kind of meaningful group: the retrained change of test log-loss and AUROC per group,
+    one panel per model (each on its own scale; naive Bayes's large changes would flatten the
+    other models' bars on a shared axis), mean of the two test halves."""
+    g = (groups.filter(pl.col("kind") == kind).group_by("model", "group", "rows", maintain_order=True)
+         .agg(pl.col("delta_logloss").mean(), pl.col("delta_auc").mean()))
     values = g["group"].unique(maintain_order=True).to_list()
     names = g["model"].unique(maintain_order=True).to_list()
     colours = _colours(names)
-    fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.1 * len(values) * 2), 4))
-    width = 0.8 / max(len(names), 1)
+    fig, axes = plt.subplots(2, len(names), figsize=(max(3.2 * len(names), 0.5 * len(values) * len(names)), 6.4),
+                             squeeze=False)
     x = np.arange(len(values))
-    for ax, metric in zip(axes, ("logloss", "auc")):
-        for i, name in enumerate(names):
-            sub = g.filter(pl.col("model") == name)
+    rows = dict(zip(g["group"].to_list(), g["rows"].to_list()))
+    for col, name in enumerate(names):
+        sub = g.filter(pl.col("model") == name)
+        for row, metric in enumerate(("logloss", "auc")):
+            ax = axes[row, col]
             lookup = dict(zip(sub["group"].to_list(), sub[f"delta_{metric}"].to_list()))
-            ax.bar(x - 0.4 + width * (i + 0.5), [lookup.get(v, np.nan) for v in values], width, color=colours[name],
-                   label=name)
-        rows = dict(zip(g["group"].to_list(), g["rows"].to_list()))
-        ax.set_xticks(x, [f"{v}\n(n={rows[v]:,})" for v in values], rotation=30 if len(values) > 4 else 0,
-                      ha="right" if len(values) > 4 else "center", fontsize=7)
-        ax.axhline(0, color="k", lw=0.6)
-        ax.set(ylabel=f"test {metric} change", title=f"retrained without each {kind} group ({metric})")
-        ax.legend(fontsize=7)
+            ax.bar(x, [lookup.get(v, np.nan) for v in values], 0.7, color=colours[name])
+            ax.axhline(0, color="k", lw=0.6)
+            ax.set_xticks(x, [f"{v} (n={rows[v]:,})" for v in values] if row == 1 else [""] * len(values),
+                          rotation=60, ha="right", fontsize=6)
+            ax.set_title(f"{name}: test {metric} change", fontsize=9)
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    fig.suptitle(f"retrained without each {kind} group (mean of the two test halves)", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)

@@ -1,48 +1,79 @@
 """Retraining a model family without some rows: the ground truth every estimate is checked against.
 
-LightGBM keeps the number of trees of the all-rows model (no early stopping when retraining);
-logistic regression is retrained to the exact optimum (newton-cholesky), not lbfgs's tolerance.
+The family is rebuilt from the arguments saved with the analysed model (`Model.init_args()`),
+never from the current `train` config, so a config edit after stage 04 cannot make stage 06
+retrain a different model from the one it explains. Two settings differ on purpose: LightGBM keeps
+the number of trees of the analysed model (no early stopping when retraining), and logistic
+regression is retrained to the exact optimum (newton-cholesky, tol 1e-10), not lbfgs's tolerance.
 Rows are removed by giving them sample weight 0, which for every family here is the same as
 deleting them while keeping the random draws coupled (the forest's bootstrap draws, LightGBM's
 feature sampling and bins, ALS's initialisation all stay as they were). The design transform
 (imputation, scaling) is fitted on all rows and held fixed, like the stage-03 features.
+
+Test metrics are reported per named part of the test split (`parts`: row indices; "all" is
+always there), so that held-out experiments can select rows on one part and score on another.
 """
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 
-from musicrec.influence.losses import logit, loss_change, metric_changes
-from musicrec.models import make_model
-from musicrec.models.base import FeatureSet
+from musicrec.influence.losses import auc, logit, loss_change
+from musicrec.models.base import FeatureSet, Model
+
+LR_EXACT = {"solver": "newton-cholesky", "tol": 1e-10, "max_iter": 100}
+
+
+def saved_arguments(model: Model, seed: int | None = None) -> dict:
+    """The analysed model's constructor arguments, with the retraining settings of this module."""
+    args = model.init_args()
+    if seed is not None:
+        args["random_state"] = seed
+    if model.name == "lgbm":
+        # the number of trees early stopping chose on all rows is kept: retraining without a
+        # row then differs only by the row, not by where a noisy validation curve stops
+        args["n_estimators"] = model.booster_.num_trees()
+    if model.name == "lr":
+        # the exact optimum, like the estimator's own polished fit: lbfgs stopped at its
+        # tolerance would add its own stopping noise to every retrained metric
+        args.update(LR_EXACT)
+    return args
+
+
+def part_changes(y: np.ndarray, base: np.ndarray, new: np.ndarray, parts: dict[str, np.ndarray]) -> dict:
+    """Change of mean log-loss and AUROC of each part of the test split (new vs base logits)."""
+    d = loss_change(y, base, new - base)
+    return {p: {"logloss": float(d[j].mean()), "auc": auc(y[j], new[j]) - auc(y[j], base[j])}
+            for p, j in parts.items()}
 
 
 class Retrainer:
-    """Retrains one family many times: the training inputs are prepared once (design matrix,
-    LightGBM bins), logistic regression warm-starts from the all-rows fit, and the all-rows test
-    logits are kept per seed."""
+    """Retrains one analysed model's family many times: the training inputs are prepared once
+    (design matrix, LightGBM bins), logistic regression warm-starts from the all-rows fit, and
+    the all-rows test logits are kept per seed."""
 
-    def __init__(self, name: str, tcfg: dict, train: FeatureSet, valid: FeatureSet, test: FeatureSet,
-                 trees: int | None = None):
-        self.name, self.tcfg = name, copy.deepcopy(tcfg)
-        self.train, self.valid, self.test = train, valid, test
-        if name == "lgbm" and trees is not None:
-            # the number of trees early stopping chose on all rows is kept: retraining without a
-            # row then differs only by the row, not by where a noisy validation curve stops
-            self.tcfg["lgbm"]["n_estimators"] = trees
-            self.valid = None
-        if name == "lr":
-            # the exact optimum, like the estimator's own polished fit: lbfgs stopped at its
-            # tolerance would add its own stopping noise to every retrained metric
-            self.tcfg["lr"].update(solver="newton-cholesky", tol=1e-10, max_iter=100)
+    def __init__(self, model: Model, train: FeatureSet, valid: FeatureSet, test: FeatureSet,
+                 parts: dict[str, np.ndarray] | None = None):
+        self.model, self.name = model, model.name
+        self.train, self.test = train, test
+        # LightGBM retrains a fixed number of trees (no early stopping on valid)
+        self.valid = None if self.name == "lgbm" else valid
         self.y_test = test.y.astype(np.float64)
+        self.parts = {"all": np.arange(len(test)), **(parts or {})}
         self.fits = 0
         self._prepared = None
         self._base: dict[int, tuple] = {}
 
+    @property
+    def seed(self) -> int:
+        """The analysed model's own seed."""
+        return int(self.model.random_state)
+
+    def fresh(self, seed: int) -> Model:
+        """An unfitted model with the analysed model's saved arguments and this seed."""
+        return type(self.model)(**saved_arguments(self.model, seed))
+
     def _fit(self, seed: int, weights: np.ndarray, init=None):
-        model = make_model(self.name, self.tcfg, seed)
+        model = self.fresh(seed)
         if self._prepared is None:
             self._prepared = model.prepare(self.train, self.valid)
         self.fits += 1
@@ -63,18 +94,19 @@ class Retrainer:
         """The family trained on all rows with this seed."""
         return self._all_rows(seed)[0]
 
-    def fit_without(self, seed: int, removed: np.ndarray, base: np.ndarray) -> tuple:
-        """The model retrained without `removed` (indices or a mask) and its test metric changes."""
+    def fit_without(self, seed: int, removed: np.ndarray) -> tuple:
+        """The model retrained without `removed` (indices or a mask), its test metric changes per
+        part, and its test logits."""
         w = np.ones(len(self.train))
         w[removed] = 0.0
         model = self._fit(seed, w, init=self.base_model(seed))
-        out = metric_changes(self.y_test, base, logit(model.predict_proba(self.test)[:, 1]) - base)
-        return model, {k: float(v[0]) for k, v in out.items()}
+        new = logit(model.predict_proba(self.test)[:, 1])
+        return model, part_changes(self.y_test, self.logits(seed), new, self.parts), new
 
-    def without(self, seed: int, removed: np.ndarray, base: np.ndarray, own: bool = False) -> dict[str, float]:
-        """Change of test log-loss and AUROC when `removed` rows are left out (vs logits `base`);
-        own=True adds "self", the mean change of the removed rows' own log-loss."""
-        model, out = self.fit_without(seed, removed, base)
+    def without(self, seed: int, removed: np.ndarray, own: bool = False) -> dict:
+        """{part: {"logloss", "auc"}} changes when `removed` rows are left out; own=True adds
+        "self", the mean change of the removed rows' own log-loss."""
+        model, out, _ = self.fit_without(seed, removed)
         if own:
             rows = self.train.take(np.asarray(removed))
             f = logit(self.base_model(seed).predict_proba(rows)[:, 1])

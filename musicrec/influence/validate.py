@@ -1,13 +1,13 @@
-"""Proof of the estimates against exact retraining on a random subsample of training rows.
+"""Proof of the estimates against the library's exact refit, on a random subsample of training rows.
 
-For each model: the estimate against retraining without each sampled row; for the randomised
-families (rf, lgbm, als) the noise ceiling, i.e. exact leave-one-out under a second seed
-correlated with the first, and the estimate's Spearman as a share of it; the estimator's own
-removal model evaluated exactly against the library refit (bookkeeping, ~1e-9); removal curves
-(retrain without the most harmful / most helpful / random rows); and, with label noise, how many
-flipped labels sit among the rows estimated most harmful, and among the rows with the largest
-self-influence and leave-one-out own loss. The self-influence estimate is checked against the
-retrained model's loss on the removed row, like the test metrics.
+For each model: the estimate against the library refit without each sampled row (reference.py:
+GaussianNB and scikit-learn's LogisticRegression for nb and lr, full retraining with the saved
+model's arguments for rf, lgbm and als), every correlation with its n and a bootstrap interval;
+for the randomised families the noise ceiling (exact leave-one-out under a second seed correlated
+with the first; "not measurable" when its interval reaches below 0.2); the estimator's own
+removal model against the library (bookkeeping, ~1e-9 where it is exact); removal curves scored
+held out (select on one half of the test split, score on the other, swap: heldout.py); and, with
+flipped training labels, every ranking as a detector of them (noise.py).
 """
 from __future__ import annotations
 
@@ -16,25 +16,24 @@ import math
 import time
 
 import numpy as np
-from scipy.stats import pearsonr, spearmanr
 
+from musicrec.influence import reference
+from musicrec.influence.heldout import HALVES, OTHER, mean_of
 from musicrec.influence.retrain import Retrainer
+from musicrec.influence.stats import ceiling, correlation, share_of_ceiling
+from musicrec.progress import Progress
 
 log = logging.getLogger("musicrec")
 
 DETERMINISTIC = ("nb", "lr")
 MAX_HALVINGS = 3
 METRICS = ("logloss", "auc")
+ALL_ROWS = "the whole test split"
 
 
-def _corr(fn, a, b) -> float | None:
-    if len(a) < 3 or np.std(a) == 0 or np.std(b) == 0:
-        return None
-    return float(fn(a, b)[0])
-
-
-def compare(estimate: np.ndarray, exact: np.ndarray) -> dict:
-    """How well an estimate reproduces exact values: correlations, errors, top-10% overlap."""
+def compare(estimate: np.ndarray, exact: np.ndarray, rng: np.random.Generator) -> dict:
+    """How well an estimate reproduces exact values: Spearman and Pearson with n and bootstrap
+    interval, errors, top-10% overlap."""
     estimate, exact = np.asarray(estimate, dtype=np.float64), np.asarray(exact, dtype=np.float64)
     err = np.abs(estimate - exact)
     scale = np.abs(exact).max() if len(exact) else 0.0
@@ -42,8 +41,8 @@ def compare(estimate: np.ndarray, exact: np.ndarray) -> dict:
     top_e = set(np.argsort(-np.abs(estimate))[:k])
     top_x = set(np.argsort(-np.abs(exact))[:k])
     return {
-        "pearson": _corr(pearsonr, estimate, exact),
-        "spearman": _corr(spearmanr, estimate, exact),
+        "spearman": correlation(estimate, exact, rng, "spearman"),
+        "pearson": correlation(estimate, exact, rng, "pearson"),
         "max_abs_err": float(err.max()) if len(err) else None,
         "max_rel_err": float(err.max() / scale) if scale > 0 else None,
         "top10_overlap": len(top_e & top_x) / k,
@@ -51,29 +50,52 @@ def compare(estimate: np.ndarray, exact: np.ndarray) -> dict:
     }
 
 
-def exact_loo(est, retrainer: Retrainer, rows: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-    """Metric change (and the row's own log-loss change, "self") when retraining without each row;
-    nb and lr retrain in closed form/Newton."""
+def exact_loo(est, retrainer: Retrainer, rows: np.ndarray, seed: int, progress: Progress | None = None) -> dict:
+    """Exact leave-one-out of each row by the library: {"logloss", "auc", "self"} arrays over rows
+    (whole test split). nb and lr: the library's closed refit; the others: full retraining."""
     if est.name in DETERMINISTIC:
-        return {**est.refit(rows), "self": est.refit_self(rows)}
-    base = retrainer.logits(seed)
-    runs = [retrainer.without(seed, np.array([r]), base, own=True) for r in rows]
-    return {k: np.array([r[k] for r in runs]) for k in (*METRICS, "self")}
+        out = reference.library_loo(est, rows, {"all": np.arange(len(est.y_test))}, progress)
+        return {**out["all"], "self": out["self"]}
+    runs = []
+    for r in rows:
+        runs.append(retrainer.without(seed, np.array([r]), own=True))
+        if progress is not None:
+            progress.update()
+    return {"logloss": np.array([r["all"]["logloss"] for r in runs]),
+            "auc": np.array([r["all"]["auc"] for r in runs]), "self": np.array([r["self"] for r in runs])}
 
 
-def removal_curves(retrainer: Retrainer, seed: int, scores: np.ndarray, fractions, rng) -> dict:
-    """Retrain without the top fractions of most harmful / most helpful / random rows.
+def removal_curves(retrainer: Retrainer, seed: int, influence: dict[str, np.ndarray], fractions, rng,
+                   progress: Progress | None = None) -> dict:
+    """Retrain without the top fractions of most harmful / most helpful rows, selected by their
+    influence on one half of the test split and scored on the other (both ways), and without
+    random rows (scored on both halves).
 
-    scores: estimated log-loss influence; most harmful = most negative (removing lowers loss).
+    influence: {"A": ..., "B": ...} estimated log-loss influence on each half; most harmful = most
+    negative (removing it lowers the loss).
     """
-    base = retrainer.logits(seed)
-    order = np.argsort(scores, kind="stable")
-    random_order = rng.permutation(len(scores))
-    out = {"harmful": {}, "helpful": {}, "random": {}}
+    n = len(influence["A"])
+    random_order = rng.permutation(n)
+    orders = {h: np.argsort(influence[h], kind="stable") for h in HALVES}
+    out = {"rows": "harmful/helpful: selected on one half of the test split, scored on the other "
+                   "(scored_on_A was selected on B); random: scored on each half",
+           "harmful": {}, "helpful": {}, "random": {}}
     for f in fractions:
-        k = max(1, int(round(f * len(scores))))
-        for kind, rows in (("harmful", order[:k]), ("helpful", order[::-1][:k]), ("random", random_order[:k])):
-            out[kind][f"{f:g}"] = {"rows": k, **retrainer.without(seed, rows, base)}
+        k = max(1, int(round(f * n)))
+        rand = retrainer.without(seed, random_order[:k])
+        cells = {f"scored_on_{h}": rand[h] for h in HALVES}
+        out["random"][f"{f:g}"] = {"rows": k, **cells, "mean": mean_of(cells)}
+        if progress is not None:
+            progress.update()
+        for kind in ("harmful", "helpful"):
+            cells = {}
+            for h in HALVES:
+                order = orders[OTHER[h]]
+                chosen = order[:k] if kind == "harmful" else order[::-1][:k]
+                cells[f"scored_on_{h}"] = retrainer.without(seed, chosen)[h]
+                if progress is not None:
+                    progress.update()
+            out[kind][f"{f:g}"] = {"rows": k, **cells, "mean": mean_of(cells)}
     return out
 
 
@@ -113,12 +135,12 @@ def guarded_size(est, est_rows: np.ndarray, order: np.ndarray, k: int) -> int:
 
 
 def iterative_removal(est, retrainer: Retrainer, seed: int, scores: np.ndarray, fractions, step: float,
-                      until: float = 1.0) -> dict:
+                      until: float = 1.0, score_on: str = "all") -> dict:
     """Remove the most harmful rows `step` of the rows at a time (see guarded_size), re-estimating
-    every row's influence on the model retrained after each step, up to the fractions <= `until`:
-    LOO estimates add up only over small sets, and a large one-shot removal overshoots where the
-    most harmful rows pull the same way."""
-    base = retrainer.logits(seed)
+    every row's influence (on est's test rows: the selection half) on the model retrained after
+    each step, up to the fractions <= `until`, scored on the retrainer's part `score_on`: LOO
+    estimates add up only over small sets, and a large one-shot removal overshoots where the most
+    harmful rows pull the same way."""
     n = len(scores)
     quota = max(1, int(round(step * n)))
     removed = np.zeros(n, dtype=bool)
@@ -131,79 +153,72 @@ def iterative_removal(est, retrainer: Retrainer, seed: int, scores: np.ndarray, 
             order = np.argsort(np.where(removed, np.inf, scores), kind="stable")
             k = guarded_size(current, est_rows, order, min(quota, goal - int(removed.sum())))
             removed[order[:k]] = True
-            model, changes = retrainer.fit_without(seed, removed, base)
+            model, changes, _ = retrainer.fit_without(seed, removed)
             steps += 1
-        out[f"{f:g}"] = {"rows": int(removed.sum()), "steps": steps, **changes}
-    return out
-
-
-def noisy_label(scores: np.ndarray, flipped: np.ndarray, tops=(0.05, 0.10)) -> dict:
-    """Share of flipped labels among the rows with the lowest scores (for test log-loss influence:
-    the most harmful), against the overall share."""
-    order = np.argsort(scores, kind="stable")
-    out = {"random_share": float(flipped.mean()), "flipped": int(flipped.sum())}
-    for t in tops:
-        k = max(1, int(round(t * len(scores))))
-        out[f"top{int(round(t * 100))}_share"] = float(flipped[order[:k]].mean())
-    out["top10_lift"] = out["top10_share"] / out["random_share"] if out["random_share"] > 0 else None
+        out[f"{f:g}"] = {"rows": int(removed.sum()), "steps": steps, **changes[score_on]}
     return out
 
 
 def validate_model(est, loo: dict, retrainer: Retrainer, vcfg: dict, seeds: tuple[int, int], rng,
-                   flipped: np.ndarray | None) -> dict:
-    """Every validation figure of one model; see the module docstring."""
+                   influence: dict[str, np.ndarray] | None = None, half_estimators=None) -> dict:
+    """Every validation figure of one model; see the module docstring.
+
+    influence: LOO log-loss influence on each test half (for the held-out removal curves);
+    half_estimators: a callable half -> estimator on that half's test rows (iterative removal).
+    """
     name = est.name
     t0 = time.perf_counter()
     n_rows = min(vcfg["rows"][name], len(loo["logloss"]))
     rows = np.sort(rng.choice(len(loo["logloss"]), n_rows, replace=False))
-    report: dict = {"method": est.method, "sample_rows": rows.tolist()}
-
+    report: dict = {"method": est.method, "reference": reference.LIBRARY[name], "sample_rows": rows.tolist()}
     retrain = name in DETERMINISTIC or vcfg["full_retrain"]
-    if retrain:
-        exact = exact_loo(est, retrainer, rows, seeds[0])
-        report["exact"] = compare(loo["logloss"][rows], exact["logloss"])
-        report["_exact_logloss"] = exact["logloss"]  # for the scatter plot; popped by the stage
-        report["exact"]["auc"] = compare(loo["auc"][rows], exact["auc"])
-        report["self"] = {"exact": compare(loo["self"][rows], exact["self"])}
-    else:
-        report["exact"] = None
+    randomised = name not in DETERMINISTIC and retrain
+    fractions = vcfg["removal_fractions"] if influence is not None else []
+    total = (n_rows * (2 if randomised else 1) if retrain else 0) + 5 * len(fractions)
+    with Progress(total, f"validate {name}", unit="retrains") as progress:
+        if retrain:
+            exact = exact_loo(est, retrainer, rows, seeds[0], progress)
+            report["exact"] = {"rows": ALL_ROWS, **compare(loo["logloss"][rows], exact["logloss"], rng),
+                               "auc": compare(loo["auc"][rows], exact["auc"], rng)}
+            report["_exact_logloss"] = exact["logloss"]  # for the scatter plot; popped by the stage
+            report["self"] = {"exact": compare(loo["self"][rows], exact["self"], rng)}
+        else:
+            report["exact"] = None
 
-    own = est.exact(rows)      # the estimator's own removal model, every test row re-scored
-    if name in DETERMINISTIC:
-        report["closed_form" if name == "nb" else "newton_step"] = compare(own["logloss"], exact["logloss"])
-    else:
-        lib = est.refit(rows)  # the same removal written into the library's model
-        report["fixed_structure"] = {
-            "estimate_vs_refit": compare(loo["logloss"][rows], lib["logloss"]),
-            "exact_path_vs_refit_max_rel_err": compare(own["logloss"], lib["logloss"])["max_rel_err"],
-            "self_vs_refit": compare(loo["self"][rows], est.refit_self(rows)),
-        }
+        own = est.exact(rows)      # the estimator's own removal model, every test row re-scored
+        if name in DETERMINISTIC:
+            key = "closed_form_vs_library" if name == "nb" else "newton_step_vs_library"
+            report[key] = compare(own["logloss"], exact["logloss"], rng)
+        else:
+            lib = est.refit(rows)  # the same removal written into the library's model
+            report["fixed_structure"] = {
+                "estimate_vs_refit": compare(loo["logloss"][rows], lib["logloss"], rng),
+                "exact_path_vs_refit_max_rel_err": compare(own["logloss"], lib["logloss"], rng)["max_rel_err"],
+                "self_vs_refit": compare(loo["self"][rows], est.refit_self(rows), rng),
+            }
+        if randomised:          # deterministic families have no ceiling: a refit is the same model
+            again = exact_loo(est, retrainer, rows, seeds[1], progress)
+            report["noise_ceiling"] = {"rows": ALL_ROWS, "seeds": list(seeds),
+                                       **ceiling(exact["logloss"], again["logloss"], rng)}
+            report["share_of_ceiling"] = share_of_ceiling(report["exact"]["spearman"], report["noise_ceiling"])
+        elif name not in DETERMINISTIC:
+            report["noise_ceiling"] = {"value": None, "note": "influence.validate.full_retrain is false"}
 
-    if name in DETERMINISTIC:
-        report["noise_ceiling"] = {"spearman": 1.0, "note": "deterministic fit: retraining twice gives the same model"}
-    elif not retrain:
-        report["noise_ceiling"] = {"spearman": None, "note": "influence.validate.full_retrain is false"}
-    else:
-        again = exact_loo(est, retrainer, rows, seeds[1])
-        ceiling = _corr(spearmanr, exact["logloss"], again["logloss"])
-        report["noise_ceiling"] = {"spearman": ceiling, "pearson": _corr(pearsonr, exact["logloss"],
-                                                                          again["logloss"])}
-        sp = report["exact"]["spearman"]
-        report["share_of_ceiling"] = (sp / ceiling) if (sp is not None and ceiling and ceiling > 0) else None
-
-    fractions = vcfg["removal_fractions"]
-    report["removal"] = removal_curves(retrainer, seeds[0], loo["logloss"], fractions, rng) if fractions else None
-    if fractions and vcfg["removal_step"] > 0:
-        report["removal"]["harmful_iterative"] = iterative_removal(
-            est, retrainer, seeds[0], loo["logloss"], fractions, vcfg["removal_step"], vcfg["removal_step_until"])
-    if flipped is None or not flipped.any():
-        report["noisy_label"] = None
-    else:  # ranked by test log-loss influence, by self-influence and by the leave-one-out own loss
-        report["noisy_label"] = {**noisy_label(loo["logloss"], flipped),
-                                 "self_influence": noisy_label(-loo["self"], flipped),
-                                 "own_loss": noisy_label(-loo["own_loss"], flipped)}
+        report["removal"] = (removal_curves(retrainer, seeds[0], influence, fractions, rng, progress)
+                             if fractions else None)
+    if fractions and vcfg["removal_step"] > 0 and half_estimators is not None:
+        it = {}
+        for h in HALVES:   # select on the other half (its estimator re-estimates), score on h
+            sel = OTHER[h]
+            it[f"scored_on_{h}"] = iterative_removal(
+                half_estimators(sel), retrainer, seeds[0], influence[sel], fractions, vcfg["removal_step"],
+                vcfg["removal_step_until"], score_on=h)
+        it["mean"] = {f: {k: float(np.mean([it[f"scored_on_{h}"][f][k] for h in HALVES])) for k in METRICS}
+                      for f in it["scored_on_A"]}
+        report["removal"]["harmful_iterative"] = it
     report["seconds"] = round(time.perf_counter() - t0, 2)
     report["retrains"] = retrainer.fits
-    log.info("influence: %s validated on %d rows in %.1fs (Spearman vs exact retraining: %s)", name, n_rows,
-             report["seconds"], None if report["exact"] is None else report["exact"]["spearman"])
+    sp = None if report["exact"] is None else report["exact"]["spearman"]
+    log.info("influence: %s validated on %d rows in %.1fs (Spearman vs library: %s, 95%% CI %s)", name, n_rows,
+             report["seconds"], None if sp is None else round(sp["value"] or 0, 4), None if sp is None else sp["ci95"])
     return report
