@@ -381,7 +381,20 @@ def load(path: str | Path = "config.yaml", overrides: list[str] | tuple = ()) ->
     _merge(SCHEMA, cfg, user, "")
     for text in overrides:
         apply_override(cfg, *parse_override(text))
+    check_combinations(cfg)
     return cfg
+
+
+def check_combinations(cfg: dict) -> None:
+    """Rules that tie two keys together, checked once all keys are valid on their own."""
+    models = cfg["train"]["models"]
+    if not models:
+        raise ConfigError("config key 'train.models' = [] is not allowed: must name at least one of "
+                          + ", ".join(MODEL_NAMES))
+    sub = cfg["predict"]["submission_model"]
+    if sub != "auto" and sub not in models:
+        raise ConfigError(f"config key 'predict.submission_model' = {sub!r} is not allowed: must be auto or one "
+                          f"of train.models ({', '.join(models)})")
 
 
 def section_hash(cfg: dict, section: str) -> str:

@@ -130,6 +130,42 @@ def check_upstream(cfg: dict, stage: str) -> None:
         manifests[up] = m
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_leftovers(folder: Path) -> list[str]:
+    """Delete `.tmp-<pid>` folders and `.manifest.json.tmp` that killed runs left in a stage folder.
+
+    A folder whose process is still alive belongs to a run in progress and is kept.
+    """
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for path in folder.glob(".tmp-*"):
+        pid = path.name.removeprefix(".tmp-")
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path.name)
+    stray = folder / ".manifest.json.tmp"
+    if stray.exists():
+        stray.unlink()
+        removed.append(stray.name)
+    if removed:
+        log.info("%s: removed leftovers of an interrupted run: %s", folder.name, ", ".join(sorted(removed)))
+    return removed
+
+
 class StageRun:
     """One run of one stage: checks upstream, hands out temporary output paths, commits atomically.
 
@@ -157,9 +193,14 @@ class StageRun:
     def __enter__(self) -> "StageRun":
         if not self.force:
             check_upstream(self.cfg, self.stage)
+        remove_leftovers(self.dir)
         shutil.rmtree(self.tmp, ignore_errors=True)
-        self.tmp.mkdir(parents=True)
-        log.info("%s: start (outputs in %s)", self.stage, self.dir)
+        try:
+            self.tmp.mkdir(parents=True)
+            log.info("%s: start (outputs in %s)", self.stage, self.dir)
+        except BaseException:  # Ctrl-C before `with` owns the folder: __exit__ will not run
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -14,6 +14,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from musicrec import metrics, plots
+from musicrec.config import ConfigError
 from musicrec.manifest import StageRun, read_manifest
 from musicrec.models import load_feature_set, load_model
 from musicrec.models.als import ALSModel
@@ -81,7 +82,8 @@ def rank_songs(model: ALSModel, train: pl.DataFrame, test: pl.DataFrame, n_songs
 def best_model(train_metrics: dict, choice: str, available: list[str]) -> str:
     if choice != "auto":
         if choice not in available:
-            raise ValueError(f"predict.submission_model={choice} was not trained (trained: {', '.join(available)})")
+            raise ConfigError(f"config key 'predict.submission_model' = {choice!r} is not allowed: that model was "
+                              f"not trained (train.models: {', '.join(available)})")
         return choice
     return max(available, key=lambda m: train_metrics["models"][m]["valid"]["auc"] or 0.0)
 
