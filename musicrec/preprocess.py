@@ -242,6 +242,7 @@ def run(cfg: dict, force: bool = False) -> dict:
                 if frame is not None:
                     st.external_input(folder / name)
                     log.info("%s: %s has %d rows", STAGE, name, frame.height)
+            st.raw_folder(folder, absent=[name for name, frame in files.items() if frame is None])
         with st.step("clean, join, encode"):
             try:
                 out = preprocess(files, cfg["preprocess"])
