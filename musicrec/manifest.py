@@ -315,12 +315,28 @@ class StageRun:
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
-        """Time one step; timings go to the log and the manifest."""
+        """Time one step; timings go to the log and the manifest.
+
+        The log says when a step starts and, when this stage ran before, how long it took then and
+        about how long the stage has left, so a long step is never silent.
+        """
+        before = self._previous.get("timings_s", {})
+        hint = f" (last run {before[name]:.1f}s)" if isinstance(before.get(name), (int, float)) else ""
+        log.info("%s: %s ...%s", self.stage, name, hint)
         t0 = time.perf_counter()
         yield
         dt = time.perf_counter() - t0
         self.timings[name] = round(self.timings.get(name, 0.0) + dt, 3)
-        log.info("%s: %s done in %.2fs", self.stage, name, dt)
+        left = self._left_by_last_run(before)
+        log.info("%s: %s done in %.2fs%s", self.stage, name, dt,
+                 f", about {left:.0f}s left (by the last run)" if left is not None and left >= 1 else "")
+
+    def _left_by_last_run(self, before: dict) -> float | None:
+        """Seconds the steps not yet run took in the last run of this stage, or None without one."""
+        steps = {k: v for k, v in before.items() if k != "total" and isinstance(v, (int, float))}
+        if not steps:
+            return None
+        return sum(v for k, v in steps.items() if k not in self.timings)
 
     def _commit(self) -> None:
         for name in self.outputs:

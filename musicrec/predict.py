@@ -18,6 +18,7 @@ from musicrec.config import ConfigError
 from musicrec.manifest import StageRun, read_manifest
 from musicrec.models import load_feature_set, load_model
 from musicrec.models.als import ALSModel
+from musicrec.progress import track
 from musicrec.recommend import recommend, train_plays
 from musicrec.truth import read_truth, truth_for
 
@@ -111,7 +112,8 @@ def run(cfg: dict, force: bool = False) -> dict:
 
         with st.step("predict"):
             y = test.y
-            probs = {n: m.predict_proba(test)[:, 1] for n, m in models.items()}
+            probs = {n: models[n].predict_proba(test)[:, 1]
+                     for n in track(list(models), f"{STAGE}: models scored", unit="models", every=0)}
             report: dict = {"rows": len(test), "models": {n: metrics.classification_metrics(y, p)
                                                           for n, p in probs.items()}}
             tt = truth_for(truth, "train", test.keys["time_order"])
@@ -160,14 +162,20 @@ def run(cfg: dict, force: bool = False) -> dict:
 
         with st.step("plots"):
             oracle = None if tt is None else tt["p_true"].to_numpy()
-            plots.roc_curves(y, probs, st.output("plots/roc.png"), oracle=oracle)
-            plots.calibration_curves(y, probs, st.output("plots/calibration.png"), bins=pcfg["calibration_bins"])
-            plots.confusion_matrices(y, probs, st.output("plots/confusion.png"))
-            plots.auc_by_segment(report["segments"], st.output("plots/auc_by_segment.png"))
+            figures = [
+                lambda: plots.roc_curves(y, probs, st.output("plots/roc.png"), oracle=oracle),
+                lambda: plots.calibration_curves(y, probs, st.output("plots/calibration.png"),
+                                                 bins=pcfg["calibration_bins"]),
+                lambda: plots.confusion_matrices(y, probs, st.output("plots/confusion.png")),
+                lambda: plots.auc_by_segment(report["segments"], st.output("plots/auc_by_segment.png")),
+            ]
             if "lgbm" in models:
-                plots.feature_importance(*models["lgbm"].importance(), st.output("plots/lgbm_importance.png"))
+                figures.append(lambda: plots.feature_importance(*models["lgbm"].importance(),
+                                                                st.output("plots/lgbm_importance.png")))
             if curves is not None:
-                plots.ranking_curves(curves, st.output("plots/ranking_curves.png"))
+                figures.append(lambda: plots.ranking_curves(curves, st.output("plots/ranking_curves.png")))
+            for draw in track(figures, f"{STAGE}: plots drawn", unit="plots", every=0):
+                draw()
         st.write_json(report, "metrics.json")
         st.info.update(models=names, rows=len(test))
         for n, m in report["models"].items():
