@@ -65,7 +65,7 @@ def fmt(x: Any) -> str:
             return "nan"
         if x == 0:
             return "0"
-        if abs(x) >= 1e5 and abs(x) < 1e15:
+        if abs(x) >= 1e4 and abs(x) < 1e15:
             return f"{x:,.0f}"
         if abs(x) >= 1e15 or abs(x) < 1e-3:
             return f"{x:.3g}"
