@@ -101,3 +101,15 @@ def test_stage_01_runs_on_a_test_csv_ending_in_empty_rows(tmp_path, with_empty_r
     assert q["test_rows"]["rejected"] == 41 and set(q["empty_rows"]) == set(RAW_FILES)
     rejects = pl.read_parquet(tmp_path / "data" / "01_preprocess" / "rejects.parquet")
     assert (rejects["reason"] == "empty row").sum() == 33
+
+
+@pytest.mark.parametrize("content, rule", [
+    (b'\n"unclosed,quote\n', "cannot be read as CSV: could not parse"),
+    (bytes(range(128, 256)) * 20, "cannot be read as CSV: invalid utf-8"),
+])
+def test_a_file_that_is_not_csv_is_one_line(tmp_path, raw_copy, content, rule):
+    path = raw_copy / "train.csv"
+    path.write_bytes(path.read_bytes().split(b"\n", 1)[0] + b"\n" + b"1,2,3,4,5,0" + content)
+    with pytest.raises(InputError) as err:
+        raw.read_csv(path)
+    assert str(err.value).startswith(f"{path}: {rule}") and "\n" not in str(err.value)
