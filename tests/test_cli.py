@@ -103,3 +103,14 @@ def test_config_and_file_system_errors_are_one_line_exit_2(tmp_path):
     assert res.returncode == 2, res.stderr
     assert res.stderr.strip().startswith("01_preprocess: error: ") and "a_file" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+
+
+def test_a_half_generated_synthetic_folder_is_removed_at_the_next_start(tmp_path):
+    cfg = make_cfg(tmp_path / "data")
+    from musicrec import preprocess
+
+    out = preprocess.ensure_synthetic(cfg)
+    half = out.with_name(out.name + ".tmp")
+    half.mkdir()
+    (half / "train.csv").write_text("msno\n")
+    assert preprocess.ensure_synthetic(cfg) == out and not half.exists()
