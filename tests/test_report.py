@@ -137,3 +137,14 @@ def test_auc_interval_has_the_spread_of_simulated_aucs():
     lo, hi = auc_interval(0.8, n_pos, n_neg)
     assert (hi - lo) / (2 * 1.959964) == pytest.approx(aucs.std(), rel=0.05)
     assert np.mean((aucs >= lo) & (aucs <= hi)) == pytest.approx(0.95, abs=0.015)
+
+
+def test_wilson_interval_matches_scipy():
+    """The same 95% Wilson interval as scipy's binomtest gives."""
+    from scipy.stats import binomtest
+
+    from musicrec.report.sections import wilson_interval
+
+    lo, hi = wilson_interval(0.7, 200)
+    ref = binomtest(140, 200).proportion_ci(confidence_level=0.95, method="wilson")
+    assert (lo, hi) == pytest.approx((ref.low, ref.high), abs=1e-9)

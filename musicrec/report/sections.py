@@ -165,6 +165,13 @@ def auc_interval(auc: float, n_pos: int, n_neg: int, z: float = 1.959964) -> tup
     return max(0.0, auc - z * se), min(1.0, auc + z * se)
 
 
+def wilson_interval(p: float, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval of a proportion p observed on n rows."""
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 PREDICT_PLOTS = {"roc": "ROC curves on the test split (oracle = true probabilities)",
                  "calibration": "Calibration: predicted vs observed replay rate",
                  "auc_by_segment": "AUC by segment", "ranking_curves": "ALS ranking metrics by cut-off k",
@@ -185,15 +192,24 @@ def test_part(data: Path) -> str:
         lo, hi = auc_interval(auc, pos, neg)
         return f"{auc:.4f} [{lo:.4f}, {hi:.4f}]"
 
-    rows = [(n, auc_cell(e.get("auc")), *(e.get(k) for k in keys),
+    n_rows = (pos or 0) + (neg or 0)
+
+    def rate_cell(k, v):
+        if k != "accuracy" or v is None or not n_rows:
+            return v
+        lo, hi = wilson_interval(v, n_rows)
+        return f"{v:.4f} [{lo:.4f}, {hi:.4f}]"
+
+    rows = [(n, auc_cell(e.get("auc")), *(rate_cell(k, e.get(k)) for k in keys),
              (oracle["auc"] - e["auc"]) if oracle and e.get("auc") is not None else None)
             for n, e in m.get("models", {}).items()]
     if oracle:
-        rows.append(("oracle (true probabilities)", auc_cell(oracle.get("auc")), *(oracle.get(k) for k in keys), 0.0))
+        rows.append(("oracle (true probabilities)", auc_cell(oracle.get("auc")),
+                     *(rate_cell(k, oracle.get(k)) for k in keys), 0.0))
     body = (f"<p class='note'>{fmt(m.get('rows'))} test rows ({fmt(pos)} replays, {fmt(neg)} not). AUC with its "
-            "95% interval (Hanley &amp; McNeil's standard error). The oracle scores the true replay probabilities "
+            "95% interval (Hanley &amp; McNeil's standard error), accuracy with its Wilson 95% interval. The oracle scores the true replay probabilities "
             "of the synthetic generator: the ceiling any model can reach.</p>"
-            + table(("model", "test AUC [95%]", "log-loss", "accuracy", "Brier", "oracle AUC − AUC"), rows))
+            + table(("model", "test AUC [95%]", "log-loss", "accuracy [95%]", "Brier", "oracle AUC − AUC"), rows))
     seg = m.get("segments") or {}
     if seg:
         models = list(seg)
