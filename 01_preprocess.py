@@ -2,8 +2,7 @@
 """Stage 01: read the KKBOX CSVs (or generate synthetic ones), clean, join and encode them."""
 import sys
 
-from musicrec import preprocess
 from musicrec.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main("01_preprocess", __doc__.splitlines()[0].split(": ", 1)[1], preprocess.run))
+    sys.exit(main("01_preprocess", __doc__.splitlines()[0].split(": ", 1)[1], "musicrec.preprocess:run"))

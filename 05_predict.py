@@ -2,8 +2,7 @@
 """Stage 05: score the trained models on the test split, recommend songs, plot, write the submission."""
 import sys
 
-from musicrec import predict
 from musicrec.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main("05_predict", __doc__.splitlines()[0].split(": ", 1)[1], predict.run))
+    sys.exit(main("05_predict", __doc__.splitlines()[0].split(": ", 1)[1], "musicrec.predict:run"))

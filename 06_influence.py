@@ -3,7 +3,6 @@
 import sys
 
 from musicrec.cli import main
-from musicrec.influence import stage
 
 if __name__ == "__main__":
-    sys.exit(main("06_influence", __doc__.splitlines()[0].split(": ", 1)[1], stage.run))
+    sys.exit(main("06_influence", __doc__.splitlines()[0].split(": ", 1)[1], "musicrec.influence.stage:run"))

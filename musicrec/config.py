@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,20 @@ import yaml
 
 class ConfigError(ValueError):
     """A config key or value is not allowed; the message is one line meant for the user."""
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as users write numbers: YAML 1.1 reads `1e-9`, `1E9` and `1.0e9` as strings (its
+    exponent needs a dot and a sign); YAML 1.2 and every other tool read them as numbers."""
+
+
+_EXPONENT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT, list("-+.0123456789"))
+
+
+def read_yaml(text: str) -> Any:
+    """Parse YAML text with numbers read as users write them (see _Loader)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 @dataclass(frozen=True)
@@ -74,6 +89,8 @@ class Spec:
     def _coerce(self, v: Any) -> tuple[bool, Any]:
         is_num = isinstance(v, (int, float)) and not isinstance(v, bool)
         if self.kind == "int" or (self.kind == "optional_int" and v is not None):
+            if isinstance(v, float) and v.is_integer():  # 1e6 or 5000.0 written for a count
+                v = int(v)
             return (isinstance(v, int) and not isinstance(v, bool) and self._in_range(v)), v
         if self.kind == "optional_int":
             return True, None
@@ -325,7 +342,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     key = key.strip()
     spec = _spec_at(key)
     if isinstance(spec, dict):
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = read_yaml(raw) if raw.strip() else None
         if not isinstance(value, dict):
             raise ConfigError(f"--set {key}: '{key}' is a section; give a mapping such as "
                               f"{key}={{{next(iter(spec))}: ...}} or set one of its keys: {', '.join(spec)}")
@@ -333,7 +350,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if spec.kind == "str":
         return key, raw
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = read_yaml(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     return key, value
@@ -357,7 +374,7 @@ def load(path: str | Path = "config.yaml", overrides: list[str] | tuple = ()) ->
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        user = yaml.safe_load(path.read_text()) or {}
+        user = read_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0]
         raise ConfigError(f"config file {path} is not valid YAML: {first}") from None
@@ -365,7 +382,20 @@ def load(path: str | Path = "config.yaml", overrides: list[str] | tuple = ()) ->
     _merge(SCHEMA, cfg, user, "")
     for text in overrides:
         apply_override(cfg, *parse_override(text))
+    check_combinations(cfg)
     return cfg
+
+
+def check_combinations(cfg: dict) -> None:
+    """Rules that tie two keys together, checked once all keys are valid on their own."""
+    models = cfg["train"]["models"]
+    if not models:
+        raise ConfigError("config key 'train.models' = [] is not allowed: must name at least one of "
+                          + ", ".join(MODEL_NAMES))
+    sub = cfg["predict"]["submission_model"]
+    if sub != "auto" and sub not in models:
+        raise ConfigError(f"config key 'predict.submission_model' = {sub!r} is not allowed: must be auto or one "
+                          f"of train.models ({', '.join(models)})")
 
 
 def section_hash(cfg: dict, section: str) -> str:

@@ -105,6 +105,44 @@ def _unchanged(path: Path, rec: dict) -> bool:
     return st.st_size == rec["size"] and file_hash(path) == rec["hash"]
 
 
+def _same_folder(a: str, b: str) -> bool:
+    return os.path.normpath(a) == os.path.normpath(b) or os.path.realpath(a) == os.path.realpath(b)
+
+
+def _raw_changed(cfg: dict, raw: dict) -> str | None:
+    """Why the raw input folder a stage read is no longer the one the config names, or None."""
+    if raw.get("source") == "kkbox" and cfg["data"]["source"] == "kkbox":
+        if not _same_folder(raw["paths.raw"], cfg["paths"]["raw"]):
+            return f"paths.raw changed: was {raw['paths.raw']}, now {cfg['paths']['raw']}"
+    for name in raw.get("absent", []):
+        if (Path(raw["folder"]) / name).exists():
+            return f"{Path(raw['folder']) / name} appeared"
+    return None
+
+
+def stale_reason(cfg: dict, stage: str, manifests: dict[str, dict]) -> str | None:
+    """Why `stage`'s manifest no longer matches the config and files on disk, or None when it does.
+
+    `manifests` holds the manifests of the stages before it (their outputs are its inputs).
+    """
+    m = manifests[stage]
+    changed = _changed_sections(cfg, m)
+    if changed:
+        return ", ".join(f"config.{s}" for s in changed) + " changed"
+    if "raw" in m and (why := _raw_changed(cfg, m["raw"])):
+        return why
+    for path, rec in m.get("inputs", {}).items():
+        producer = rec.get("stage")
+        if producer is None:  # an external file (raw CSV)
+            if not _unchanged(Path(path), rec):
+                return f"its input {path} changed"
+        else:
+            produced = manifests.get(producer, {}).get("outputs", {}).get(Path(path).name)
+            if produced is None or produced["hash"] != rec["hash"]:
+                return f"{producer} reran since, {Path(path).name} changed"
+    return None
+
+
 def check_upstream(cfg: dict, stage: str) -> None:
     """Raise StaleError naming the earliest upstream stage that is missing or out of date."""
     upstream = STAGES[: STAGES.index(stage)]
@@ -113,21 +151,70 @@ def check_upstream(cfg: dict, stage: str) -> None:
         m = read_manifest(cfg, up)
         if m is None:
             raise StaleError(f"{up} has not run (no {stage_dir(cfg, up) / 'manifest.json'}): {refresh_hint(up)}")
-        changed = _changed_sections(cfg, m)
-        if changed:
-            what = ", ".join(f"config.{s}" for s in changed)
-            raise StaleError(f"{up} is stale ({what} changed): {refresh_hint(up)}")
-        for path, rec in m.get("inputs", {}).items():
-            producer = rec.get("stage")
-            if producer is None:  # an external file (raw CSV)
-                if not _unchanged(Path(path), rec):
-                    raise StaleError(f"{up} is stale (its input {path} changed): {refresh_hint(up)}")
-            else:
-                produced = manifests.get(producer, {}).get("outputs", {}).get(Path(path).name)
-                if produced is None or produced["hash"] != rec["hash"]:
-                    raise StaleError(f"{up} is stale ({producer} reran since, {Path(path).name} changed): "
-                                     f"{refresh_hint(up)}")
         manifests[up] = m
+        why = stale_reason(cfg, up, manifests)
+        if why:
+            raise StaleError(f"{up} is stale ({why}): {refresh_hint(up)}")
+
+
+def stage_states(cfg: dict) -> dict[str, tuple[str, str]]:
+    """(state, why) per stage: 'fresh', 'stale' (with the reason) or 'missing' (never ran)."""
+    manifests: dict[str, dict] = {}
+    states: dict[str, tuple[str, str]] = {}
+    earlier_bad = None
+    for stage in STAGES:
+        m = read_manifest(cfg, stage)
+        if m is None:
+            states[stage] = ("missing", "has not run")
+            earlier_bad = earlier_bad or stage
+            continue
+        manifests[stage] = m
+        why = stale_reason(cfg, stage, manifests)
+        if why is None:
+            bad = [n for n, rec in m.get("outputs", {}).items() if not _unchanged(stage_dir(cfg, stage) / n, rec)]
+            why = f"its output {bad[0]} changed or is missing" if bad else None
+        if why is None and earlier_bad:
+            why = f"{earlier_bad} is not fresh"
+        states[stage] = ("fresh", "") if why is None else ("stale", why)
+        if why is not None:
+            earlier_bad = earlier_bad or stage
+    return states
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_leftovers(folder: Path) -> list[str]:
+    """Delete `.tmp-<pid>` folders and `.manifest.json.tmp` that killed runs left in a stage folder.
+
+    A folder whose process is still alive belongs to a run in progress and is kept.
+    """
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for path in folder.glob(".tmp-*"):
+        pid = path.name.removeprefix(".tmp-")
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path.name)
+    stray = folder / ".manifest.json.tmp"
+    if stray.exists():
+        stray.unlink()
+        removed.append(stray.name)
+    if removed:
+        log.info("%s: removed leftovers of an interrupted run: %s", folder.name, ", ".join(sorted(removed)))
+    return removed
 
 
 class StageRun:
@@ -149,6 +236,7 @@ class StageRun:
         self.rows: dict[str, int] = {}
         self.timings: dict[str, float] = {}
         self.info: dict[str, Any] = {}
+        self.raw: dict[str, Any] | None = None
         self._t0 = time.perf_counter()
         self._upstream: dict[str, dict] = {}
         self._previous = read_manifest(cfg, stage) or {}
@@ -157,9 +245,14 @@ class StageRun:
     def __enter__(self) -> "StageRun":
         if not self.force:
             check_upstream(self.cfg, self.stage)
+        remove_leftovers(self.dir)
         shutil.rmtree(self.tmp, ignore_errors=True)
-        self.tmp.mkdir(parents=True)
-        log.info("%s: start (outputs in %s)", self.stage, self.dir)
+        try:
+            self.tmp.mkdir(parents=True)
+            log.info("%s: start (outputs in %s)", self.stage, self.dir)
+        except BaseException:  # Ctrl-C before `with` owns the folder: __exit__ will not run
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -191,9 +284,15 @@ class StageRun:
     def external_input(self, path: Path) -> Path:
         """Record a file from outside the pipeline (raw CSVs); its hash is cached across runs."""
         path = Path(path)
-        known = self._previous.get("inputs", {}).get(str(path))
-        self.inputs[str(path)] = file_record(path, known)
+        key = str(path.resolve())  # absolute: the check must not depend on the folder it runs from
+        known = self._previous.get("inputs", {}).get(key)
+        self.inputs[key] = file_record(path, known)
         return path
+
+    def raw_folder(self, folder: Path, absent: list[str] = ()) -> None:
+        """Record which raw folder was read (and which optional files it lacked) for the staleness check."""
+        self.raw = {"source": self.cfg["data"]["source"], "paths.raw": self.cfg["paths"]["raw"],
+                    "folder": str(Path(folder).resolve()), "absent": list(absent)}
 
     # -- outputs -------------------------------------------------------------------------------
     def output(self, name: str) -> Path:
@@ -216,12 +315,28 @@ class StageRun:
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
-        """Time one step; timings go to the log and the manifest."""
+        """Time one step; timings go to the log and the manifest.
+
+        The log says when a step starts and, when this stage ran before, how long it took then and
+        about how long the stage has left, so a long step is never silent.
+        """
+        before = self._previous.get("timings_s", {})
+        hint = f" (last run {before[name]:.1f}s)" if isinstance(before.get(name), (int, float)) else ""
+        log.info("%s: %s ...%s", self.stage, name, hint)
         t0 = time.perf_counter()
         yield
         dt = time.perf_counter() - t0
         self.timings[name] = round(self.timings.get(name, 0.0) + dt, 3)
-        log.info("%s: %s done in %.2fs", self.stage, name, dt)
+        left = self._left_by_last_run(before)
+        log.info("%s: %s done in %.2fs%s", self.stage, name, dt,
+                 f", about {left:.0f}s left (by the last run)" if left is not None and left >= 1 else "")
+
+    def _left_by_last_run(self, before: dict) -> float | None:
+        """Seconds the steps not yet run took in the last run of this stage, or None without one."""
+        steps = {k: v for k, v in before.items() if k != "total" and isinstance(v, (int, float))}
+        if not steps:
+            return None
+        return sum(v for k, v in steps.items() if k not in self.timings)
 
     def _commit(self) -> None:
         for name in self.outputs:
@@ -244,6 +359,7 @@ class StageRun:
             "config": {s: section_hash(self.cfg, s) for s in STAGE_SECTIONS[self.stage]},
             "forced": self.force,
             "inputs": self.inputs,
+            **({"raw": self.raw} if self.raw is not None else {}),
             "outputs": records,
             "rows": self.rows,
             "timings_s": self.timings,

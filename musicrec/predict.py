@@ -14,9 +14,11 @@ import polars as pl
 import scipy.sparse as sp
 
 from musicrec import metrics, plots
+from musicrec.config import ConfigError
 from musicrec.manifest import StageRun, read_manifest
 from musicrec.models import load_feature_set, load_model
 from musicrec.models.als import ALSModel
+from musicrec.progress import track
 from musicrec.recommend import recommend, train_plays
 from musicrec.truth import read_truth, truth_for
 
@@ -81,7 +83,8 @@ def rank_songs(model: ALSModel, train: pl.DataFrame, test: pl.DataFrame, n_songs
 def best_model(train_metrics: dict, choice: str, available: list[str]) -> str:
     if choice != "auto":
         if choice not in available:
-            raise ValueError(f"predict.submission_model={choice} was not trained (trained: {', '.join(available)})")
+            raise ConfigError(f"config key 'predict.submission_model' = {choice!r} is not allowed: that model was "
+                              f"not trained (train.models: {', '.join(available)})")
         return choice
     return max(available, key=lambda m: train_metrics["models"][m]["valid"]["auc"] or 0.0)
 
@@ -109,7 +112,8 @@ def run(cfg: dict, force: bool = False) -> dict:
 
         with st.step("predict"):
             y = test.y
-            probs = {n: m.predict_proba(test)[:, 1] for n, m in models.items()}
+            probs = {n: models[n].predict_proba(test)[:, 1]
+                     for n in track(list(models), f"{STAGE}: models scored", unit="models", every=0)}
             report: dict = {"rows": len(test), "models": {n: metrics.classification_metrics(y, p)
                                                           for n, p in probs.items()}}
             tt = truth_for(truth, "train", test.keys["time_order"])
@@ -158,14 +162,20 @@ def run(cfg: dict, force: bool = False) -> dict:
 
         with st.step("plots"):
             oracle = None if tt is None else tt["p_true"].to_numpy()
-            plots.roc_curves(y, probs, st.output("plots/roc.png"), oracle=oracle)
-            plots.calibration_curves(y, probs, st.output("plots/calibration.png"), bins=pcfg["calibration_bins"])
-            plots.confusion_matrices(y, probs, st.output("plots/confusion.png"))
-            plots.auc_by_segment(report["segments"], st.output("plots/auc_by_segment.png"))
+            figures = [
+                lambda: plots.roc_curves(y, probs, st.output("plots/roc.png"), oracle=oracle),
+                lambda: plots.calibration_curves(y, probs, st.output("plots/calibration.png"),
+                                                 bins=pcfg["calibration_bins"]),
+                lambda: plots.confusion_matrices(y, probs, st.output("plots/confusion.png")),
+                lambda: plots.auc_by_segment(report["segments"], st.output("plots/auc_by_segment.png")),
+            ]
             if "lgbm" in models:
-                plots.feature_importance(*models["lgbm"].importance(), st.output("plots/lgbm_importance.png"))
+                figures.append(lambda: plots.feature_importance(*models["lgbm"].importance(),
+                                                                st.output("plots/lgbm_importance.png")))
             if curves is not None:
-                plots.ranking_curves(curves, st.output("plots/ranking_curves.png"))
+                figures.append(lambda: plots.ranking_curves(curves, st.output("plots/ranking_curves.png")))
+            for draw in track(figures, f"{STAGE}: plots drawn", unit="plots", every=0):
+                draw()
         st.write_json(report, "metrics.json")
         st.info.update(models=names, rows=len(test))
         for n, m in report["models"].items():

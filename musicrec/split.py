@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 from sklearn.model_selection import train_test_split
 
+from musicrec.config import ConfigError
 from musicrec.manifest import StageRun
 from musicrec.rng import derived_seed, stage_rng
 
@@ -30,8 +31,9 @@ def split_sizes(n: int, test_fraction: float, valid_fraction: float) -> tuple[in
     n_valid = int(round((n - n_test) * valid_fraction))
     n_train = n - n_test - n_valid
     if min(n_train, n_valid, n_test) < 1:
-        raise ValueError(f"split of {n} rows gives an empty part (train {n_train}, valid {n_valid}, "
-                         f"test {n_test}); change split.test_fraction / split.valid_fraction")
+        raise ConfigError(f"config keys 'split.test_fraction' = {test_fraction} and 'split.valid_fraction' = "
+                          f"{valid_fraction}: a split of {n} rows gives an empty part (train {n_train}, "
+                          f"valid {n_valid}, test {n_test}); each part needs at least one row")
     return n_train, n_valid, n_test
 
 
@@ -51,8 +53,12 @@ def random_assignment(y: np.ndarray, test_fraction: float, valid_fraction: float
     """Stratified random part index per row, with scikit-learn's splitter."""
     n_train, n_valid, n_test = split_sizes(len(y), test_fraction, valid_fraction)
     idx = np.arange(len(y))
-    rest, test = train_test_split(idx, test_size=n_test, stratify=y, random_state=random_state)
-    train, valid = train_test_split(rest, test_size=n_valid, stratify=y[rest], random_state=random_state)
+    try:
+        rest, test = train_test_split(idx, test_size=n_test, stratify=y, random_state=random_state)
+        train, valid = train_test_split(rest, test_size=n_valid, stratify=y[rest], random_state=random_state)
+    except ValueError as exc:  # a part too small to hold both classes
+        raise ConfigError(f"config key 'split.method' = 'random' is not allowed with split.test_fraction = "
+                          f"{test_fraction} and split.valid_fraction = {valid_fraction}: {exc}") from None
     part = np.zeros(len(y), dtype=np.int8)
     part[valid], part[test] = 1, 2
     return part

@@ -11,6 +11,7 @@ from musicrec.config import MODEL_NAMES
 from musicrec.manifest import StageRun
 from musicrec.metrics import classification_metrics
 from musicrec.models import load_feature_set, make_model
+from musicrec.progress import track
 from musicrec.rng import model_seed, stage_rng
 
 log = logging.getLogger("musicrec")
@@ -36,7 +37,7 @@ def run(cfg: dict, force: bool = False) -> dict:
         scored = {"train": train.take(np.sort(sample)) if len(train) > TRAIN_SCORE_ROWS else train, "valid": valid}
         report = {"rows": {"train": len(train), "valid": len(valid), "train_scored": len(scored["train"])},
                   "features": len(train.names), "models": {}}
-        for name in tcfg["models"]:
+        for name in track(tcfg["models"], f"{STAGE}: models fitted", unit="models", every=0):
             model = make_model(name, tcfg, model_seed(cfg, name))
             with st.step(f"fit {name}"):
                 t0 = time.perf_counter()

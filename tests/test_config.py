@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from musicrec import config
@@ -75,3 +77,37 @@ def test_section_hash_changes_only_with_its_section():
     b = config.load(REPO / "config.yaml", ["split.test_fraction=0.3"])
     assert config.section_hash(a, "split") != config.section_hash(b, "split")
     assert config.section_hash(a, "preprocess") == config.section_hash(b, "preprocess")
+
+
+@pytest.mark.parametrize("text, value", [("1e-9", 1e-9), ("1E-9", 1e-9), (".5", 0.5), ("5.", 5.0),
+                                         ("1e9", 1e9), ("+2.5E+3", 2500.0), ("-1e-3", -0.001), ("3", 3.0)])
+def test_numbers_as_users_write_them_on_the_command_line(text, value):
+    cfg = config.load(REPO / "config.yaml", [f"train.nb.var_smoothing={text}"] if value > 0 else
+                      [f"preprocess.impute_constant={text}"])
+    got = cfg["train"]["nb"]["var_smoothing"] if value > 0 else cfg["preprocess"]["impute_constant"]
+    assert isinstance(got, float) and got == float(text)  # Python's own float() is the reference
+
+
+@pytest.mark.parametrize("text", ["1e-9", "1E-9", ".5", "5.", "2e0"])
+def test_numbers_as_users_write_them_in_the_file_and_in_lists(tmp_path, text):
+    f = tmp_path / "c.yaml"
+    f.write_text(f"train:\n  lr:\n    tol: {text}\n"
+                 f"influence:\n  ablation:\n    fractions: [{text if float(text) < 1 else '.5'}, 0.25]\n")
+    cfg = config.load(f)
+    assert cfg["train"]["lr"]["tol"] == float(text)
+    assert cfg["influence"]["ablation"]["fractions"][0] == float(text if float(text) < 1 else ".5")
+
+
+def test_integral_numbers_count_for_integer_keys_but_fractions_do_not():
+    cfg = config.load(REPO / "config.yaml", ["data.synthetic.train_rows=1e4", "train.rf.n_estimators=50."])
+    assert cfg["data"]["synthetic"]["train_rows"] == 10000 and isinstance(cfg["data"]["synthetic"]["train_rows"], int)
+    assert cfg["train"]["rf"]["n_estimators"] == 50 and isinstance(cfg["train"]["rf"]["n_estimators"], int)
+    with pytest.raises(ConfigError, match=r"'train.rf.n_estimators' = 2.5 is not allowed: must be an integer"):
+        config.load(REPO / "config.yaml", ["train.rf.n_estimators=2.5"])
+
+
+@pytest.mark.parametrize("text", ["1e", "e9", "1e-9x", "abc", "1.2.3", "--1"])
+def test_strings_that_only_look_numeric_keep_the_error(text):
+    with pytest.raises(ConfigError, match=rf"'train.nb.var_smoothing' = '{re.escape(text)}' is not allowed: "
+                                          r"must be a number in \(0, inf\)$"):
+        config.load(REPO / "config.yaml", [f"train.nb.var_smoothing={text}"])

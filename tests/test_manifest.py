@@ -1,5 +1,7 @@
 import json
 import os
+import shutil
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -95,3 +97,51 @@ def test_cli_refuses_stale_upstream_and_force_runs(stages_01_02):
     assert res.returncode == 0, res.stderr
     m = json.loads((tmp := manifest.stage_dir(cfg, "02_split") / "manifest.json").read_text())
     assert m["forced"] is True and tmp.is_file()
+
+
+def test_raw_folder_identity_is_recorded(stages_01_02):
+    cfg, raw = stages_01_02
+    m = manifest.read_manifest(cfg, "01_preprocess")
+    assert m["raw"] == {"source": "kkbox", "paths.raw": str(raw), "folder": str(raw.resolve()), "absent": []}
+    for name in ("train.csv", "members.csv"):
+        rec = m["inputs"][str((raw / name).resolve())]
+        assert rec["size"] == (raw / name).stat().st_size and rec["hash"] == manifest.file_hash(raw / name)
+
+
+def test_another_raw_folder_makes_01_and_everything_after_it_stale(stages_01_02, tmp_path):
+    cfg, raw = stages_01_02
+    other = tmp_path / "other_raw"
+    shutil.copytree(raw, other)  # same bytes, another folder: the user pointed at different data
+    moved = make_cfg(cfg["paths"]["data"], other)
+    with pytest.raises(StaleError, match=rf"^01_preprocess is stale \(paths.raw changed: was {raw}, now {other}\): "
+                                         r"run ./run.sh 01$"):
+        check_upstream(moved, "02_split")
+    states = manifest.stage_states(moved)
+    assert states["01_preprocess"][0] == "stale" and states["02_split"] == ("stale", "01_preprocess is not fresh")
+    assert manifest.stage_states(cfg)["02_split"] == ("fresh", "")
+    check_upstream(make_cfg(cfg["paths"]["data"], Path(f"{raw}/./")), "03_features")  # same folder, other spelling
+
+    common = ["--set", f"paths.data={cfg['paths']['data']}", "--set", "data.source=kkbox", "-q"]
+    res = run_script("02_split.py", *common, "--set", f"paths.raw={other}")
+    assert res.returncode == 2
+    assert res.stderr.strip() == (f"02_split: error: 01_preprocess is stale (paths.raw changed: was {raw}, "
+                                  f"now {other}): run ./run.sh 01")
+
+
+def test_a_raw_file_that_appears_or_changes_in_place_makes_01_stale(tmp_path, raw_copy):
+    (raw_copy / "test.csv").rename(tmp_path / "test.csv")
+    cfg = make_cfg(tmp_path / "data", raw_copy)
+    preprocess.run(cfg)
+    check_upstream(cfg, "02_split")
+    (tmp_path / "test.csv").rename(raw_copy / "test.csv")
+    with pytest.raises(StaleError, match=r"01_preprocess is stale \(.*test.csv appeared\)"):
+        check_upstream(cfg, "02_split")
+    (raw_copy / "test.csv").unlink()
+    check_upstream(cfg, "02_split")
+
+    songs = raw_copy / "songs.csv"
+    text = songs.read_bytes()
+    i = text.index(b"\n", text.index(b"\n") + 1) - 1  # last byte of the first data row
+    songs.write_bytes(text[:i] + (b"1" if text[i:i + 1] != b"1" else b"2") + text[i + 1:])  # same size
+    with pytest.raises(StaleError, match=r"01_preprocess is stale \(its input .*songs.csv changed\)"):
+        check_upstream(cfg, "02_split")

@@ -163,7 +163,7 @@ def test_name_normalization():
 def test_real_kkbox_sample_keeps_every_row(tmp_path, kkbox_sample):
     quality = preprocess.run(make_cfg(tmp_path / "data", kkbox_sample))
     assert quality["rows"] == {"in": 10_000, "out": 10_000, "rejected": 0}
-    assert quality["test_rows"] == {"in": 2_000, "out": 2_000}
+    assert quality["test_rows"] == {"in": 2_000, "out": 2_000, "rejected": 0, "rejected_by_reason": {}}
     assert quality["entities"]["song_extra_info.csv"]["rows"] == 39_999  # quoted multi-line records
     # most sample songs have no songs.csv row: flagged and imputed, never dropped
     assert quality["coverage"]["rows_without_song_metadata"] > 0.5

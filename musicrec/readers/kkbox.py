@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 
 from musicrec.errors import InputError
-from musicrec.readers import kkbox_files
+from musicrec.readers import empty_rows, kkbox_files
 from musicrec.readers.kkbox_cleaning import UNKNOWN, clean_members, clean_songs, fill_value
 
 log = logging.getLogger("musicrec")
@@ -36,15 +36,17 @@ IMPUTE_KEY = {**{c: "source" for c in SOURCE_COLS}, "city": "city", "registered_
 # rows
 def split_rejects(train: pl.DataFrame, drop_duplicates: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Separate the usable labelled rows from those that cannot be used, with the reason."""
-    reason = (pl.when(pl.col("msno").is_null()).then(pl.lit("missing msno"))
+    reason = (pl.when(pl.col(empty_rows.FLAG) if empty_rows.FLAG in train.columns else pl.lit(False))
+              .then(pl.lit(empty_rows.REASON))
+              .when(pl.col("msno").is_null()).then(pl.lit("missing msno"))
               .when(pl.col("song_id").is_null()).then(pl.lit("missing song_id"))
               .when(pl.col("target").is_null()).then(pl.lit("missing target")))
     if drop_duplicates:
         content = pl.struct("msno", "song_id", *SOURCE_COLS, "target")
         reason = reason.when(~content.is_first_distinct()).then(pl.lit("exact duplicate of an earlier row"))
     train = train.with_columns(reason.otherwise(None).alias("reason"))
-    rejects = train.filter(pl.col("reason").is_not_null())
-    kept = train.filter(pl.col("reason").is_null()).drop("reason")
+    rejects = train.filter(pl.col("reason").is_not_null()).drop(empty_rows.FLAG, strict=False)
+    kept = train.filter(pl.col("reason").is_null()).drop("reason", empty_rows.FLAG, strict=False)
     return kept, rejects
 
 
@@ -156,13 +158,18 @@ def compact(df: pl.DataFrame, first: tuple[str, ...]) -> pl.DataFrame:
 # ---------------------------------------------------------------------------------------------
 def preprocess(files: dict, pcfg: dict) -> dict:
     """Pure transformation of the raw tables into the stage outputs (no file I/O)."""
+    files, empty = empty_rows.separate(files, flagged=("train.csv",))
     members, member_counts = clean_members(files["members.csv"], pcfg)
     songs, song_counts = clean_songs(files["songs.csv"], files["song_extra_info.csv"], pcfg)
 
     labelled = read_labelled(files["train.csv"])
     kept, rejects = split_rejects(labelled, pcfg["drop_duplicates"])
+    if kept.height == 0:
+        reasons = rejects.group_by("reason").len().sort("reason")
+        raise InputError("train.csv", None, "no usable rows: all {} rejected ({})".format(
+            labelled.height, ", ".join(f"{r}: {n}" for r, n in reasons.iter_rows())))
     test = None
-    if files.get("test.csv") is not None:
+    if files.get("test.csv") is not None and files["test.csv"].height:  # only empty rows: none to predict
         test = read_unlabelled(files["test.csv"], time_order_start=labelled.height)
 
     train_j = join_metadata(kept, members, songs)
@@ -182,7 +189,10 @@ def preprocess(files: dict, pcfg: dict) -> dict:
     quality = {
         "rows": {"in": labelled.height, "out": interactions.height, "rejected": rejects.height},
         "rejected_by_reason": dict(zip(by_reason["reason"], by_reason["len"])),
-        "test_rows": None if test is None else {"in": test.height, "out": kaggle.height},
+        "test_rows": None if files.get("test.csv") is None else {
+            "in": files["test.csv"].height + empty["test.csv"], "out": 0 if kaggle is None else kaggle.height,
+            "rejected": empty["test.csv"], "rejected_by_reason": {empty_rows.REASON: empty["test.csv"]} if empty["test.csv"] else {}},
+        "empty_rows": empty,
         "columns": columns,
         "outliers": {"bd": member_counts.pop("bd"), "song_length": song_counts["songs"].pop("song_length")},
         "entities": {"members.csv": member_counts, **{f"{k}.csv": v for k, v in song_counts.items()}},
@@ -193,6 +203,9 @@ def preprocess(files: dict, pcfg: dict) -> dict:
         },
         "distinct": {"users": mappings["users"].height, "songs": mappings["songs"].height},
     }
+    for name, counts in quality["entities"].items():  # an empty row is a data row of its file
+        counts["rows"] += empty[name]
+        counts["empty_rows"] = empty[name]
     assert quality["rows"]["in"] == quality["rows"]["out"] + quality["rows"]["rejected"]
     return {"interactions": interactions, "kaggle_test": kaggle, "rejects": rejects.select(
         "time_order", "reason", "msno", "song_id", *SOURCE_COLS, pl.col("target").cast(pl.Int8)),
@@ -207,6 +220,7 @@ def read_folder(folder: Path, cfg: dict, st) -> dict:
             if frame is not None:
                 st.external_input(folder / name)
                 log.info("%s: %s has %d rows", STAGE, name, frame.height)
+        st.raw_folder(folder, absent=[name for name, frame in files.items() if frame is None])
     with st.step("clean, join, encode"):
         try:
             out = preprocess(files, cfg["preprocess"])

@@ -31,6 +31,12 @@ def _header(path: Path) -> list[str]:
         return pl.read_csv(path, n_rows=0, infer_schema=False).columns
     except pl.exceptions.NoDataError:
         raise InputError(path, None, "file is empty (no header)") from None
+    except pl.exceptions.PolarsError as exc:
+        raise InputError(path, None, f"cannot be read as CSV: {_first_line(exc)}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def read_csv(path: Path) -> pl.DataFrame:
@@ -43,13 +49,16 @@ def read_csv(path: Path) -> pl.DataFrame:
     missing = [c for c in required if c not in header]
     if missing:
         raise InputError(path, missing[0], f"required column is missing (header has: {', '.join(header)})")
-    df = pl.read_csv(
-        path,
-        schema={c: pl.String for c in header},
-        columns=list(required),
-        infer_schema=False,
-        quote_char='"',
-    )
+    try:
+        df = pl.read_csv(
+            path,
+            schema={c: pl.String for c in header},
+            columns=list(required),
+            infer_schema=False,
+            quote_char='"',
+        )
+    except pl.exceptions.PolarsError as exc:  # broken quoting, bytes that are not UTF-8, ...
+        raise InputError(path, None, f"cannot be read as CSV: {_first_line(exc)}") from None
     if df.height == 0:
         raise InputError(path, None, "file has a header but no data rows")
     return df.select(required)

@@ -18,14 +18,14 @@ def ensure_synthetic(cfg: dict) -> Path:
     out = synthetic_dir(cfg)
     stamp = {"data": section_hash(cfg, "data"), "seed": cfg["seed"]}
     stamp_path = out / "source.json"
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)  # a generation that was killed half-way
     if stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp:
         log.info("%s: synthetic data in %s is current", STAGE, out)
         return out
     from musicrec import synthetic  # only needed when generating
 
     scfg = cfg["data"]["synthetic"]
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
     log.info("%s: generating synthetic data (preset %s) into %s", STAGE, scfg["preset"], out)
     synthetic.generate(tmp, scfg["preset"], label_noise=scfg["label_noise"],
                        random_state=[cfg["seed"], 1], train_rows=scfg["train_rows"], test_rows=scfg["test_rows"])
