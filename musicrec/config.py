@@ -45,6 +45,8 @@ class Spec:
             return f"a list of numbers{self._range()}"
         if self.kind == "float_pair":
             return f"a list [low, high] of numbers with low < high{self._range()}"
+        if self.kind == "optional_str":
+            return "null or a non-empty string"
         noun = {"int": "an integer", "float": "a number", "optional_int": "null or an integer"}[self.kind]
         return noun + self._range()
 
@@ -83,6 +85,8 @@ class Spec:
             return isinstance(v, bool), v
         if self.kind == "str":
             return (isinstance(v, str) and v != ""), v
+        if self.kind == "optional_str":
+            return (v is None or (isinstance(v, str) and v != "")), v
         if self.kind == "choice":
             return v in self.options, v
         if self.kind == "choices":
@@ -116,6 +120,10 @@ def Float(default, lo=None, hi=None, open_lo=False, open_hi=False):
     return Spec(default, "float", lo, hi, open_lo=open_lo, open_hi=open_hi)
 
 
+def OptStr(default=None):
+    return Spec(default, "optional_str")
+
+
 def Bool(default):
     return Spec(default, "bool")
 
@@ -142,6 +150,7 @@ MODEL_NAMES = ("prior", "nb", "lr", "rf", "lgbm", "als")
 NUMERIC_IMPUTE = ("median", "mode", "constant")
 CATEGORICAL_IMPUTE = ("mode", "unknown")
 OUTLIER_METHODS = ("robust", "cap", "none")
+LISTEN_FORMATS = ("listenbrainz", "lastfm1k", "table", "hetrec")
 
 SCHEMA: dict = {
     "seed": Int(42, lo=0, hi=2**32 - 1),
@@ -150,12 +159,27 @@ SCHEMA: dict = {
         "data": Str("data"),
     },
     "data": {
-        "source": Choice("synthetic", "synthetic", "kkbox"),
+        "source": Choice("synthetic", "synthetic", "kkbox", "listens"),
         "synthetic": {
             "preset": Choice("small", "tiny", "small", "kkbox"),
             "label_noise": Float(0.0, 0.0, 0.5, open_hi=True),
             "train_rows": OptInt(None, lo=1000),
             "test_rows": OptInt(None, lo=0),
+        },
+        "listens": {
+            "format": Choice("listenbrainz", *LISTEN_FORMATS),
+            "path": Str("data/listens"),
+            "columns": {
+                "user": Str("user"),
+                "track": Str("track"),
+                "time": Str("time"),
+                "artist": OptStr(None),
+                "album": OptStr(None),
+            },
+            "separator": Str(","),
+            "header": Bool(True),
+            "window_days": Float(30.0, 0.0, open_lo=True),
+            "same_play_seconds": Float(10.0, 0.0),
         },
     },
     "preprocess": {
