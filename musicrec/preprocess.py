@@ -232,22 +232,33 @@ def preprocess(files: dict, pcfg: dict) -> dict:
         "quality": quality, **mappings}
 
 
+def read_kkbox(cfg: dict, st: StageRun) -> tuple[dict, Path]:
+    """The KKBOX CSVs (real or generated) read, cleaned, joined and encoded."""
+    with st.step("locate input"):
+        folder = raw_dir(cfg)
+    with st.step("read csv"):
+        files = raw.read_all(folder)
+        for name, frame in files.items():
+            if frame is not None:
+                st.external_input(folder / name)
+                log.info("%s: %s has %d rows", STAGE, name, frame.height)
+    with st.step("clean, join, encode"):
+        try:
+            out = preprocess(files, cfg["preprocess"])
+        except InputError as err:  # name the file by its full path, as the user knows it
+            raise InputError(folder / err.file, err.column, err.rule) from None
+    return out, folder
+
+
 def run(cfg: dict, force: bool = False) -> dict:
     with StageRun(STAGE, cfg, force=force) as st:
-        with st.step("locate input"):
-            folder = raw_dir(cfg)
-        with st.step("read csv"):
-            files = raw.read_all(folder)
-            for name, frame in files.items():
-                if frame is not None:
-                    st.external_input(folder / name)
-                    log.info("%s: %s has %d rows", STAGE, name, frame.height)
-        with st.step("clean, join, encode"):
-            try:
-                out = preprocess(files, cfg["preprocess"])
-            except InputError as err:  # name the file by its full path, as the user knows it
-                raise InputError(folder / err.file, err.column, err.rule) from None
-        del files
+        if cfg["data"]["source"] == "listens":  # a listening log: its own reader, same outputs
+            from musicrec.readers.listens import read as read_listens
+
+            out = read_listens(cfg, st)
+            folder = Path(cfg["data"]["listens"]["path"])
+        else:
+            out, folder = read_kkbox(cfg, st)
         with st.step("write"):
             for name in ("interactions", "rejects", "users", "songs", "categories"):
                 st.write_parquet(out[name], f"{name}.parquet")
@@ -256,5 +267,6 @@ def run(cfg: dict, force: bool = False) -> dict:
             st.write_json(out["quality"], "quality.json")
         rows = out["quality"]["rows"]
         st.info.update(source=cfg["data"]["source"], raw_dir=str(folder), rows=rows)
-        log.info("%s: rows in %d = out %d + rejected %d", STAGE, rows["in"], rows["out"], rows["rejected"])
+        if cfg["data"]["source"] != "listens":  # the listens reader logs its own four-way accounting
+            log.info("%s: rows in %d = out %d + rejected %d", STAGE, rows["in"], rows["out"], rows["rejected"])
     return out["quality"]
