@@ -13,9 +13,11 @@ one row per (user, track) pair, so memory follows the number of pairs, not of li
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -28,6 +30,7 @@ log = logging.getLogger("musicrec")
 UNKNOWN = "unknown"
 DAY = 86_400
 STREAMING = "streaming"
+GENERATOR = "musicrec.synthetic_listens"  # source.json marker of generated logs (their truth is read)
 # KKBOX columns a listen log has no counterpart for (categorical -> "unknown", numeric -> missing)
 ABSENT_CATEGORICAL = tuple(c for c in CATEGORICAL if c != "artist")
 ABSENT_NUMERIC = ("song_length", "isrc_year")
@@ -242,6 +245,28 @@ def raise_empty(lcfg: dict, quality: dict) -> None:
                                               f"{lcfg['window_days']:g} of the log end, {c['rejected']} rejected)")
 
 
+def generator_truth(lcfg: dict, files: list[Path]) -> Path | None:
+    """truth.parquet of musicrec.synthetic_listens when the log is one it wrote (source.json beside it)."""
+    path = Path(lcfg["path"])
+    folder = (path if path.is_dir() else files[0].parent).parent
+    marker = folder / "source.json"
+    if not marker.is_file() or json.loads(marker.read_text()).get("generator") != GENERATOR:
+        return None
+    truth = folder / "truth.parquet"
+    return truth if truth.is_file() else None
+
+
+def events_truth(interactions: pl.DataFrame, users: pl.DataFrame, songs: pl.DataFrame,
+                 truth: pl.DataFrame) -> pl.DataFrame:
+    """The generator's p_true and label per event, keyed like the KKBOX truth (file 'train', row = time_order)."""
+    keyed = (interactions.select("time_order", "user", "song", "target")
+             .join(users.select("user", "msno"), on="user", how="left")
+             .join(songs.select("song", "song_id"), on="song", how="left")
+             .join(truth.rename({"user": "msno", "track": "song_id"}), on=["msno", "song_id"], how="left"))
+    return keyed.sort("time_order").select(pl.lit("train").alias("file"), pl.col("time_order").cast(pl.Int64).alias("row"),
+                                           "p_true", pl.col("label").cast(pl.Int8), pl.col("target"))
+
+
 def read(cfg: dict, st) -> dict:
     """Stage 01 for `data.source: listens`: scan the log, derive labelled events, return the outputs."""
     lcfg = cfg["data"]["listens"]
@@ -254,6 +279,16 @@ def read(cfg: dict, st) -> dict:
         derived = derive_events(listens, lcfg["window_days"], lcfg["same_play_seconds"])
     with st.step("encode"):
         out = build(derived, lcfg)
+    truth_path = generator_truth(lcfg, files)
+    if truth_path is not None:
+        with st.step("synthetic truth"):
+            st.external_input(truth_path)
+            t = events_truth(out["interactions"], out["users"], out["songs"], pl.read_parquet(truth_path))
+            st.write_parquet(t.drop("target"), "truth.parquet")
+            same = t.filter(pl.col("label").is_not_null())
+            out["quality"]["synthetic_truth"] = {
+                "file": str(truth_path), "events_with_truth": same.height,
+                "label_equals_target": round(float((same["label"] == same["target"]).mean()), 6) if same.height else None}
     c = out["quality"]["listens"]
     log.info("01_preprocess: listens in %d = events %d + repeats %d + unlabellable %d + rejected %d",
              c["in"], c["events"], c["repeats"], c["unlabellable"], c["rejected"])
