@@ -277,6 +277,10 @@ SCHEMA: dict = {
         "max_k": Int(50, 1, 1000),
         "calibration_bins": Int(10, 2, 100),
         "submission_model": Choice("auto", "auto", *MODEL_NAMES),
+        "popularity": {
+            "method": Choice("listeners", "listeners", "damped"),
+            "beta": Float(10.0, 0.0),
+        },
     },
     "influence": {
         "models": Choices(list(INFLUENCE_MODELS), *INFLUENCE_MODELS),

@@ -17,7 +17,7 @@ from musicrec import metrics, plots
 from musicrec.manifest import StageRun, read_manifest
 from musicrec.models import load_feature_set, load_model
 from musicrec.models.als import ALSModel
-from musicrec.recommend import recommend, train_plays
+from musicrec.recommend import popularity_scores, recommend, recommend_popular, train_plays
 from musicrec.truth import read_truth, truth_for
 
 log = logging.getLogger("musicrec")
@@ -47,34 +47,62 @@ def song_side_info(frames: list[pl.DataFrame], n_songs: int) -> tuple[np.ndarray
     return genre, artist
 
 
-def rank_songs(model: ALSModel, train: pl.DataFrame, test: pl.DataFrame, n_songs: int, pcfg: dict,
-               threads: int, side: tuple[np.ndarray, np.ndarray]) -> tuple[pl.DataFrame, dict, dict]:
-    """ALS top-k for every test user, scored against the songs each user replayed in test."""
-    users = np.sort(test["user"].unique().to_numpy()).astype(np.int64)
-    n_users = max(int(users.max()) + 1, model.shape_[0])
-    plays = train_plays(train["user"].to_numpy(), train["song"].to_numpy(), (n_users, model.shape_[1]))
-    max_k = max(pcfg["max_k"], pcfg["top_k"])
-    songs, scores = recommend(model, users, max_k, plays, threads)
-
+def relevant_matrix(test: pl.DataFrame, users: np.ndarray, n_songs: int) -> sp.csr_matrix:
+    """Users x songs: the songs each test user replayed in test (the ranking's relevant items)."""
     pos = test.filter(pl.col("target") == 1)
     row = np.searchsorted(users, pos["user"].to_numpy())
-    relevant = sp.csr_matrix((np.ones(len(row)), (row, pos["song"].to_numpy())), shape=(len(users), n_songs))
+    return sp.csr_matrix((np.ones(len(row)), (row, pos["song"].to_numpy())), shape=(len(users), n_songs))
+
+
+def score_lists(songs: np.ndarray, relevant: sp.csr_matrix, train: pl.DataFrame, n_songs: int, pcfg: dict,
+                side: tuple[np.ndarray, np.ndarray]) -> tuple[dict, dict]:
+    """Ranking metrics at top_k and the curves up to max_k of one model's lists."""
     popularity = np.bincount(train["song"].to_numpy(), minlength=n_songs).astype(np.float64)
     n_train_users = train["user"].n_unique()
     genre, artist = side
-    ranking = metrics.ranking_metrics(songs, relevant, pcfg["top_k"], popularity, genre, artist, n_train_users)
+    k = pcfg["top_k"]
+    ranking = metrics.ranking_metrics(songs, relevant, k, popularity, genre, artist, n_train_users)
     # coverage relative to the songs that can be recommended (seen in train), not every song code
     catalogue = int((popularity > 0).sum())
-    ranking["coverage"] = float(len(np.unique(songs[:, :pcfg["top_k"]][songs[:, :pcfg["top_k"]] >= 0])) / catalogue)
+    ranking["coverage"] = float(len(np.unique(songs[:, :k][songs[:, :k] >= 0])) / catalogue)
     ranking["catalogue_songs"] = catalogue
     curves = metrics.ranking_curves(songs, relevant, pcfg["max_k"], popularity, genre, artist, n_train_users)
-    k = pcfg["top_k"]
-    recs = pl.DataFrame({
-        "user": np.repeat(users, k).astype(np.int32),
-        "rank": np.tile(np.arange(1, k + 1), len(users)).astype(np.int16),
-        "song": songs[:, :k].ravel().astype(np.int32),
-        "score": scores[:, :k].ravel(),
-    }).filter(pl.col("song") >= 0)
+    return ranking, curves
+
+
+def rank_songs(models: dict, train: pl.DataFrame, test: pl.DataFrame, n_songs: int, pcfg: dict,
+               threads: int, side: tuple[np.ndarray, np.ndarray]) -> tuple[pl.DataFrame | None, dict, dict]:
+    """Top-k lists of ALS (when trained) and of the popularity baseline for every test user, each
+    scored against the songs that user replayed in test. Returns ALS's lists (or None), the ranking
+    metrics per model and the curves per model."""
+    users = np.sort(test["user"].unique().to_numpy()).astype(np.int64)
+    n_users = max(int(users.max()) + 1, int(train["user"].max()) + 1)
+    if "als" in models:
+        n_users = max(n_users, models["als"].shape_[0])
+    plays = train_plays(train["user"].to_numpy(), train["song"].to_numpy(), (n_users, n_songs))
+    max_k = max(pcfg["max_k"], pcfg["top_k"])
+    relevant = relevant_matrix(test, users, n_songs)
+    lists = {}
+    if "als" in models:
+        als_plays = plays[:, :models["als"].shape_[1]]
+        lists["als"] = recommend(models["als"], users, max_k, als_plays, threads)
+    pop = pcfg["popularity"]
+    scores = popularity_scores(train["user"].to_numpy(), train["song"].to_numpy(),
+                               1 + train["target"].to_numpy(), n_songs, pop["method"], pop["beta"])
+    lists["popularity"] = recommend_popular(scores, users, max_k, plays, threads)
+    ranking, curves = {}, {}
+    for name, (songs, _) in lists.items():
+        ranking[name], curves[name] = score_lists(songs, relevant, train, n_songs, pcfg, side)
+    recs = None
+    if "als" in lists:
+        k = pcfg["top_k"]
+        songs, scores_k = lists["als"]
+        recs = pl.DataFrame({
+            "user": np.repeat(users, k).astype(np.int32),
+            "rank": np.tile(np.arange(1, k + 1), len(users)).astype(np.int16),
+            "song": songs[:, :k].ravel().astype(np.int32),
+            "score": scores_k[:, :k].ravel(),
+        }).filter(pl.col("song") >= 0)
     return recs, ranking, curves
 
 
@@ -100,7 +128,7 @@ def run(cfg: dict, force: bool = False) -> dict:
                     st.input("04_train", f)
             models = {n: load_model(n, st.dir.parent / "04_train") for n in names}
             train_rows = pl.read_parquet(st.input("02_split", "train.parquet"),
-                                         columns=["user", "song", "genre", "artist"])
+                                         columns=["user", "song", "target", "genre", "artist"])
             test_rows = pl.read_parquet(st.input("02_split", "test.parquet"),
                                         columns=["time_order", "user", "song", "target", "genre", "artist"])
             categories = pl.read_parquet(st.input("01_preprocess", "categories.parquet"))
@@ -126,19 +154,20 @@ def run(cfg: dict, force: bool = False) -> dict:
             pred = pred.with_columns(pl.Series(f"p_{n}", p, dtype=pl.Float64) for n, p in probs.items())
             st.write_parquet(pred, "predictions.parquet")
 
-        curves = None
-        if "als" in models:
-            with st.step("recommend"):
-                side = song_side_info([train_rows, test_rows], n_songs)
-                recs, ranking, curves = rank_songs(models["als"], train_rows, test_rows, n_songs, pcfg, threads, side)
+        with st.step("recommend"):
+            side = song_side_info([train_rows, test_rows], n_songs)
+            recs, ranking, curves = rank_songs(models, train_rows, test_rows, n_songs, pcfg, threads, side)
+            report["ranking"] = ranking
+            if recs is not None:
                 users_map = pl.read_parquet(st.input("01_preprocess", "users.parquet"))
                 songs_map = pl.read_parquet(st.input("01_preprocess", "songs.parquet"))
                 recs = recs.join(users_map, on="user", how="left").join(songs_map, on="song", how="left")
-                report["ranking"] = ranking
                 st.write_parquet(recs.sort("user", "rank"), "recommendations.parquet")
-        else:
-            report["ranking"] = None
-            log.warning("%s: no ALS model trained, no recommendations", STAGE)
+            else:
+                log.warning("%s: no ALS model trained, no recommendations (popularity ranking only)", STAGE)
+            for name, r in ranking.items():
+                log.info("%s: ranking %-10s ndcg@%d %.4f precision@%d %.4f (%d users)", STAGE, name, pcfg["top_k"],
+                         r[f"ndcg@{pcfg['top_k']}"] or 0, pcfg["top_k"], r[f"precision@{pcfg['top_k']}"] or 0, r["users"])
 
         kaggle_name = "features_kaggle.parquet"
         if kaggle_name in read_manifest(cfg, "03_features")["outputs"]:
@@ -164,8 +193,7 @@ def run(cfg: dict, force: bool = False) -> dict:
             plots.auc_by_segment(report["segments"], st.output("plots/auc_by_segment.png"))
             if "lgbm" in models:
                 plots.feature_importance(*models["lgbm"].importance(), st.output("plots/lgbm_importance.png"))
-            if curves is not None:
-                plots.ranking_curves(curves, st.output("plots/ranking_curves.png"))
+            plots.ranking_curves(curves, st.output("plots/ranking_curves.png"))
         st.write_json(report, "metrics.json")
         st.info.update(models=names, rows=len(test))
         for n, m in report["models"].items():
