@@ -270,6 +270,9 @@ SCHEMA: dict = {
             "iterations": Int(10, 1, 200),
             "regularization": Float(0.1, 0.0),
             "alpha": Float(2.0, 0.0, open_lo=True),
+            "weighting": Choice("signed", "signed", "log", "bm25", "tfidf"),
+            "bm25_k1": Float(100.0, 0.0),
+            "bm25_b": Float(0.8, 0.0, 1.0),
         },
     },
     "predict": {

@@ -52,3 +52,23 @@ def test_als_lists_are_the_best_unplayed_dot_products():
         cand = [s for s in range(n_songs) if model.song_count_[s] > 0 and s not in mine]
         want = sorted(cand, key=lambda s: -model.user_factors_[u] @ model.item_factors_[s])[:k]
         assert got[u][got[u] >= 0].tolist() == want
+
+
+def test_confidence_weightings_match_their_formulas():
+    from musicrec.models.als import confidence_matrix
+
+    rng = np.random.default_rng(6)
+    n_users, n_songs = 15, 12
+    user, song, plays = _train(rng, n_users, n_songs, 90)
+    counts = np.zeros((n_users, n_songs))
+    for u, s, p in zip(user, song, plays):
+        counts[u, s] += p
+    log_m = confidence_matrix(user, song, plays, (n_users, n_songs), "log").toarray()
+    assert log_m == pytest.approx(np.log1p(counts))
+    k1, b = 50.0, 0.6
+    # Okapi BM25 as implicit defines it: idf = log N - log(1 + listeners), length = row sum / mean row sum
+    idf = np.log(n_users) - np.log1p((counts > 0).sum(axis=0))
+    norm = (1 - b) + b * counts.sum(axis=1) / counts.sum(axis=1).mean()
+    want = np.where(counts > 0, counts * (k1 + 1) / (k1 * norm[:, None] + counts) * idf[None, :], 0.0)
+    got = confidence_matrix(user, song, plays, (n_users, n_songs), "bm25", k1, b).toarray()
+    assert got == pytest.approx(want)

@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from musicrec.influence.base import Estimator
 from musicrec.influence.losses import loss_change
+from musicrec.config import ConfigError
 from musicrec.models.als import play_matrix
 
 
@@ -43,6 +44,9 @@ class ALSInfluence(Estimator):
         if repeated:
             raise ValueError(f"ALS influence needs each (user, song) pair once in train (as in KKBOX); "
                              f"{repeated} rows repeat a pair")
+        if getattr(model, "weighting", "signed") != "signed":
+            raise ConfigError(f"ALS influence needs train.als.weighting: signed (the model was fitted with "
+                             f"{model.weighting}); leave als out of influence.models")
         self.c = float(model.alpha)
         self.Y = model.item_factors_
         self.a_score, self.a_known, self.a_pop = model.calibration_coef_
