@@ -205,6 +205,10 @@ SCHEMA: dict = {
             "source": Choice("unknown", *CATEGORICAL_IMPUTE),
         },
         "impute_constant": Float(-1.0),
+        "kcore": {
+            "min_listeners_per_track": Int(0, 0),
+            "min_tracks_per_user": Int(0, 0),
+        },
     },
     "split": {
         "method": Choice("temporal", "temporal", "random"),

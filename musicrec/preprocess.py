@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from musicrec import raw
+from musicrec import kcore, raw
 from musicrec.cleaning import UNKNOWN, clean_members, clean_songs, fill_value
 from musicrec.config import section_hash
 from musicrec.errors import InputError
@@ -259,6 +259,7 @@ def run(cfg: dict, force: bool = False) -> dict:
             folder = Path(cfg["data"]["listens"]["path"])
         else:
             out, folder = read_kkbox(cfg, st)
+        out = kcore.apply(out, cfg["preprocess"]["kcore"])
         with st.step("write"):
             for name in ("interactions", "rejects", "users", "songs", "categories"):
                 st.write_parquet(out[name], f"{name}.parquet")
@@ -268,5 +269,6 @@ def run(cfg: dict, force: bool = False) -> dict:
         rows = out["quality"]["rows"]
         st.info.update(source=cfg["data"]["source"], raw_dir=str(folder), rows=rows)
         if cfg["data"]["source"] != "listens":  # the listens reader logs its own four-way accounting
-            log.info("%s: rows in %d = out %d + rejected %d", STAGE, rows["in"], rows["out"], rows["rejected"])
+            log.info("%s: rows in %d = out %d + rejected %d + k-core %d", STAGE, rows["in"], rows["out"],
+                     rows["rejected"], rows.get("kcore_removed", 0))
     return out["quality"]

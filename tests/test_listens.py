@@ -177,3 +177,26 @@ def test_listenbrainz_export_reads_nested_fields(tmp_path):
     assert got == {(path.stem, first["mbid_mapping"]["recording_mbid"]): (0, 0)}
     songs = pl.read_parquet(tmp_path / "01_preprocess" / "songs.parquet")
     assert songs.row(0, named=True)["artist_name"] == first["artist_name"]
+
+
+def test_kcore_keeps_the_largest_sub_log_meeting_both_minimums(tmp_path):
+    rng = np.random.default_rng(9)
+    rows = random_log(rng, 900)
+    path = tmp_path / "log.csv"
+    pl.DataFrame({"user": [r[0] for r in rows], "track": [r[1] for r in rows], "time": [r[2] for r in rows]},
+                 schema={"user": pl.String, "track": pl.String, "time": pl.Int64}).write_csv(path)
+    base = ["data.source=listens", "data.listens.format=table", f"data.listens.path={path}"]
+    full = preprocess.run(make_cfg(tmp_path / "full", None, *base))
+    q = preprocess.run(make_cfg(tmp_path / "k", None, *base, "preprocess.kcore.min_listeners_per_track=5",
+                                "preprocess.kcore.min_tracks_per_user=27"))
+    ref = {k: y for k, (_, y) in events_by_pair(tmp_path / "full").items()}
+    while True:  # plain-Python k-core of the full events
+        listeners = {t: len({u for u, x in ref if x == t}) for _, t in ref}
+        tracks = {u: len({x for v, x in ref if v == u}) for u, _ in ref}
+        kept = {k: y for k, y in ref.items() if listeners[k[1]] >= 5 and tracks[k[0]] >= 27}
+        if len(kept) == len(ref):
+            break
+        ref = kept
+    got = {k: y for k, (_, y) in events_by_pair(tmp_path / "k").items()}
+    assert got == ref and 0 < len(got) < full["rows"]["out"]
+    assert q["kcore"]["rows_removed"] == full["rows"]["out"] - len(got) == q["rows"]["kcore_removed"]
