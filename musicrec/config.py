@@ -211,7 +211,7 @@ SCHEMA: dict = {
         },
     },
     "split": {
-        "method": Choice("temporal", "temporal", "random"),
+        "method": Choice("temporal", "temporal", "random", "user_holdout"),
         "test_fraction": Float(0.2, 0.0, 1.0, open_lo=True, open_hi=True),
         "valid_fraction": Float(0.1, 0.0, 1.0, open_lo=True, open_hi=True),
     },

@@ -18,6 +18,7 @@ from musicrec.manifest import StageRun, read_manifest
 from musicrec.models import load_feature_set, load_model
 from musicrec.models.als import ALSModel
 from musicrec.recommend import popularity_scores, recommend, recommend_popular, train_plays
+from musicrec.sources import untimed
 from musicrec.truth import read_truth, truth_for
 
 log = logging.getLogger("musicrec")
@@ -87,8 +88,9 @@ def rank_songs(models: dict, train: pl.DataFrame, test: pl.DataFrame, n_songs: i
         als_plays = plays[:, :models["als"].shape_[1]]
         lists["als"] = recommend(models["als"], users, max_k, als_plays, threads)
     pop = pcfg["popularity"]
-    scores = popularity_scores(train["user"].to_numpy(), train["song"].to_numpy(),
-                               1 + train["target"].to_numpy(), n_songs, pop["method"], pop["beta"])
+    counts = train["plays"].to_numpy() if "plays" in train.columns else 1 + train["target"].to_numpy()
+    scores = popularity_scores(train["user"].to_numpy(), train["song"].to_numpy(), counts, n_songs,
+                               pop["method"], pop["beta"])
     lists["popularity"] = recommend_popular(scores, users, max_k, plays, threads)
     ranking, curves = {}, {}
     for name, (songs, _) in lists.items():
@@ -114,10 +116,51 @@ def best_model(train_metrics: dict, choice: str, available: list[str]) -> str:
     return max(available, key=lambda m: train_metrics["models"][m]["valid"]["auc"] or 0.0)
 
 
+def rank_only(cfg: dict, st: StageRun) -> dict:
+    """Untimed play counts (hetrec): the ranking models' top-k lists (with names) and ranking metrics only."""
+    pcfg, threads = cfg["predict"], cfg["train"]["threads"]
+    with st.step("read"):
+        train_metrics = json.loads(st.input("04_train", "metrics.json").read_text())
+        names = list(train_metrics["models"])
+        for name in names:
+            for f in train_metrics["models"][name]["files"]:
+                st.input("04_train", f)
+        models = {n: load_model(n, st.dir.parent / "04_train") for n in names}
+        cols = ["user", "song", "target", "genre", "artist", "plays"]
+        train_rows = pl.read_parquet(st.input("02_split", "train.parquet"), columns=cols)
+        test_rows = pl.read_parquet(st.input("02_split", "test.parquet"), columns=["time_order", *cols])
+        songs_map = pl.read_parquet(st.input("01_preprocess", "songs.parquet"))
+        users_map = pl.read_parquet(st.input("01_preprocess", "users.parquet"), columns=["user", "msno"])
+    with st.step("recommend"):
+        side = song_side_info([train_rows, test_rows], songs_map.height)
+        test_pos = test_rows.with_columns(pl.lit(1, pl.Int8).alias("target"))  # every held-out pair is relevant
+        recs, ranking, curves = rank_songs(models, train_rows, test_pos, songs_map.height, pcfg, threads, side)
+        if recs is not None:
+            recs = (recs.join(users_map, on="user", how="left")
+                    .join(songs_map.select("song", pl.col("song_id").alias("artist_id"), "artist_name"), on="song",
+                          how="left"))
+            st.write_parquet(recs.sort("user", "rank"), "recommendations.parquet")
+    with st.step("plots"):
+        plots.ranking_curves(curves, st.output("plots/ranking_curves.png"))
+    report = {"rows": test_rows.height, "models": {},
+              "note": "play counts without time: no labelled event, so no classification metric; ranking "
+                      "against a seeded per-user holdout of pairs",
+              "ranking": ranking}
+    st.write_json(report, "metrics.json")
+    st.info.update(models=names, rows=test_rows.height)
+    k = pcfg["top_k"]
+    for name, r in ranking.items():
+        log.info("%s: ranking %-10s ndcg@%d %.4f precision@%d %.4f (%d users)", STAGE, name, k, r[f"ndcg@{k}"] or 0,
+                 k, r[f"precision@{k}"] or 0, r["users"])
+    return report
+
+
 def run(cfg: dict, force: bool = False) -> dict:
     pcfg = cfg["predict"]
     threads = cfg["train"]["threads"]
     with StageRun(STAGE, cfg, force=force) as st:
+        if untimed(cfg):
+            return rank_only(cfg, st)
         with st.step("read"):
             spec = json.loads(st.input("03_features", "features.json").read_text())
             test = load_feature_set(st.input("03_features", "features_test.parquet"), spec)

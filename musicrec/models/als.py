@@ -81,7 +81,8 @@ class ALSModel(Model):
         if self.weighting == "signed":
             R = play_matrix(user, song, train.y, self.shape_, sample_weight)
         else:
-            R = confidence_matrix(user, song, 1 + train.y, self.shape_, self.weighting, self.bm25_k1,
+            plays = train.keys["plays"].to_numpy() if "plays" in train.keys.columns else 1 + train.y
+            R = confidence_matrix(user, song, plays, self.shape_, self.weighting, self.bm25_k1,
                                   self.bm25_b, sample_weight)
         w = np.ones(len(train)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         self.song_count_ = np.bincount(song, weights=(w > 0).astype(np.float64), minlength=self.shape_[1])
@@ -94,6 +95,9 @@ class ALSModel(Model):
             self.item_factors_ = model.item_factors.astype(np.float64)
             self.user_factors_ = self.solve_users(R)
         calib = valid if valid is not None else train
+        if np.unique(calib.y).size < 2:  # untimed play counts: every row is a positive, nothing to calibrate
+            self.calibration_coef_, self.calibration_intercept_ = np.array([1.0, 0.0, 0.0]), 0.0
+            return self
         lr = LogisticRegression(C=1e4, max_iter=1000).fit(self.calibration_features(calib), calib.y)
         self.calibration_coef_, self.calibration_intercept_ = lr.coef_.ravel().copy(), float(lr.intercept_[0])
         return self

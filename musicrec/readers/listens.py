@@ -270,6 +270,10 @@ def events_truth(interactions: pl.DataFrame, users: pl.DataFrame, songs: pl.Data
 def read(cfg: dict, st) -> dict:
     """Stage 01 for `data.source: listens`: scan the log, derive labelled events, return the outputs."""
     lcfg = cfg["data"]["listens"]
+    if lcfg["format"] == "hetrec":  # play counts without time: a reader of its own
+        from musicrec.readers import hetrec
+
+        return hetrec.read(cfg, st)
     with st.step("scan listens"):
         listens, files = listen_formats.scan(lcfg)
         for f in files:
