@@ -60,10 +60,10 @@ class Preset:
 PRESETS = {
     "tiny": Preset(users=200, tracks=3_000, artists=300, tracks_per_user=80, days=240),
     "small": Preset(users=2_000, tracks=30_000, artists=3_000, tracks_per_user=90),
-    # sized for out-of-core runs: ~18M, ~60M and ~180M listens
-    "m18": Preset(users=8_000, tracks=400_000, artists=40_000, tracks_per_user=500, chunk_users=500),
-    "m60": Preset(users=8_000, tracks=1_000_000, artists=80_000, tracks_per_user=1_650, chunk_users=200),
-    "listenbrainz": Preset(users=8_000, tracks=2_000_000, artists=150_000, tracks_per_user=5_000,
+    # sized for out-of-core runs (~2.1 listens per first listen): ~18M, ~60M and ~180M listens
+    "m18": Preset(users=8_000, tracks=400_000, artists=40_000, tracks_per_user=1_050, chunk_users=500),
+    "m60": Preset(users=8_000, tracks=1_000_000, artists=80_000, tracks_per_user=3_500, chunk_users=200),
+    "listenbrainz": Preset(users=8_000, tracks=2_000_000, artists=150_000, tracks_per_user=10_500,
                            chunk_users=100),
 }
 

@@ -200,3 +200,17 @@ def test_kcore_keeps_the_largest_sub_log_meeting_both_minimums(tmp_path):
     got = {k: y for k, (_, y) in events_by_pair(tmp_path / "k").items()}
     assert got == ref and 0 < len(got) < full["rows"]["out"]
     assert q["kcore"]["rows_removed"] == full["rows"]["out"] - len(got) == q["rows"]["kcore_removed"]
+
+
+def test_influence_groups_leave_out_a_group_of_every_row():
+    from musicrec.influence.groups import meaningful_groups
+
+    rng = np.random.default_rng(2)
+    n = 200
+    rows = pl.DataFrame({"user": rng.integers(0, 20, n), "song": rng.integers(0, 50, n),
+                         "source_system_tab": np.zeros(n, int), "genre": np.zeros(n, int),
+                         "language": np.zeros(n, int), "bd": np.zeros(n, int), "bd_missing": np.ones(n, int)})
+    groups = meaningful_groups(rows, {}, {"power_user_share": 0.05, "top_genres": 5, "deciles": 10})
+    assert groups and all(0 < len(r) < n for _, _, r in groups)
+    kinds = {k for k, _, _ in groups}  # a listen log: one tab, genre, language and age value for all rows
+    assert not kinds & {"source_system_tab", "genre", "language", "age_band"}

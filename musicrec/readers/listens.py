@@ -264,7 +264,8 @@ def events_truth(interactions: pl.DataFrame, users: pl.DataFrame, songs: pl.Data
              .join(songs.select("song", "song_id"), on="song", how="left")
              .join(truth.rename({"user": "msno", "track": "song_id"}), on=["msno", "song_id"], how="left"))
     return keyed.sort("time_order").select(pl.lit("train").alias("file"), pl.col("time_order").cast(pl.Int64).alias("row"),
-                                           "p_true", pl.col("label").cast(pl.Int8), pl.col("target"))
+                                           "p_true", pl.col("label").cast(pl.Int8), pl.lit(False).alias("flipped"),
+                                           pl.col("target"))
 
 
 def read(cfg: dict, st) -> dict:
