@@ -47,7 +47,7 @@ class Preset:
     factors: int = 8
     taste_scale: float = 1.6
     drift_scale: float = 0.8
-    mu: float = -0.4
+    mu: float = -1.0
     user_bias_sd: float = 0.8
     track_bias_sd: float = 0.6
     window_days: float = 30.0
@@ -55,6 +55,7 @@ class Preset:
     late_share: float = 0.35  # P(a play after the window) relative to P(replay)
     duplicate_share: float = 0.02  # first plays submitted twice within 5 s
     chunk_users: int = 2000
+    discovery: int = 3  # candidate tracks drawn by popularity per track kept by taste
 
 
 PRESETS = {
@@ -97,9 +98,14 @@ def world(p: Preset, rng: np.random.Generator) -> dict:
 
 
 def pairs_for(users: np.ndarray, w: dict, p: Preset, rng: np.random.Generator) -> dict:
-    """First listens of a chunk of users: distinct tracks by popularity, times, replay probabilities."""
-    n = np.minimum(w["n_tracks"][users], p.tracks // 2)
-    user = np.repeat(users, n)
+    """First listens of a chunk of users: tracks found by popularity and kept by taste, times, probabilities.
+
+    Each user draws `discovery` times as many candidate tracks as it keeps, by popularity, and keeps
+    those with the highest taste + Gumbel noise: who plays what carries the same taste that drives
+    replays (as in KKBOX's generator), so collaborative features can find it.
+    """
+    n = np.minimum(w["n_tracks"][users], p.tracks // (2 * p.discovery))
+    user = np.repeat(users, n * p.discovery)
     track = rng.choice(p.tracks, len(user), p=w["track_w"])
     key = np.unique(user.astype(np.int64) * p.tracks + track)
     user, track = key // p.tracks, key % p.tracks
@@ -107,6 +113,11 @@ def pairs_for(users: np.ndarray, w: dict, p: Preset, rng: np.random.Generator) -
     first = start + rng.uniform(0, 1, len(user)) * (w["T"] - start)
     frac = (first / w["T"])[:, None]
     taste = np.einsum("ij,ij->i", w["U0"][user] + frac * w["D"][user], w["V"][track]) / np.sqrt(p.factors)
+    pick = p.taste_scale * taste + rng.gumbel(size=len(user))
+    keep_n = n[np.searchsorted(users, user)]
+    rank = pl.DataFrame({"u": user, "k": -pick}).select(pl.col("k").rank("ordinal").over("u"))["k"].to_numpy()
+    keep = rank <= keep_n
+    user, track, first, taste = user[keep], track[keep], first[keep], taste[keep]
     p_true = sigmoid(p.mu + w["b_user"][user] + w["b_track"][track] + p.taste_scale * taste)
     return {"user": user, "track": track, "first": first, "p_true": p_true}
 
