@@ -14,6 +14,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from musicrec import metrics, plots
+from musicrec.config import ConfigError
 from musicrec.manifest import StageRun, read_manifest
 from musicrec.models import load_feature_set, load_model
 from musicrec.models.als import ALSModel
@@ -111,7 +112,7 @@ def rank_songs(models: dict, train: pl.DataFrame, test: pl.DataFrame, n_songs: i
 def best_model(train_metrics: dict, choice: str, available: list[str]) -> str:
     if choice != "auto":
         if choice not in available:
-            raise ValueError(f"predict.submission_model={choice} was not trained (trained: {', '.join(available)})")
+            raise ConfigError(f"predict.submission_model={choice} was not trained (trained: {', '.join(available)})")
         return choice
     return max(available, key=lambda m: train_metrics["models"][m]["valid"]["auc"] or 0.0)
 

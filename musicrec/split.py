@@ -28,8 +28,8 @@ def split_sizes(n: int, test_fraction: float, valid_fraction: float) -> tuple[in
     n_valid = int(round((n - n_test) * valid_fraction))
     n_train = n - n_test - n_valid
     if min(n_train, n_valid, n_test) < 1:
-        raise ValueError(f"split of {n} rows gives an empty part (train {n_train}, valid {n_valid}, "
-                         f"test {n_test}); change split.test_fraction / split.valid_fraction")
+        raise ConfigError(f"split of {n} rows gives an empty part (train {n_train}, valid {n_valid}, "
+                          f"test {n_test}); change split.test_fraction / split.valid_fraction")
     return n_train, n_valid, n_test
 
 
