@@ -228,12 +228,11 @@ def _curves(r: np.ndarray, rel: sp.csr_matrix, item_popularity, item_genre, item
         distinct = np.cumsum(new, axis=1) / ks
         with np.errstate(invalid="ignore", divide="ignore"):
             out[f"{key}_diversity"] = (distinct * has_rec).sum(axis=0) / has_rec.sum(axis=0)
-            if key == "genre":
-                # share of same-genre pairs among the n(n-1)/2 pairs of the list so far
-                pairs = n_valid * (n_valid - 1) / 2.0
-                ok = pairs > 0
-                ils = np.where(ok, np.cumsum(earlier, axis=1) / np.where(ok, pairs, 1.0), 0.0)
-                out["ils_genre"] = ils.sum(axis=0) / ok.sum(axis=0)
+            # share of same-genre (same-artist) pairs among the n(n-1)/2 pairs of the list so far
+            pairs = n_valid * (n_valid - 1) / 2.0
+            ok = pairs > 0
+            ils = np.where(ok, np.cumsum(earlier, axis=1) / np.where(ok, pairs, 1.0), 0.0)
+            out[f"ils_{key}"] = ils.sum(axis=0) / ok.sum(axis=0)
     return out
 
 
@@ -285,6 +284,7 @@ def ranking_metrics(recs, relevant, k: int, item_popularity, item_genre, item_ar
       artist_diversity@k = distinct artists in the top-k / k
       ils_genre@k = share of the n(n-1)/2 pairs of the n recommended items in the top-k that
                     have the same genre (1 = one genre only); users with n < 2 are left out.
+      ils_artist@k = the same for the artist (intra-list similarity by artist).
     A metric with no user to average over is None.
     """
     curves = ranking_curves(recs, relevant, k, item_popularity, item_genre, item_artist,
@@ -306,5 +306,6 @@ def ranking_metrics(recs, relevant, k: int, item_popularity, item_genre, item_ar
         f"genre_diversity@{k}": last("genre_diversity"),
         f"artist_diversity@{k}": last("artist_diversity"),
         f"ils_genre@{k}": last("ils_genre"),
+        f"ils_artist@{k}": last("ils_artist"),
         "users": int(curves["users"][-1]),
     }

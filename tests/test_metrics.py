@@ -102,7 +102,7 @@ def test_ranking_metrics_hand_case():
     recs, rel, pop, genre, artist, n_train = _hand_case()
     m = metrics.ranking_metrics(recs, rel, 3, pop, genre, artist, n_train)
     assert set(m) == {"precision@3", "recall@3", "ndcg@3", "map@3", "hit_rate@3", "f1@3", "coverage", "novelty",
-                      "genre_diversity@3", "artist_diversity@3", "ils_genre@3", "users"}
+                      "genre_diversity@3", "artist_diversity@3", "ils_genre@3", "ils_artist@3", "users"}
     # user 0: recs [2,0,4], rel {0,3}: hits [0,1,0]
     #   P@3 = 1/3, R@3 = 1/2, DCG = 1/log2(3), IDCG = 1 + 1/log2(3), AP@3 = (P@2 = 1/2) / min(2,3)
     # user 1: recs [2,3,-1], rel {3}: hits [0,1,0]
@@ -128,6 +128,8 @@ def test_ranking_metrics_hand_case():
     assert m["artist_diversity@3"] == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
     # ILS: u0 0 of 3 pairs same genre; u1 1 of 1; u2 genres [2,1,1]: 1 of 3
     assert m["ils_genre@3"] == pytest.approx((0 + 1 + 1 / 3) / 3)
+    # ILS by artist: u0 [7,5,8] 0 of 3; u1 [7,8] 0 of 1; u2 [8,7,8] 1 of 3
+    assert m["ils_artist@3"] == pytest.approx((0 + 0 + 1 / 3) / 3)
     assert all(type(v) is float for key, v in m.items() if key != "users")
     json.dumps(m)
 
@@ -196,7 +198,7 @@ def test_curves_equal_metrics_at_each_k():
 def _reference(recs, rel_sets, k, pop, genre, artist, n_train, n_items):
     """Slow, obvious per-user implementation of the documented definitions."""
     prec, rec, ndcg, ap, gdiv, adiv, ils, slots, items = [], [], [], [], [], [], [], [], set()
-    hr, f1 = [], []
+    hr, f1, ils_a = [], [], []
     for u in range(recs.shape[0]):
         lst = [int(i) for i in recs[u, :k] if i >= 0]
         ranked = list(recs[u, :k]) + [-1] * (k - len(recs[u, :k]))
@@ -208,6 +210,7 @@ def _reference(recs, rel_sets, k, pop, genre, artist, n_train, n_items):
         if len(lst) >= 2:
             pairs = [(a, b) for x, a in enumerate(lst) for b in lst[x + 1:]]
             ils.append(sum(genre[a] == genre[b] for a, b in pairs) / len(pairs))
+            ils_a.append(sum(artist[a] == artist[b] for a, b in pairs) / len(pairs))
         r = rel_sets[u]
         if not r:
             continue
@@ -227,7 +230,7 @@ def _reference(recs, rel_sets, k, pop, genre, artist, n_train, n_items):
     return {f"precision@{k}": mean(prec), f"recall@{k}": mean(rec), f"ndcg@{k}": mean(ndcg),
             f"map@{k}": mean(ap), f"hit_rate@{k}": mean(hr), f"f1@{k}": mean(f1), "coverage": len(items) / n_items, "novelty": mean(slots),
             f"genre_diversity@{k}": mean(gdiv), f"artist_diversity@{k}": mean(adiv),
-            f"ils_genre@{k}": mean(ils), "users": len(prec)}
+            f"ils_genre@{k}": mean(ils), f"ils_artist@{k}": mean(ils_a), "users": len(prec)}
 
 
 def test_ranking_matches_slow_reference_randomized():
@@ -261,7 +264,7 @@ def test_ranking_matches_slow_reference_randomized():
                 assert got[key] is None, (key, k)
             else:
                 assert got[key] == pytest.approx(w, abs=1e-12), (key, k)
-        for name in ("precision", "recall", "ndcg", "map", "hit_rate", "f1", "genre_diversity", "ils_genre"):
+        for name in ("precision", "recall", "ndcg", "map", "hit_rate", "f1", "genre_diversity", "ils_genre", "ils_artist"):
             w = want[f"{name}@{k}"]
             assert math.isnan(curves[name][k - 1]) if w is None else \
                 curves[name][k - 1] == pytest.approx(w, abs=1e-12)
