@@ -18,7 +18,8 @@ from musicrec.config import ConfigError
 from musicrec.manifest import StageRun, read_manifest
 from musicrec.models import load_feature_set, load_model
 from musicrec.models.als import ALSModel
-from musicrec.recommend import popularity_scores, recommend, recommend_popular, train_plays
+from musicrec.recommend import popularity_scores, recommend, recommend_popular, similar_songs, train_plays
+from musicrec.rng import stage_rng
 from musicrec.sources import untimed
 from musicrec.truth import read_truth, truth_for
 
@@ -117,6 +118,31 @@ def best_model(train_metrics: dict, choice: str, available: list[str]) -> str:
     return max(available, key=lambda m: train_metrics["models"][m]["valid"]["auc"] or 0.0)
 
 
+SIMILAR_SAMPLE = 20  # the most listened train songs, and as many seeded random ones
+SIMILAR_K = 10
+
+
+def similar_table(model: ALSModel, train: pl.DataFrame, songs_map: pl.DataFrame, rng: np.random.Generator,
+                  threads: int) -> pl.DataFrame:
+    """Item-item neighbours from the ALS factors for a sample of train songs, with the songs' names."""
+    listeners = train.group_by("song").agg(pl.col("user").n_unique().alias("n")).sort(["n", "song"],
+                                                                                     descending=[True, False])
+    listeners = listeners.filter(pl.col("song") < model.shape_[1])
+    top = listeners["song"].head(SIMILAR_SAMPLE).to_numpy()
+    rest = np.setdiff1d(listeners["song"].to_numpy(), top)
+    sample = np.concatenate([top, np.sort(rng.choice(rest, min(SIMILAR_SAMPLE, len(rest)), replace=False))])
+    ids, cos = similar_songs(model, sample, SIMILAR_K, threads)
+    k = ids.shape[1]
+    out = pl.DataFrame({"song": np.repeat(sample, k).astype(np.int32),
+                        "sampled_as": np.repeat(np.where(np.isin(sample, top), "most listened", "random"), k),
+                        "rank": np.tile(np.arange(1, k + 1), len(sample)).astype(np.int16),
+                        "similar": ids.ravel().astype(np.int32), "cosine": cos.ravel()}).filter(pl.col("similar") >= 0)
+    names = songs_map.select("song", *[c for c in ("song_id", "track_name", "artist_name") if c in songs_map.columns])
+    return (out.join(names, on="song", how="left")
+            .join(names.rename({c: f"similar_{c}" for c in names.columns if c != "song"}).rename({"song": "similar"}),
+                  on="similar", how="left").sort("song", "rank"))
+
+
 def rank_only(cfg: dict, st: StageRun) -> dict:
     """Untimed play counts (hetrec): the ranking models' top-k lists (with names) and ranking metrics only."""
     pcfg, threads = cfg["predict"], cfg["train"]["threads"]
@@ -141,6 +167,8 @@ def rank_only(cfg: dict, st: StageRun) -> dict:
                     .join(songs_map.select("song", pl.col("song_id").alias("artist_id"), "artist_name"), on="song",
                           how="left"))
             st.write_parquet(recs.sort("user", "rank"), "recommendations.parquet")
+            st.write_parquet(similar_table(models["als"], train_rows, songs_map, stage_rng(cfg, 5), threads),
+                             "similar_songs.parquet")
     with st.step("plots"):
         plots.ranking_curves(curves, st.output("plots/ranking_curves.png"))
     report = {"rows": test_rows.height, "models": {},
@@ -207,6 +235,8 @@ def run(cfg: dict, force: bool = False) -> dict:
                 songs_map = pl.read_parquet(st.input("01_preprocess", "songs.parquet"))
                 recs = recs.join(users_map, on="user", how="left").join(songs_map, on="song", how="left")
                 st.write_parquet(recs.sort("user", "rank"), "recommendations.parquet")
+                st.write_parquet(similar_table(models["als"], train_rows, songs_map, stage_rng(cfg, 5), threads),
+                                 "similar_songs.parquet")
             else:
                 log.warning("%s: no ALS model trained, no recommendations (popularity ranking only)", STAGE)
             for name, r in ranking.items():

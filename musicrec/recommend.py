@@ -103,3 +103,19 @@ def recommend_popular(scores: np.ndarray, users: np.ndarray, k: int, plays: sp.c
     ids, _ = _pad(ids, sc, k, n_songs)
     out_sc = np.where(ids >= 0, scores[np.maximum(ids, 0)], np.nan)
     return ids, out_sc
+
+
+def similar_songs(model: ALSModel, songs: np.ndarray, k: int, n_threads: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """The k songs most similar to each of `songs` by cosine of the ALS item factors (implicit's
+    similar_items; the song itself and songs unseen in train left out): (ids, cosines), each (len(songs), k)."""
+    unseen = np.flatnonzero(model.song_count_ == 0)
+    with threadpool_limits(1, "blas"):
+        als = AlternatingLeastSquares(factors=model.item_factors_.shape[1], num_threads=n_threads)
+        als.item_factors = np.ascontiguousarray(model.item_factors_, dtype=np.float32)
+        als.user_factors = np.zeros((1, model.item_factors_.shape[1]), dtype=np.float32)
+        ids, sc = als.similar_items(np.asarray(songs, dtype=np.int64), N=k + 1,
+                                    filter_items=unseen if len(unseen) else None)
+    ids, sc = np.atleast_2d(ids).astype(np.int64), np.atleast_2d(sc).astype(np.float64)
+    not_self = ids != np.asarray(songs)[:, None]
+    order = np.argsort(~not_self, axis=1, kind="stable")[:, :k]  # drop the song itself, keep rank order
+    return np.take_along_axis(ids, order, axis=1), np.take_along_axis(sc, order, axis=1)

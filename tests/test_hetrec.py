@@ -54,6 +54,11 @@ def test_hetrec_runs_01_to_05_with_ranking_models_only(tmp_path):
     assert metrics["ranking"]["als"]["ndcg@10"] > metrics["ranking"]["popularity"]["ndcg@10"]
     recs = pl.read_parquet(tmp_path / "data" / "05_predict" / "recommendations.parquet")
     assert recs["artist_name"].str.starts_with("Band \"").all() and recs["rank"].max() == 10
+    similar = pl.read_parquet(tmp_path / "data" / "05_predict" / "similar_songs.parquet")
+    assert similar.height > 0 and (similar["song"] != similar["similar"]).all()
+    # the taste blocks again: an artist's nearest neighbour by ALS factors is from its own block
+    block = ((similar["song_id"].cast(pl.Int64) - 1) // 20) == ((similar["similar_song_id"].cast(pl.Int64) - 1) // 20)
+    assert block.filter(similar["rank"] == 1).mean() > 0.8
     with pytest.raises(ConfigError, match="needs labelled events"):
         influence.run(cfg)
 

@@ -72,3 +72,21 @@ def test_confidence_weightings_match_their_formulas():
     want = np.where(counts > 0, counts * (k1 + 1) / (k1 * norm[:, None] + counts) * idf[None, :], 0.0)
     got = confidence_matrix(user, song, plays, (n_users, n_songs), "bm25", k1, b).toarray()
     assert got == pytest.approx(want)
+
+
+def test_similar_songs_are_the_best_cosines():
+    from musicrec.recommend import similar_songs
+
+    rng = np.random.default_rng(8)
+    model = ALSModel(factors=4)
+    model.item_factors_ = rng.normal(size=(30, 4))
+    model.song_count_ = np.ones(30)
+    model.song_count_[[3, 7]] = 0  # unseen in train: never similar
+    unit = model.item_factors_ / np.linalg.norm(model.item_factors_, axis=1, keepdims=True)
+    songs = np.array([0, 5, 12])
+    ids, cos = similar_songs(model, songs, 5)
+    for row, s in enumerate(songs):
+        cand = [j for j in range(30) if j != s and j not in (3, 7)]
+        want = sorted(cand, key=lambda j: -unit[s] @ unit[j])[:5]
+        assert ids[row].tolist() == want
+        assert cos[row] == pytest.approx([unit[s] @ unit[j] for j in want], abs=1e-5)
