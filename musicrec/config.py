@@ -60,6 +60,8 @@ class Spec:
             return f"a list of numbers{self._range()}"
         if self.kind == "float_pair":
             return f"a list [low, high] of numbers with low < high{self._range()}"
+        if self.kind == "optional_str":
+            return "null or a non-empty string"
         noun = {"int": "an integer", "float": "a number", "optional_int": "null or an integer"}[self.kind]
         return noun + self._range()
 
@@ -100,6 +102,8 @@ class Spec:
             return isinstance(v, bool), v
         if self.kind == "str":
             return (isinstance(v, str) and v != ""), v
+        if self.kind == "optional_str":
+            return (v is None or (isinstance(v, str) and v != "")), v
         if self.kind == "choice":
             return v in self.options, v
         if self.kind == "choices":
@@ -133,6 +137,10 @@ def Float(default, lo=None, hi=None, open_lo=False, open_hi=False):
     return Spec(default, "float", lo, hi, open_lo=open_lo, open_hi=open_hi)
 
 
+def OptStr(default=None):
+    return Spec(default, "optional_str")
+
+
 def Bool(default):
     return Spec(default, "bool")
 
@@ -159,6 +167,7 @@ MODEL_NAMES = ("prior", "nb", "lr", "rf", "lgbm", "als")
 NUMERIC_IMPUTE = ("median", "mode", "constant")
 CATEGORICAL_IMPUTE = ("mode", "unknown")
 OUTLIER_METHODS = ("robust", "cap", "none")
+LISTEN_FORMATS = ("listenbrainz", "lastfm1k", "table", "hetrec")
 
 SCHEMA: dict = {
     "seed": Int(42, lo=0, hi=2**32 - 1),
@@ -167,12 +176,27 @@ SCHEMA: dict = {
         "data": Str("data"),
     },
     "data": {
-        "source": Choice("synthetic", "synthetic", "kkbox"),
+        "source": Choice("synthetic", "synthetic", "kkbox", "listens"),
         "synthetic": {
             "preset": Choice("small", "tiny", "small", "kkbox"),
             "label_noise": Float(0.0, 0.0, 0.5, open_hi=True),
             "train_rows": OptInt(None, lo=1000),
             "test_rows": OptInt(None, lo=0),
+        },
+        "listens": {
+            "format": Choice("listenbrainz", *LISTEN_FORMATS),
+            "path": Str("data/listens"),
+            "columns": {
+                "user": Str("user"),
+                "track": Str("track"),
+                "time": Str("time"),
+                "artist": OptStr(None),
+                "album": OptStr(None),
+            },
+            "separator": Str(","),
+            "header": Bool(True),
+            "window_days": Float(30.0, 0.0, open_lo=True),
+            "same_play_seconds": Float(10.0, 0.0),
         },
     },
     "preprocess": {
@@ -198,9 +222,13 @@ SCHEMA: dict = {
             "source": Choice("unknown", *CATEGORICAL_IMPUTE),
         },
         "impute_constant": Float(-1.0),
+        "kcore": {
+            "min_listeners_per_track": Int(0, 0),
+            "min_tracks_per_user": Int(0, 0),
+        },
     },
     "split": {
-        "method": Choice("temporal", "temporal", "random"),
+        "method": Choice("temporal", "temporal", "random", "user_holdout"),
         "test_fraction": Float(0.2, 0.0, 1.0, open_lo=True, open_hi=True),
         "valid_fraction": Float(0.1, 0.0, 1.0, open_lo=True, open_hi=True),
         "train_label_noise": Float(0.0, 0.0, 0.5, open_hi=True),
@@ -264,6 +292,9 @@ SCHEMA: dict = {
             "iterations": Int(10, 1, 200),
             "regularization": Float(0.1, 0.0),
             "alpha": Float(2.0, 0.0, open_lo=True),
+            "weighting": Choice("signed", "signed", "log", "bm25", "tfidf"),
+            "bm25_k1": Float(100.0, 0.0),
+            "bm25_b": Float(0.8, 0.0, 1.0),
         },
     },
     "predict": {
@@ -271,6 +302,10 @@ SCHEMA: dict = {
         "max_k": Int(50, 1, 1000),
         "calibration_bins": Int(10, 2, 100),
         "submission_model": Choice("auto", "auto", *MODEL_NAMES),
+        "popularity": {
+            "method": Choice("listeners", "listeners", "damped"),
+            "beta": Float(10.0, 0.0),
+        },
     },
     "influence": {
         "models": Choices(list(INFLUENCE_MODELS), *INFLUENCE_MODELS),

@@ -198,6 +198,10 @@ def _curves(r: np.ndarray, rel: sp.csr_matrix, item_popularity, item_genre, item
         out["recall"] = (cum_hits / nr).mean(axis=0) if hits.size else np.full(kmax, np.nan)
         out["ndcg"] = (dcg / idcg_table[ideal_n]).mean(axis=0) if hits.size else np.full(kmax, np.nan)
         out["map"] = (ap_num / ideal_n).mean(axis=0) if hits.size else np.full(kmax, np.nan)
+        out["hit_rate"] = (cum_hits > 0).mean(axis=0) if hits.size else np.full(kmax, np.nan)
+        p_u, r_u = cum_hits / ks, cum_hits / nr
+        f1 = np.where(cum_hits > 0, 2 * p_u * r_u / np.where(cum_hits > 0, p_u + r_u, 1.0), 0.0)
+        out["f1"] = f1.mean(axis=0) if hits.size else np.full(kmax, np.nan)
     out["users"] = np.full(kmax, int(scored.sum()))
 
     # catalogue coverage: an item is covered at k once it appears in any list within rank k
@@ -224,12 +228,11 @@ def _curves(r: np.ndarray, rel: sp.csr_matrix, item_popularity, item_genre, item
         distinct = np.cumsum(new, axis=1) / ks
         with np.errstate(invalid="ignore", divide="ignore"):
             out[f"{key}_diversity"] = (distinct * has_rec).sum(axis=0) / has_rec.sum(axis=0)
-            if key == "genre":
-                # share of same-genre pairs among the n(n-1)/2 pairs of the list so far
-                pairs = n_valid * (n_valid - 1) / 2.0
-                ok = pairs > 0
-                ils = np.where(ok, np.cumsum(earlier, axis=1) / np.where(ok, pairs, 1.0), 0.0)
-                out["ils_genre"] = ils.sum(axis=0) / ok.sum(axis=0)
+            # share of same-genre (same-artist) pairs among the n(n-1)/2 pairs of the list so far
+            pairs = n_valid * (n_valid - 1) / 2.0
+            ok = pairs > 0
+            ils = np.where(ok, np.cumsum(earlier, axis=1) / np.where(ok, pairs, 1.0), 0.0)
+            out[f"ils_{key}"] = ils.sum(axis=0) / ok.sum(axis=0)
     return out
 
 
@@ -239,7 +242,7 @@ def ranking_curves(recs, relevant, max_k: int, item_popularity=None, item_genre=
 
     Same definitions as `ranking_metrics`; computed once with cumulative sums along the rank
     axis, so it costs about one call of ranking_metrics at max_k. Returns arrays of length
-    max_k under "k", "precision", "recall", "ndcg", "map", "coverage", "users", plus "novelty"
+    max_k under "k", "precision", "recall", "ndcg", "map", "hit_rate", "f1", "coverage", "users", plus "novelty"
     (when item_popularity and n_train_users are given), "genre_diversity" and "ils_genre" (when
     item_genre is given) and "artist_diversity" (when item_artist is given). Undefined points
     (e.g. ILS at k = 1) are NaN.
@@ -265,6 +268,9 @@ def ranking_metrics(recs, relevant, k: int, item_popularity, item_genre, item_ar
       ndcg@k      = DCG / IDCG, DCG = sum_{i<=k} hit_i / log2(i + 1), IDCG = the same sum for
                     min(|rel_u|, k) hits in the top ranks
       map@k       = mean of AP@k = sum_{i<=k} P@i * hit_i / min(|rel_u|, k)
+      hit_rate@k  = share of users with at least one hit in the top k
+      f1@k        = mean of the per-user harmonic mean 2 P R / (P + R) of precision@k and recall@k
+                    (0 for a user without a hit)
     Catalogue, over all users:
       coverage    = distinct items in any user's top-k / n_items (n_items = relevant.shape[1])
       novelty     = mean over all recommended (user, item) slots of -log2 p(item),
@@ -278,6 +284,7 @@ def ranking_metrics(recs, relevant, k: int, item_popularity, item_genre, item_ar
       artist_diversity@k = distinct artists in the top-k / k
       ils_genre@k = share of the n(n-1)/2 pairs of the n recommended items in the top-k that
                     have the same genre (1 = one genre only); users with n < 2 are left out.
+      ils_artist@k = the same for the artist (intra-list similarity by artist).
     A metric with no user to average over is None.
     """
     curves = ranking_curves(recs, relevant, k, item_popularity, item_genre, item_artist,
@@ -292,10 +299,13 @@ def ranking_metrics(recs, relevant, k: int, item_popularity, item_genre, item_ar
         f"recall@{k}": last("recall"),
         f"ndcg@{k}": last("ndcg"),
         f"map@{k}": last("map"),
+        f"hit_rate@{k}": last("hit_rate"),
+        f"f1@{k}": last("f1"),
         "coverage": last("coverage"),
         "novelty": last("novelty"),
         f"genre_diversity@{k}": last("genre_diversity"),
         f"artist_diversity@{k}": last("artist_diversity"),
         f"ils_genre@{k}": last("ils_genre"),
+        f"ils_artist@{k}": last("ils_artist"),
         "users": int(curves["users"][-1]),
     }

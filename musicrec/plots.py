@@ -195,7 +195,7 @@ def auc_by_segment(segment_metrics: dict, path) -> Path:
 
 _PANELS = (
     ("Accuracy of the top-k list", ("ndcg", "precision", "recall", "map")),
-    ("Diversity of the top-k list", ("genre_diversity", "artist_diversity", "ils_genre")),
+    ("Diversity of the top-k list", ("genre_diversity", "artist_diversity", "ils_genre", "ils_artist")),
     ("Catalogue coverage", ("coverage",)),
 )
 _STYLES = ("-", "--", "-.", ":")

@@ -19,7 +19,9 @@ from musicrec.manifest import StageRun, read_manifest
 from musicrec.models import load_feature_set, load_model
 from musicrec.models.als import ALSModel
 from musicrec.progress import track
-from musicrec.recommend import recommend, train_plays
+from musicrec.recommend import popularity_scores, recommend, recommend_popular, similar_songs, train_plays
+from musicrec.rng import stage_rng
+from musicrec.sources import untimed
 from musicrec.truth import read_truth, truth_for
 
 log = logging.getLogger("musicrec")
@@ -49,34 +51,63 @@ def song_side_info(frames: list[pl.DataFrame], n_songs: int) -> tuple[np.ndarray
     return genre, artist
 
 
-def rank_songs(model: ALSModel, train: pl.DataFrame, test: pl.DataFrame, n_songs: int, pcfg: dict,
-               threads: int, side: tuple[np.ndarray, np.ndarray]) -> tuple[pl.DataFrame, dict, dict]:
-    """ALS top-k for every test user, scored against the songs each user replayed in test."""
-    users = np.sort(test["user"].unique().to_numpy()).astype(np.int64)
-    n_users = max(int(users.max()) + 1, model.shape_[0])
-    plays = train_plays(train["user"].to_numpy(), train["song"].to_numpy(), (n_users, model.shape_[1]))
-    max_k = max(pcfg["max_k"], pcfg["top_k"])
-    songs, scores = recommend(model, users, max_k, plays, threads)
-
+def relevant_matrix(test: pl.DataFrame, users: np.ndarray, n_songs: int) -> sp.csr_matrix:
+    """Users x songs: the songs each test user replayed in test (the ranking's relevant items)."""
     pos = test.filter(pl.col("target") == 1)
     row = np.searchsorted(users, pos["user"].to_numpy())
-    relevant = sp.csr_matrix((np.ones(len(row)), (row, pos["song"].to_numpy())), shape=(len(users), n_songs))
+    return sp.csr_matrix((np.ones(len(row)), (row, pos["song"].to_numpy())), shape=(len(users), n_songs))
+
+
+def score_lists(songs: np.ndarray, relevant: sp.csr_matrix, train: pl.DataFrame, n_songs: int, pcfg: dict,
+                side: tuple[np.ndarray, np.ndarray]) -> tuple[dict, dict]:
+    """Ranking metrics at top_k and the curves up to max_k of one model's lists."""
     popularity = np.bincount(train["song"].to_numpy(), minlength=n_songs).astype(np.float64)
     n_train_users = train["user"].n_unique()
     genre, artist = side
-    ranking = metrics.ranking_metrics(songs, relevant, pcfg["top_k"], popularity, genre, artist, n_train_users)
+    k = pcfg["top_k"]
+    ranking = metrics.ranking_metrics(songs, relevant, k, popularity, genre, artist, n_train_users)
     # coverage relative to the songs that can be recommended (seen in train), not every song code
     catalogue = int((popularity > 0).sum())
-    ranking["coverage"] = float(len(np.unique(songs[:, :pcfg["top_k"]][songs[:, :pcfg["top_k"]] >= 0])) / catalogue)
+    ranking["coverage"] = float(len(np.unique(songs[:, :k][songs[:, :k] >= 0])) / catalogue)
     ranking["catalogue_songs"] = catalogue
     curves = metrics.ranking_curves(songs, relevant, pcfg["max_k"], popularity, genre, artist, n_train_users)
-    k = pcfg["top_k"]
-    recs = pl.DataFrame({
-        "user": np.repeat(users, k).astype(np.int32),
-        "rank": np.tile(np.arange(1, k + 1), len(users)).astype(np.int16),
-        "song": songs[:, :k].ravel().astype(np.int32),
-        "score": scores[:, :k].ravel(),
-    }).filter(pl.col("song") >= 0)
+    return ranking, curves
+
+
+def rank_songs(models: dict, train: pl.DataFrame, test: pl.DataFrame, n_songs: int, pcfg: dict,
+               threads: int, side: tuple[np.ndarray, np.ndarray]) -> tuple[pl.DataFrame | None, dict, dict]:
+    """Top-k lists of ALS (when trained) and of the popularity baseline for every test user, each
+    scored against the songs that user replayed in test. Returns ALS's lists (or None), the ranking
+    metrics per model and the curves per model."""
+    users = np.sort(test["user"].unique().to_numpy()).astype(np.int64)
+    n_users = max(int(users.max()) + 1, int(train["user"].max()) + 1)
+    if "als" in models:
+        n_users = max(n_users, models["als"].shape_[0])
+    plays = train_plays(train["user"].to_numpy(), train["song"].to_numpy(), (n_users, n_songs))
+    max_k = max(pcfg["max_k"], pcfg["top_k"])
+    relevant = relevant_matrix(test, users, n_songs)
+    lists = {}
+    if "als" in models:
+        als_plays = plays[:, :models["als"].shape_[1]]
+        lists["als"] = recommend(models["als"], users, max_k, als_plays, threads)
+    pop = pcfg["popularity"]
+    counts = train["plays"].to_numpy() if "plays" in train.columns else 1 + train["target"].to_numpy()
+    scores = popularity_scores(train["user"].to_numpy(), train["song"].to_numpy(), counts, n_songs,
+                               pop["method"], pop["beta"])
+    lists["popularity"] = recommend_popular(scores, users, max_k, plays, threads)
+    ranking, curves = {}, {}
+    for name, (songs, _) in lists.items():
+        ranking[name], curves[name] = score_lists(songs, relevant, train, n_songs, pcfg, side)
+    recs = None
+    if "als" in lists:
+        k = pcfg["top_k"]
+        songs, scores_k = lists["als"]
+        recs = pl.DataFrame({
+            "user": np.repeat(users, k).astype(np.int32),
+            "rank": np.tile(np.arange(1, k + 1), len(users)).astype(np.int16),
+            "song": songs[:, :k].ravel().astype(np.int32),
+            "score": scores_k[:, :k].ravel(),
+        }).filter(pl.col("song") >= 0)
     return recs, ranking, curves
 
 
@@ -89,10 +120,78 @@ def best_model(train_metrics: dict, choice: str, available: list[str]) -> str:
     return max(available, key=lambda m: train_metrics["models"][m]["valid"]["auc"] or 0.0)
 
 
+SIMILAR_SAMPLE = 20  # the most listened train songs, and as many seeded random ones
+SIMILAR_K = 10
+
+
+def similar_table(model: ALSModel, train: pl.DataFrame, songs_map: pl.DataFrame, rng: np.random.Generator,
+                  threads: int) -> pl.DataFrame:
+    """Item-item neighbours from the ALS factors for a sample of train songs, with the songs' names."""
+    listeners = train.group_by("song").agg(pl.col("user").n_unique().alias("n")).sort(["n", "song"],
+                                                                                     descending=[True, False])
+    listeners = listeners.filter(pl.col("song") < model.shape_[1])
+    top = listeners["song"].head(SIMILAR_SAMPLE).to_numpy()
+    rest = np.setdiff1d(listeners["song"].to_numpy(), top)
+    sample = np.concatenate([top, np.sort(rng.choice(rest, min(SIMILAR_SAMPLE, len(rest)), replace=False))])
+    ids, cos = similar_songs(model, sample, SIMILAR_K, threads)
+    k = ids.shape[1]
+    out = pl.DataFrame({"song": np.repeat(sample, k).astype(np.int32),
+                        "sampled_as": np.repeat(np.where(np.isin(sample, top), "most listened", "random"), k),
+                        "rank": np.tile(np.arange(1, k + 1), len(sample)).astype(np.int16),
+                        "similar": ids.ravel().astype(np.int32), "cosine": cos.ravel()}).filter(pl.col("similar") >= 0)
+    names = songs_map.select("song", *[c for c in ("song_id", "track_name", "artist_name") if c in songs_map.columns])
+    return (out.join(names, on="song", how="left")
+            .join(names.rename({c: f"similar_{c}" for c in names.columns if c != "song"}).rename({"song": "similar"}),
+                  on="similar", how="left").sort("song", "rank"))
+
+
+def rank_only(cfg: dict, st: StageRun) -> dict:
+    """Untimed play counts (hetrec): the ranking models' top-k lists (with names) and ranking metrics only."""
+    pcfg, threads = cfg["predict"], cfg["train"]["threads"]
+    with st.step("read"):
+        train_metrics = json.loads(st.input("04_train", "metrics.json").read_text())
+        names = list(train_metrics["models"])
+        for name in names:
+            for f in train_metrics["models"][name]["files"]:
+                st.input("04_train", f)
+        models = {n: load_model(n, st.dir.parent / "04_train") for n in names}
+        cols = ["user", "song", "target", "genre", "artist", "plays"]
+        train_rows = pl.read_parquet(st.input("02_split", "train.parquet"), columns=cols)
+        test_rows = pl.read_parquet(st.input("02_split", "test.parquet"), columns=["time_order", *cols])
+        songs_map = pl.read_parquet(st.input("01_preprocess", "songs.parquet"))
+        users_map = pl.read_parquet(st.input("01_preprocess", "users.parquet"), columns=["user", "msno"])
+    with st.step("recommend"):
+        side = song_side_info([train_rows, test_rows], songs_map.height)
+        test_pos = test_rows.with_columns(pl.lit(1, pl.Int8).alias("target"))  # every held-out pair is relevant
+        recs, ranking, curves = rank_songs(models, train_rows, test_pos, songs_map.height, pcfg, threads, side)
+        if recs is not None:
+            recs = (recs.join(users_map, on="user", how="left")
+                    .join(songs_map.select("song", pl.col("song_id").alias("artist_id"), "artist_name"), on="song",
+                          how="left"))
+            st.write_parquet(recs.sort("user", "rank"), "recommendations.parquet")
+            st.write_parquet(similar_table(models["als"], train_rows, songs_map, stage_rng(cfg, 5), threads),
+                             "similar_songs.parquet")
+    with st.step("plots"):
+        plots.ranking_curves(curves, st.output("plots/ranking_curves.png"))
+    report = {"rows": test_rows.height, "models": {},
+              "note": "play counts without time: no labelled event, so no classification metric; ranking "
+                      "against a seeded per-user holdout of pairs",
+              "ranking": ranking}
+    st.write_json(report, "metrics.json")
+    st.info.update(models=names, rows=test_rows.height)
+    k = pcfg["top_k"]
+    for name, r in ranking.items():
+        log.info("%s: ranking %-10s ndcg@%d %.4f precision@%d %.4f (%d users)", STAGE, name, k, r[f"ndcg@{k}"] or 0,
+                 k, r[f"precision@{k}"] or 0, r["users"])
+    return report
+
+
 def run(cfg: dict, force: bool = False) -> dict:
     pcfg = cfg["predict"]
     threads = cfg["train"]["threads"]
     with StageRun(STAGE, cfg, force=force) as st:
+        if untimed(cfg):
+            return rank_only(cfg, st)
         with st.step("read"):
             spec = json.loads(st.input("03_features", "features.json").read_text())
             test = load_feature_set(st.input("03_features", "features_test.parquet"), spec)
@@ -103,7 +202,7 @@ def run(cfg: dict, force: bool = False) -> dict:
                     st.input("04_train", f)
             models = {n: load_model(n, st.dir.parent / "04_train") for n in names}
             train_rows = pl.read_parquet(st.input("02_split", "train.parquet"),
-                                         columns=["user", "song", "genre", "artist"])
+                                         columns=["user", "song", "target", "genre", "artist"])
             test_rows = pl.read_parquet(st.input("02_split", "test.parquet"),
                                         columns=["time_order", "user", "song", "target", "genre", "artist"])
             categories = pl.read_parquet(st.input("01_preprocess", "categories.parquet"))
@@ -130,19 +229,22 @@ def run(cfg: dict, force: bool = False) -> dict:
             pred = pred.with_columns(pl.Series(f"p_{n}", p, dtype=pl.Float64) for n, p in probs.items())
             st.write_parquet(pred, "predictions.parquet")
 
-        curves = None
-        if "als" in models:
-            with st.step("recommend"):
-                side = song_side_info([train_rows, test_rows], n_songs)
-                recs, ranking, curves = rank_songs(models["als"], train_rows, test_rows, n_songs, pcfg, threads, side)
+        with st.step("recommend"):
+            side = song_side_info([train_rows, test_rows], n_songs)
+            recs, ranking, curves = rank_songs(models, train_rows, test_rows, n_songs, pcfg, threads, side)
+            report["ranking"] = ranking
+            if recs is not None:
                 users_map = pl.read_parquet(st.input("01_preprocess", "users.parquet"))
                 songs_map = pl.read_parquet(st.input("01_preprocess", "songs.parquet"))
                 recs = recs.join(users_map, on="user", how="left").join(songs_map, on="song", how="left")
-                report["ranking"] = ranking
                 st.write_parquet(recs.sort("user", "rank"), "recommendations.parquet")
-        else:
-            report["ranking"] = None
-            log.warning("%s: no ALS model trained, no recommendations", STAGE)
+                st.write_parquet(similar_table(models["als"], train_rows, songs_map, stage_rng(cfg, 5), threads),
+                                 "similar_songs.parquet")
+            else:
+                log.warning("%s: no ALS model trained, no recommendations (popularity ranking only)", STAGE)
+            for name, r in ranking.items():
+                log.info("%s: ranking %-10s ndcg@%d %.4f precision@%d %.4f (%d users)", STAGE, name, pcfg["top_k"],
+                         r[f"ndcg@{pcfg['top_k']}"] or 0, pcfg["top_k"], r[f"precision@{pcfg['top_k']}"] or 0, r["users"])
 
         kaggle_name = "features_kaggle.parquet"
         if kaggle_name in read_manifest(cfg, "03_features")["outputs"]:

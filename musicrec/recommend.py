@@ -1,4 +1,10 @@
-"""Top-k song recommendations from the ALS model, with a popularity list for unseen users."""
+"""Top-k song recommendations: from the ALS model, and the popularity baseline it is judged against.
+
+Both rank through implicit's public `recommend` (batch, `filter_already_liked_items`,
+`filter_items`): the popularity ranking is the one-factor model whose item factor is the song's
+score, so both lists are filtered the same way (no song the user played in train, no song unseen
+in train).
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -8,6 +14,8 @@ from threadpoolctl import threadpool_limits
 
 from musicrec.models.als import ALSModel
 
+POPULARITY_METHODS = ("listeners", "damped")
+
 
 def train_plays(user: np.ndarray, song: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
     """Binary user x song matrix of train plays (what not to recommend again)."""
@@ -16,12 +24,27 @@ def train_plays(user: np.ndarray, song: np.ndarray, shape: tuple[int, int]) -> s
     return m
 
 
-def implicit_model(model: ALSModel, n_threads: int) -> AlternatingLeastSquares:
-    """implicit's own model holding our fitted factors, so that its public `recommend` ranks them."""
-    als = AlternatingLeastSquares(factors=model.item_factors_.shape[1], num_threads=n_threads)
-    als.user_factors = model.user_factors_.astype(np.float32)
-    als.item_factors = model.item_factors_.astype(np.float32)
-    return als
+def _top_k(user_factors: np.ndarray, item_factors: np.ndarray, k: int, plays: sp.csr_matrix,
+           filter_items: np.ndarray | None, n_threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """implicit's batch recommend for factor matrices set by hand."""
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(factors=item_factors.shape[1], num_threads=n_threads)
+        model.user_factors = np.ascontiguousarray(user_factors, dtype=np.float32)
+        model.item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
+        ids, sc = model.recommend(np.arange(len(user_factors)), plays, N=k, filter_already_liked_items=True,
+                                  filter_items=filter_items if filter_items is not None and len(filter_items) else None)
+    return np.asarray(ids, dtype=np.int64).reshape(len(user_factors), -1), \
+        np.asarray(sc, dtype=np.float64).reshape(len(user_factors), -1)
+
+
+def _pad(ids: np.ndarray, sc: np.ndarray, k: int, n_songs: int) -> tuple[np.ndarray, np.ndarray]:
+    out_ids = np.full((ids.shape[0], k), -1, dtype=np.int64)
+    out_sc = np.full((ids.shape[0], k), np.nan, dtype=np.float64)
+    w = min(k, ids.shape[1])
+    out_ids[:, :w], out_sc[:, :w] = ids[:, :w], sc[:, :w]
+    bad = (out_ids < 0) | (out_ids >= n_songs) | ~np.isfinite(out_sc)
+    out_ids[bad], out_sc[bad] = -1, np.nan  # fewer than k candidates
+    return out_ids, out_sc
 
 
 def recommend(model: ALSModel, users: np.ndarray, k: int, plays: sp.csr_matrix,
@@ -41,16 +64,58 @@ def recommend(model: ALSModel, users: np.ndarray, k: int, plays: sp.csr_matrix,
     if known.any():
         rows = users[known]
         unseen_songs = np.flatnonzero(model.song_count_ == 0).astype(np.int32)
-        with threadpool_limits(1, "blas"):  # implicit's constructor checks it, so both sit inside
-            ids, sc = implicit_model(model, n_threads).recommend(
-                rows, plays[rows].tocsr(), N=k, filter_already_liked_items=True,
-                filter_items=unseen_songs if len(unseen_songs) else None)
-        songs_out[known], scores_out[known] = ids, sc
+        ids, sc = _top_k(model.user_factors_[rows], model.item_factors_, k, plays[rows].tocsr(), unseen_songs,
+                         n_threads)
+        songs_out[known], scores_out[known] = _pad(ids, sc, k, n_songs)
 
     if (~known).any():
         order = np.argsort(-model.song_count_, kind="stable")[:k]
         share = model.song_count_[order] / max(model.song_count_.sum(), 1.0)
-        songs_out[~known], scores_out[~known] = order, share
+        songs_out[~known, :len(order)], scores_out[~known, :len(order)] = order, share
     bad = (songs_out < 0) | (songs_out >= n_songs) | ~np.isfinite(scores_out)
     songs_out[bad], scores_out[bad] = -1, np.nan  # fewer than k candidates
     return songs_out, scores_out
+
+
+def popularity_scores(user: np.ndarray, song: np.ndarray, plays: np.ndarray, n_songs: int, method: str,
+                      beta: float) -> np.ndarray:
+    """Score per song from the train rows: distinct listeners, or the damped sum plays / (listeners + beta)."""
+    key = np.unique(user.astype(np.int64) * n_songs + song)
+    listeners = np.bincount(key % n_songs, minlength=n_songs).astype(np.float64)
+    if method == "listeners":
+        return listeners
+    if method == "damped":
+        total = np.bincount(song, weights=plays.astype(np.float64), minlength=n_songs)
+        return total / (listeners + beta)
+    raise ValueError(f"popularity method must be one of {', '.join(POPULARITY_METHODS)}")
+
+
+def recommend_popular(scores: np.ndarray, users: np.ndarray, k: int, plays: sp.csr_matrix,
+                      n_threads: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """The k best-scored train songs each user has not played in train (ties: lower song code first)."""
+    n_songs = len(scores)
+    unseen = np.flatnonzero(scores <= 0).astype(np.int32)  # never played in train
+    order = np.lexsort((np.arange(n_songs), -scores))  # best first, ties by lower code
+    rank_value = np.empty(n_songs, dtype=np.float64)
+    rank_value[order] = n_songs - np.arange(n_songs)  # exact in float32 up to 16M songs
+    rows = plays[np.asarray(users, dtype=np.int64)].tocsr()
+    ids, sc = _top_k(np.ones((len(users), 1)), rank_value[:, None], k, rows, unseen, n_threads)
+    ids, _ = _pad(ids, sc, k, n_songs)
+    out_sc = np.where(ids >= 0, scores[np.maximum(ids, 0)], np.nan)
+    return ids, out_sc
+
+
+def similar_songs(model: ALSModel, songs: np.ndarray, k: int, n_threads: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """The k songs most similar to each of `songs` by cosine of the ALS item factors (implicit's
+    similar_items; the song itself and songs unseen in train left out): (ids, cosines), each (len(songs), k)."""
+    unseen = np.flatnonzero(model.song_count_ == 0)
+    with threadpool_limits(1, "blas"):
+        als = AlternatingLeastSquares(factors=model.item_factors_.shape[1], num_threads=n_threads)
+        als.item_factors = np.ascontiguousarray(model.item_factors_, dtype=np.float32)
+        als.user_factors = np.zeros((1, model.item_factors_.shape[1]), dtype=np.float32)
+        ids, sc = als.similar_items(np.asarray(songs, dtype=np.int64), N=k + 1,
+                                    filter_items=unseen if len(unseen) else None)
+    ids, sc = np.atleast_2d(ids).astype(np.int64), np.atleast_2d(sc).astype(np.float64)
+    not_self = ids != np.asarray(songs)[:, None]
+    order = np.argsort(~not_self, axis=1, kind="stable")[:, :k]  # drop the song itself, keep rank order
+    return np.take_along_axis(ids, order, axis=1), np.take_along_axis(sc, order, axis=1)

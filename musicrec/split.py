@@ -19,6 +19,7 @@ from sklearn.model_selection import train_test_split
 from musicrec.config import ConfigError
 from musicrec.manifest import StageRun
 from musicrec.rng import derived_seed, stage_rng
+from musicrec.sources import untimed
 
 log = logging.getLogger("musicrec")
 
@@ -64,6 +65,26 @@ def random_assignment(y: np.ndarray, test_fraction: float, valid_fraction: float
     return part
 
 
+def user_holdout_assignment(user: np.ndarray, test_fraction: float, valid_fraction: float,
+                            rng: np.random.Generator) -> np.ndarray:
+    """Seeded per-user holdout of pairs (data without time): of each user's n rows, round(n * test_fraction)
+    random ones are test and round((n - n_test) * valid_fraction) valid; users keep at least one train row."""
+    key = rng.random(len(user))
+    df = pl.DataFrame({"user": user, "key": key}).with_columns(
+        pl.col("key").rank("ordinal").over("user").cast(pl.Int64).alias("r"), pl.len().over("user").alias("n"))
+    n = df["n"].to_numpy().astype(np.int64)
+    r = df["r"].to_numpy() - 1
+    n_test = np.minimum(np.rint(n * test_fraction).astype(np.int64), n - 1)
+    n_valid = np.minimum(np.rint((n - n_test) * valid_fraction).astype(np.int64), n - n_test - 1)
+    part = np.zeros(len(user), dtype=np.int8)
+    part[r < n_test + n_valid] = 1
+    part[r < n_test] = 2
+    if min(int((part == p).sum()) for p in (0, 1, 2)) < 1:
+        raise ConfigError(f"split.method user_holdout of {len(user)} rows gives an empty part; change "
+                          "split.test_fraction / split.valid_fraction")
+    return part
+
+
 def cold_start(train: pl.DataFrame, test: pl.DataFrame) -> dict:
     """How much of the test part the model has never seen: distinct ids and rows."""
     out = {}
@@ -84,7 +105,10 @@ def summarize(parts: dict[str, pl.DataFrame]) -> dict:
 
 
 def split(df: pl.DataFrame, scfg: dict, random_state: int) -> dict[str, pl.DataFrame]:
-    if scfg["method"] == "temporal":
+    if scfg["method"] == "user_holdout":
+        part = user_holdout_assignment(df["user"].to_numpy(), scfg["test_fraction"], scfg["valid_fraction"],
+                                       np.random.default_rng(random_state))
+    elif scfg["method"] == "temporal":
         part = temporal_assignment(df["time_order"].to_numpy(), scfg["test_fraction"], scfg["valid_fraction"])
     else:
         part = random_assignment(df["target"].to_numpy(), scfg["test_fraction"], scfg["valid_fraction"],
@@ -110,7 +134,12 @@ def run(cfg: dict, force: bool = False) -> dict:
             df = pl.read_parquet(st.input("01_preprocess", "interactions.parquet"))
         with st.step("split"):
             seed = derived_seed(stage_rng(cfg, 2))
-            parts = split(df, cfg["split"], seed)
+            scfg = cfg["split"]
+            if untimed(cfg) and scfg["method"] != "user_holdout":
+                log.info("%s: hetrec play counts have no time: a seeded per-user holdout of pairs instead of "
+                         "split.method %s", STAGE, scfg["method"])
+                scfg = {**scfg, "method": "user_holdout"}
+            parts = split(df, scfg, seed)
             share = cfg["split"]["train_label_noise"]
             parts["train"] = flip_train_labels(parts["train"], share, stage_rng(cfg, 2, 1))
             summary = summarize(parts)
@@ -119,7 +148,7 @@ def run(cfg: dict, force: bool = False) -> dict:
             for name, part in parts.items():
                 st.write_parquet(part, f"{name}.parquet")
             st.write_json(summary, "split.json")
-        st.info.update(method=cfg["split"]["method"], **{n: summary[n]["rows"] for n in PARTS})
+        st.info.update(method=scfg["method"], **{n: summary[n]["rows"] for n in PARTS})
         log.info("%s: train %d, valid %d, test %d rows; cold start %s", STAGE, summary["train"]["rows"],
                  summary["valid"]["rows"], summary["test"]["rows"], summary["cold_start"])
     return summary

@@ -13,11 +13,13 @@ from musicrec.metrics import classification_metrics
 from musicrec.models import load_feature_set, make_model
 from musicrec.progress import track
 from musicrec.rng import model_seed, stage_rng
+from musicrec.sources import untimed
 
 log = logging.getLogger("musicrec")
 
 STAGE = "04_train"
 TRAIN_SCORE_ROWS = 500_000
+RANKING_MODELS = ("als",)
 
 
 def load_splits(st: StageRun, names=("train", "valid")) -> tuple[dict, dict]:
@@ -37,21 +39,28 @@ def run(cfg: dict, force: bool = False) -> dict:
         scored = {"train": train.take(np.sort(sample)) if len(train) > TRAIN_SCORE_ROWS else train, "valid": valid}
         report = {"rows": {"train": len(train), "valid": len(valid), "train_scored": len(scored["train"])},
                   "features": len(train.names), "models": {}}
-        for name in track(tcfg["models"], f"{STAGE}: models fitted", unit="models", every=0):
+        names = list(tcfg["models"])
+        if untimed(cfg):
+            names = [n for n in names if n in RANKING_MODELS]
+            log.info("%s: hetrec play counts: training the ranking models only (ALS here, popularity in 05); "
+                     "the classification models (prior, nb, lr, rf, lgbm) need labelled events", STAGE)
+        for name in track(names, f"{STAGE}: models fitted", unit="models", every=0):
             model = make_model(name, tcfg, model_seed(cfg, name))
             with st.step(f"fit {name}"):
                 t0 = time.perf_counter()
                 model.fit(train, valid)
                 fit_s = time.perf_counter() - t0
             with st.step(f"score {name}"):
-                entry = {split: classification_metrics(d.y, model.predict_proba(d)[:, 1]) for split, d in scored.items()}
+                entry = {} if untimed(cfg) else {  # untimed: every row a positive, nothing to classify
+                    split: classification_metrics(d.y, model.predict_proba(d)[:, 1]) for split, d in scored.items()}
             files = model.save(st.tmp)
             for f in files:
                 st.output(f)
             entry.update(fit_seconds=round(fit_s, 3), files=files, info=model.info())
             report["models"][name] = entry
-            log.info("%s: %s valid AUC %.4f logloss %.4f (fit %.1fs)", STAGE, name, entry["valid"]["auc"] or 0,
-                     entry["valid"]["logloss"], fit_s)
+            if "valid" in entry:
+                log.info("%s: %s valid AUC %.4f logloss %.4f (fit %.1fs)", STAGE, name, entry["valid"]["auc"] or 0,
+                         entry["valid"]["logloss"], fit_s)
         st.write_json(report, "metrics.json")
-        st.info.update(models=list(tcfg["models"]))
+        st.info.update(models=names)
     return report

@@ -13,6 +13,12 @@ def synthetic_dir(cfg: dict) -> Path:
 
 def read_truth(cfg: dict, st) -> pl.DataFrame | None:
     """truth.parquet of the synthetic generator (recorded as an input of `st`), or None on real data."""
+    if cfg["data"]["source"] == "listens":  # stage 01 keyed a generated log's truth by time_order
+        from musicrec.manifest import read_manifest
+
+        if "truth.parquet" not in (read_manifest(cfg, "01_preprocess") or {}).get("outputs", {}):
+            return None
+        return pl.read_parquet(st.input("01_preprocess", "truth.parquet"))
     if cfg["data"]["source"] != "synthetic":
         return None
     path = synthetic_dir(cfg) / "truth.parquet"

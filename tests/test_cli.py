@@ -1,7 +1,6 @@
 """The command line as users meet it: one line and a documented exit code for every failure they can cause."""
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys

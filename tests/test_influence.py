@@ -2,14 +2,13 @@
 import dataclasses
 
 import numpy as np
-import polars as pl
 import pytest
 from scipy.stats import pearsonr, spearmanr
 
 from musicrec.influence import ESTIMATORS
 from musicrec.influence.losses import auc_gradient, logloss, loss_change, metric_changes
 from musicrec.influence import reference
-from musicrec.influence.groups import group_effects, meaningful_groups, random_ablations, summarize
+from musicrec.influence.groups import group_effects, random_ablations, summarize
 from musicrec.influence.heldout import half_influence, user_halves
 from musicrec.influence.noise import oracle_posterior
 from musicrec.influence.retrain import Retrainer

@@ -101,8 +101,8 @@ def _hand_case():
 def test_ranking_metrics_hand_case():
     recs, rel, pop, genre, artist, n_train = _hand_case()
     m = metrics.ranking_metrics(recs, rel, 3, pop, genre, artist, n_train)
-    assert set(m) == {"precision@3", "recall@3", "ndcg@3", "map@3", "coverage", "novelty",
-                      "genre_diversity@3", "artist_diversity@3", "ils_genre@3", "users"}
+    assert set(m) == {"precision@3", "recall@3", "ndcg@3", "map@3", "hit_rate@3", "f1@3", "coverage", "novelty",
+                      "genre_diversity@3", "artist_diversity@3", "ils_genre@3", "ils_artist@3", "users"}
     # user 0: recs [2,0,4], rel {0,3}: hits [0,1,0]
     #   P@3 = 1/3, R@3 = 1/2, DCG = 1/log2(3), IDCG = 1 + 1/log2(3), AP@3 = (P@2 = 1/2) / min(2,3)
     # user 1: recs [2,3,-1], rel {3}: hits [0,1,0]
@@ -113,6 +113,9 @@ def test_ranking_metrics_hand_case():
     assert m["recall@3"] == pytest.approx((1 / 2 + 1) / 2)
     assert m["ndcg@3"] == pytest.approx(((1 / LOG2_3) / (1 + 1 / LOG2_3) + (1 / LOG2_3) / 1) / 2)
     assert m["map@3"] == pytest.approx((1 / 4 + 1 / 2) / 2)
+    assert m["hit_rate@3"] == pytest.approx(1.0)
+    # F1: u0 2 (1/3)(1/2) / (1/3 + 1/2) = 2/5; u1 2 (1/3)(1) / (4/3) = 1/2
+    assert m["f1@3"] == pytest.approx((2 / 5 + 1 / 2) / 2)
     # coverage: items {2,0,4} u {2,3} u {4,2,3} = {0,2,3,4} -> 4 of 5
     assert m["coverage"] == pytest.approx(0.8)
     # novelty: p = (pop+1)/(9+1) = [1, .1, .4, .2, .5] -> bits [0, log2 10, log2 2.5, log2 5, 1]
@@ -125,6 +128,8 @@ def test_ranking_metrics_hand_case():
     assert m["artist_diversity@3"] == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
     # ILS: u0 0 of 3 pairs same genre; u1 1 of 1; u2 genres [2,1,1]: 1 of 3
     assert m["ils_genre@3"] == pytest.approx((0 + 1 + 1 / 3) / 3)
+    # ILS by artist: u0 [7,5,8] 0 of 3; u1 [7,8] 0 of 1; u2 [8,7,8] 1 of 3
+    assert m["ils_artist@3"] == pytest.approx((0 + 0 + 1 / 3) / 3)
     assert all(type(v) is float for key, v in m.items() if key != "users")
     json.dumps(m)
 
@@ -193,6 +198,7 @@ def test_curves_equal_metrics_at_each_k():
 def _reference(recs, rel_sets, k, pop, genre, artist, n_train, n_items):
     """Slow, obvious per-user implementation of the documented definitions."""
     prec, rec, ndcg, ap, gdiv, adiv, ils, slots, items = [], [], [], [], [], [], [], [], set()
+    hr, f1, ils_a = [], [], []
     for u in range(recs.shape[0]):
         lst = [int(i) for i in recs[u, :k] if i >= 0]
         ranked = list(recs[u, :k]) + [-1] * (k - len(recs[u, :k]))
@@ -204,6 +210,7 @@ def _reference(recs, rel_sets, k, pop, genre, artist, n_train, n_items):
         if len(lst) >= 2:
             pairs = [(a, b) for x, a in enumerate(lst) for b in lst[x + 1:]]
             ils.append(sum(genre[a] == genre[b] for a, b in pairs) / len(pairs))
+            ils_a.append(sum(artist[a] == artist[b] for a, b in pairs) / len(pairs))
         r = rel_sets[u]
         if not r:
             continue
@@ -214,14 +221,16 @@ def _reference(recs, rel_sets, k, pop, genre, artist, n_train, n_items):
         idcg = sum(1 / math.log2(i + 2) for i in range(min(len(r), k)))
         ndcg.append(dcg / idcg)
         ap.append(sum(sum(hit[:i + 1]) / (i + 1) * hit[i] for i in range(k)) / min(len(r), k))
+        hr.append(float(sum(hit) > 0))
+        f1.append(2 * prec[-1] * rec[-1] / (prec[-1] + rec[-1]) if sum(hit) else 0.0)
 
     def mean(x):
         return sum(x) / len(x) if x else None
 
     return {f"precision@{k}": mean(prec), f"recall@{k}": mean(rec), f"ndcg@{k}": mean(ndcg),
-            f"map@{k}": mean(ap), "coverage": len(items) / n_items, "novelty": mean(slots),
+            f"map@{k}": mean(ap), f"hit_rate@{k}": mean(hr), f"f1@{k}": mean(f1), "coverage": len(items) / n_items, "novelty": mean(slots),
             f"genre_diversity@{k}": mean(gdiv), f"artist_diversity@{k}": mean(adiv),
-            f"ils_genre@{k}": mean(ils), "users": len(prec)}
+            f"ils_genre@{k}": mean(ils), f"ils_artist@{k}": mean(ils_a), "users": len(prec)}
 
 
 def test_ranking_matches_slow_reference_randomized():
@@ -255,7 +264,7 @@ def test_ranking_matches_slow_reference_randomized():
                 assert got[key] is None, (key, k)
             else:
                 assert got[key] == pytest.approx(w, abs=1e-12), (key, k)
-        for name in ("precision", "recall", "ndcg", "map", "genre_diversity", "ils_genre"):
+        for name in ("precision", "recall", "ndcg", "map", "hit_rate", "f1", "genre_diversity", "ils_genre", "ils_artist"):
             w = want[f"{name}@{k}"]
             assert math.isnan(curves[name][k - 1]) if w is None else \
                 curves[name][k - 1] == pytest.approx(w, abs=1e-12)
@@ -271,3 +280,31 @@ def test_ranking_curves_optional_side_info():
     assert c["precision"] == pytest.approx([0.0, 0.5])
     with pytest.raises(ValueError, match="n_train_users"):
         metrics.ranking_curves(recs, rel, 2, item_popularity=np.ones(5))
+
+
+def test_ndcg_and_map_match_implicit_evaluation():
+    """implicit's own ranking_metrics_at_k on the same recommendations (its model.recommend)."""
+    from implicit.cpu.als import AlternatingLeastSquares
+    from implicit.evaluation import ranking_metrics_at_k
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(5)
+    n_users, n_items, k = 80, 60, 10
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(factors=4)
+    model.user_factors = rng.normal(size=(n_users, 4)).astype(np.float32)
+    model.item_factors = rng.normal(size=(n_items, 4)).astype(np.float32)
+    train = sp.csr_matrix((rng.random((n_users, n_items)) < 0.1).astype(np.float32))
+    test = sp.csr_matrix(((rng.random((n_users, n_items)) < 0.15) & (train.toarray() == 0)).astype(np.float32))
+    theirs = ranking_metrics_at_k(model, train, test, K=k, show_progress=False)
+    recs, _ = model.recommend(np.arange(n_users), train, N=k, filter_already_liked_items=True)
+    side = np.zeros(n_items, dtype=np.int64)
+    ours = metrics.ranking_metrics(recs, test, k, np.asarray(train.sum(axis=0)).ravel(), side, side, n_users)
+    assert ours[f"ndcg@{k}"] == pytest.approx(theirs["ndcg"], rel=1e-9)
+    assert ours[f"map@{k}"] == pytest.approx(theirs["map"], rel=1e-9)
+    # implicit's precision is micro: all hits / sum of min(k, |rel_u|) -- ours per user / k
+    rel = test.toarray() > 0
+    hits = np.array([rel[u, recs[u]].sum() for u in range(n_users)])
+    n_rel = rel.sum(axis=1)
+    assert hits.sum() / np.minimum(n_rel, k).sum() == pytest.approx(theirs["precision"], rel=1e-9)
+    assert ours[f"precision@{k}"] == pytest.approx((hits[n_rel > 0] / k).mean(), rel=1e-9)

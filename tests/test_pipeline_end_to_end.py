@@ -33,8 +33,10 @@ def test_predict_outputs(pipeline):
     for name, m in metrics["models"].items():
         assert set(m) == {"auc", "logloss", "accuracy", "brier"}, name
     assert metrics["models"]["lgbm"]["auc"] > metrics["models"]["prior"]["auc"]
-    assert {"precision@10", "recall@10", "ndcg@10", "map@10", "coverage", "novelty", "genre_diversity@10",
-            "artist_diversity@10", "ils_genre@10"} <= set(metrics["ranking"])
+    assert set(metrics["ranking"]) == {"als", "popularity"}
+    for ranking in metrics["ranking"].values():
+        assert {"precision@10", "recall@10", "ndcg@10", "map@10", "hit_rate@10", "f1@10", "coverage", "novelty",
+                "genre_diversity@10", "artist_diversity@10", "ils_genre@10"} <= set(ranking)
     pred = pl.read_parquet(pipeline / "05_predict" / "predictions.parquet")
     split = json.loads((pipeline / "02_split" / "split.json").read_text())
     assert pred.height == split["test"]["rows"] and {"p_lgbm", "p_als", "target", "p_true"} <= set(pred.columns)

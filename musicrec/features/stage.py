@@ -33,6 +33,7 @@ from musicrec.features.target import (
 from musicrec.features.temporal import time_features
 from musicrec.manifest import StageRun, read_manifest
 from musicrec.rng import derived_seed, stage_rng
+from musicrec.sources import untimed
 
 log = logging.getLogger("musicrec")
 
@@ -158,8 +159,23 @@ def has_kaggle(cfg: dict) -> bool:
     return "kaggle_test.parquet" in manifest.get("outputs", {})
 
 
+def keys_only(st: StageRun) -> dict:
+    """Untimed play counts (hetrec): no labelled event, so no feature; the splits' keys and plays pass through
+    for the ranking models of stage 04."""
+    for name in PARTS:
+        part = pl.read_parquet(st.input("02_split", f"{name}.parquet"))
+        st.write_parquet(part.select(*KEYS, "plays", TARGET), f"features_{name}.parquet")
+    table = {"keys": [*KEYS, "plays"], "target": TARGET, "kaggle_id": KAGGLE_ID, "features": []}
+    st.write_json(table, "features.json")
+    log.info("%s: hetrec play counts: no features (the classification models need labelled events); "
+             "keys and plays passed to the ranking models", STAGE)
+    return table
+
+
 def run(cfg: dict, force: bool = False) -> dict:
     with StageRun(STAGE, cfg, force=force) as st:
+        if untimed(cfg):
+            return keys_only(st)
         with st.step("read"):
             parts = {name: pl.read_parquet(st.input("02_split", f"{name}.parquet")) for name in PARTS}
             if has_kaggle(cfg):

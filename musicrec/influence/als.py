@@ -12,13 +12,13 @@ calibration held fixed. The loop runs over users (entities), each step is dense 
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 from implicit.als import AlternatingLeastSquares
 from scipy.linalg import cho_factor, cho_solve
 from threadpoolctl import threadpool_limits
 
 from musicrec.influence.base import Estimator
 from musicrec.influence.losses import loss_change
+from musicrec.config import ConfigError
 from musicrec.models.als import signed_label_matrix
 
 
@@ -43,6 +43,9 @@ class ALSInfluence(Estimator):
         if repeated:
             raise ValueError(f"ALS influence needs each (user, song) pair once in train (as in KKBOX); "
                              f"{repeated} rows repeat a pair")
+        if getattr(model, "weighting", "signed") != "signed":
+            raise ConfigError(f"ALS influence needs train.als.weighting: signed (the model was fitted with "
+                             f"{model.weighting}); leave als out of influence.models")
         self.c = float(model.alpha)
         self.Y = model.item_factors_
         self.a_score, self.a_known, self.a_pop = model.calibration_coef_

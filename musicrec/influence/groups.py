@@ -70,7 +70,8 @@ def meaningful_groups(rows: pl.DataFrame, names: dict[str, dict[int, str]], gcfg
     out.append(("age_band", "unknown", np.flatnonzero(unknown)))
     for lo, hi, label in AGE_BANDS:
         out.append(("age_band", label, np.flatnonzero(~unknown & (bd >= lo) & (bd < hi))))
-    return [(k, g, r) for k, g, r in out if len(r) > 0]
+    # a group of every row (a listen log's single "unknown" tab, genre or age) leaves nothing to retrain on
+    return [(k, g, r) for k, g, r in out if 0 < len(r) < rows.height]
 
 
 def predictions(est, influence: dict[str, np.ndarray], rows: np.ndarray, halves: dict[str, np.ndarray]) -> dict:

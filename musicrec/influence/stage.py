@@ -9,7 +9,7 @@ import time
 import numpy as np
 import polars as pl
 
-from musicrec.config import INFLUENCE_MODELS
+from musicrec.config import INFLUENCE_MODELS, ConfigError
 from musicrec.influence import ESTIMATORS
 from musicrec.influence import plots as iplots
 from musicrec.influence import noise
@@ -22,6 +22,7 @@ from musicrec.manifest import StageRun
 from musicrec.models import load_feature_set, load_model
 from musicrec.progress import Progress, track
 from musicrec.rng import derived_seed, stage_rng
+from musicrec.sources import untimed
 from musicrec.truth import read_truth, truth_for
 
 log = logging.getLogger("musicrec")
@@ -62,6 +63,9 @@ def flipped_labels(cfg: dict, st: StageRun, split_rows: pl.DataFrame, y: np.ndar
 
 def run(cfg: dict, force: bool = False) -> dict:
     icfg = cfg["influence"]
+    if untimed(cfg):
+        raise ConfigError("06_influence needs labelled events (a training loss per row); hetrec play counts have "
+                          "none: stages 01-05 are the whole pipeline for data.listens.format hetrec")
     with StageRun(STAGE, cfg, force=force) as st:
         with st.step("read"):
             spec = json.loads(st.input("03_features", "features.json").read_text())

@@ -34,19 +34,56 @@ def signed_label_matrix(user: np.ndarray, song: np.ndarray, y: np.ndarray, shape
     return m
 
 
+WEIGHTINGS = ("signed", "log", "bm25", "tfidf")
+
+
+def confidence_matrix(user: np.ndarray, song: np.ndarray, plays: np.ndarray, shape: tuple[int, int],
+                      weighting: str, bm25_k1: float = 100.0, bm25_b: float = 0.8,
+                      sample_weight: np.ndarray | None = None) -> sp.csr_matrix:
+    """Play counts per (user, song) weighted as implicit provides it; implicit then uses 1 + alpha * value.
+
+    log: log(1 + plays); bm25: implicit's bm25_weight(K1, B); tfidf: implicit's tfidf_weight.
+    """
+    from implicit.nearest_neighbours import bm25_weight, tfidf_weight
+
+    value = plays.astype(np.float64) * (1.0 if sample_weight is None else np.asarray(sample_weight, np.float64))
+    keep = value > 0
+    m = sp.csr_matrix((value[keep], (user[keep], song[keep])), shape=shape, dtype=np.float64)
+    m.sum_duplicates()
+    if weighting == "log":
+        m.data = np.log1p(m.data)
+        return m
+    if weighting == "bm25":
+        return bm25_weight(m, K1=bm25_k1, B=bm25_b).tocsr()
+    if weighting == "tfidf":
+        return tfidf_weight(m).tocsr()
+    raise ValueError(f"ALS weighting must be one of {', '.join(WEIGHTINGS)}")
+
+
 class ALSModel(Model):
+    """weighting "signed" (default): +1 replayed, -1 not replayed, the classification view that stage
+    06's exact influence downdates. "log" / "bm25" / "tfidf": the ranking view of the seed projects,
+    plays per (user, song) = 1 + replay target (or the play count where the source has one), weighted."""
+
     name = "als"
 
-    def __init__(self, factors=64, iterations=15, regularization=0.1, alpha=2.0, n_jobs=2, random_state=0):
+    def __init__(self, factors=64, iterations=15, regularization=0.1, alpha=2.0, weighting="signed",
+                 bm25_k1=100.0, bm25_b=0.8, n_jobs=2, random_state=0):
         self.factors, self.iterations, self.regularization = factors, iterations, regularization
         self.alpha, self.n_jobs, self.random_state = alpha, n_jobs, random_state
+        self.weighting, self.bm25_k1, self.bm25_b = weighting, bm25_k1, bm25_b
 
     # -- fitting -------------------------------------------------------------------------------
     def fit_prepared(self, prepared, sample_weight=None, init=None) -> "ALSModel":
         train, valid = prepared
         user, song = self._ids(train)
         self.shape_ = (int(user.max()) + 1, int(song.max()) + 1)
-        R = signed_label_matrix(user, song, train.y, self.shape_, sample_weight)
+        if self.weighting == "signed":
+            R = signed_label_matrix(user, song, train.y, self.shape_, sample_weight)
+        else:
+            plays = train.keys["plays"].to_numpy() if "plays" in train.keys.columns else 1 + train.y
+            R = confidence_matrix(user, song, plays, self.shape_, self.weighting, self.bm25_k1,
+                                  self.bm25_b, sample_weight)
         w = np.ones(len(train)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         self.song_count_ = np.bincount(song, weights=(w > 0).astype(np.float64), minlength=self.shape_[1])
         self.user_count_ = np.bincount(user, weights=(w > 0).astype(np.float64), minlength=self.shape_[0])
@@ -58,6 +95,9 @@ class ALSModel(Model):
             self.item_factors_ = model.item_factors.astype(np.float64)
             self.user_factors_ = self.solve_users(R)
         calib = valid if valid is not None else train
+        if np.unique(calib.y).size < 2:  # untimed play counts: every row is a positive, nothing to calibrate
+            self.calibration_coef_, self.calibration_intercept_ = np.array([1.0, 0.0, 0.0]), 0.0
+            return self
         lr = LogisticRegression(C=1e4, max_iter=1000).fit(self.calibration_features(calib), calib.y)
         self.calibration_coef_, self.calibration_intercept_ = lr.coef_.ravel().copy(), float(lr.intercept_[0])
         return self

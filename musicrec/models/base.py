@@ -52,7 +52,8 @@ def load_feature_set(parquet: Path, spec: dict, dtype=np.float32) -> FeatureSet:
     df = pl.read_parquet(parquet)
     target = spec.get("target", "target")
     y = df[target].to_numpy().astype(np.int8) if target in df.columns else None
-    X = df.select(pl.col(names).cast(pl.Float64 if dtype == np.float64 else pl.Float32)).to_numpy()
+    X = (df.select(pl.col(names).cast(pl.Float64 if dtype == np.float64 else pl.Float32)).to_numpy() if names
+         else np.empty((df.height, 0), dtype=dtype))  # keys only (untimed play counts): no feature
     keys = df.select([c for c in (*spec["keys"], "id") if c in df.columns])
     return FeatureSet(np.ascontiguousarray(X, dtype=dtype), y, keys, names, categorical, sources)
 

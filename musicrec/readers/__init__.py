@@ -11,7 +11,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-SOURCES = {"synthetic": "musicrec.readers.synthetic", "kkbox": "musicrec.readers.kkbox"}
+SOURCES = {"synthetic": "musicrec.readers.synthetic", "kkbox": "musicrec.readers.kkbox",
+           "listens": "musicrec.readers.listens"}
 
 
 def reader_for(cfg: dict) -> ModuleType:

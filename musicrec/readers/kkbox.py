@@ -14,17 +14,20 @@ import polars as pl
 from musicrec.errors import InputError
 from musicrec.readers import empty_rows, kkbox_files
 from musicrec.readers.kkbox_cleaning import UNKNOWN, clean_members, clean_songs, fill_value
+from musicrec.readers.schema import (
+    CATEGORICAL,
+    MEMBER_CATS,
+    MEMBER_NUMS,
+    OUTPUT_ORDER,
+    SONG_CATS,
+    SONG_NUMS,
+    SOURCE_COLS,
+    WIDE_CODES,
+)
 
 log = logging.getLogger("musicrec")
 
 STAGE = "01_preprocess"
-SOURCE_COLS = ("source_system_tab", "source_screen_name", "source_type")
-MEMBER_CATS = ("city", "registered_via", "gender")
-SONG_CATS = ("language", "genre", "artist", "composer", "lyricist", "isrc_country")
-CATEGORICAL = SOURCE_COLS + MEMBER_CATS + SONG_CATS
-MEMBER_NUMS = ("bd", "registration_year", "membership_days")
-SONG_NUMS = ("song_length", "isrc_year")
-WIDE_CODES = ("user", "song", "artist", "composer", "lyricist")  # may exceed Int16
 # config.preprocess.impute key for each column that the config can steer
 IMPUTE_KEY = {**{c: "source" for c in SOURCE_COLS}, "city": "city", "registered_via": "registered_via",
               "gender": "gender", "language": "language", "genre": "genre", "bd": "bd",
@@ -141,11 +144,6 @@ def encode(train: pl.DataFrame, test: pl.DataFrame | None) -> tuple[pl.DataFrame
     }
     return codes(train), (None if test is None else codes(test)), mappings
 
-
-OUTPUT_ORDER = ("time_order", "user", "song", *SOURCE_COLS, "city", "bd", "gender", "registered_via",
-                "registration_year", "membership_days", "song_length", "genre", "genre_count", "artist",
-                "composer", "lyricist", "composer_count", "lyricist_count", "language", "isrc_country",
-                "isrc_year", "member_missing", "bd_missing", "song_meta_missing", "song_extra_missing")
 
 
 def compact(df: pl.DataFrame, first: tuple[str, ...]) -> pl.DataFrame:

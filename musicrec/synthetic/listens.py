@@ -1,0 +1,244 @@
+"""Synthetic listening logs with a known truth, written in a real published format.
+
+The generative story, per (user, track) pair a user discovers:
+- users have a heavy-tailed activity (log-normal number of tracks discovered) and join at a random
+  time; tracks have Zipf popularity and belong to artists of Zipf size;
+- taste is low rank: a user's vector drifts linearly over the log (u0 + (t / T) * drift), a track
+  has a vector and a bias; P(replay within window_days) = sigmoid(mu + b_user + b_track + taste);
+- a replay within the window is drawn with that probability (one or more plays inside the window),
+  some tracks come back later than the window, a few plays are submitted twice seconds apart
+  (the reader's same-play rule merges them); nothing after the log end is written.
+
+truth.parquet holds every first listen: user, track (the id the reader derives), first (epoch s),
+p_true (the generating probability) and label (replayed within the window). Generation runs in
+chunks of users, each written as its own file, so memory stays bounded at any preset.
+
+    python -m musicrec.synthetic.listens --preset tiny --format lastfm1k --out /tmp/listens
+    ./run.sh 01 --set data.source=listens --set data.listens.format=lastfm1k \\
+        --set data.listens.path=/tmp/listens/listens
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from musicrec.readers.listen_formats import TRACK_SEP
+
+DAY = 86_400
+LOG_START = 1_230_768_000  # 2009-01-01 UTC
+FORMATS = ("lastfm1k", "listenbrainz", "table")
+MARKER = "musicrec.synthetic.listens"
+
+
+@dataclass(frozen=True)
+class Preset:
+    users: int
+    tracks: int
+    artists: int
+    tracks_per_user: float  # median distinct tracks a user discovers (log-normal, sigma below)
+    days: int = 365
+    activity_sigma: float = 1.0
+    factors: int = 8
+    taste_scale: float = 1.6
+    drift_scale: float = 0.8
+    mu: float = -1.0
+    user_bias_sd: float = 0.8
+    track_bias_sd: float = 0.6
+    window_days: float = 30.0
+    extra_in_window: float = 1.5  # mean further plays inside the window, given a replay
+    late_share: float = 0.35  # P(a play after the window) relative to P(replay)
+    duplicate_share: float = 0.02  # first plays submitted twice within 5 s
+    chunk_users: int = 2000
+    discovery: int = 3  # candidate tracks drawn by popularity per track kept by taste
+
+
+PRESETS = {
+    "tiny": Preset(users=200, tracks=3_000, artists=300, tracks_per_user=80, days=240),
+    "small": Preset(users=2_000, tracks=30_000, artists=3_000, tracks_per_user=90),
+    # sized for out-of-core runs (~2.1 listens per first listen): ~18M, ~60M and ~180M listens
+    "m18": Preset(users=8_000, tracks=400_000, artists=40_000, tracks_per_user=1_050, chunk_users=500),
+    "m60": Preset(users=8_000, tracks=1_000_000, artists=80_000, tracks_per_user=3_500, chunk_users=200),
+    "listenbrainz": Preset(users=8_000, tracks=2_000_000, artists=150_000, tracks_per_user=10_500,
+                           chunk_users=100),
+}
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def zipf_weights(n: int, a: float, rng: np.random.Generator) -> np.ndarray:
+    w = 1.0 / np.arange(1, n + 1) ** a
+    return rng.permutation(w / w.sum())
+
+
+def world(p: Preset, rng: np.random.Generator) -> dict:
+    """Everything that is not per pair: users, tracks, artists, taste vectors, biases."""
+    artist_w = zipf_weights(p.artists, 0.9, rng)
+    T = p.days * DAY
+    return {
+        "T": T,
+        "track_artist": rng.choice(p.artists, p.tracks, p=artist_w),
+        "track_w": zipf_weights(p.tracks, 0.8, rng),
+        "V": rng.normal(0, 1, (p.tracks, p.factors)),
+        "b_track": rng.normal(0, p.track_bias_sd, p.tracks),
+        "U0": rng.normal(0, 1, (p.users, p.factors)),
+        "D": rng.normal(0, p.drift_scale, (p.users, p.factors)),
+        "b_user": rng.normal(0, p.user_bias_sd, p.users),
+        "n_tracks": np.maximum(2, np.rint(p.tracks_per_user * rng.lognormal(0, p.activity_sigma, p.users)
+                                          / np.exp(p.activity_sigma ** 2 / 2))).astype(np.int64),
+        "start": rng.uniform(0, 0.6 * T, p.users),
+    }
+
+
+def pairs_for(users: np.ndarray, w: dict, p: Preset, rng: np.random.Generator) -> dict:
+    """First listens of a chunk of users: tracks found by popularity and kept by taste, times, probabilities.
+
+    Each user draws `discovery` times as many candidate tracks as it keeps, by popularity, and keeps
+    those with the highest taste + Gumbel noise: who plays what carries the same taste that drives
+    replays (as in KKBOX's generator), so collaborative features can find it.
+    """
+    n = np.minimum(w["n_tracks"][users], p.tracks // (2 * p.discovery))
+    user = np.repeat(users, n * p.discovery)
+    track = rng.choice(p.tracks, len(user), p=w["track_w"])
+    key = np.unique(user.astype(np.int64) * p.tracks + track)
+    user, track = key // p.tracks, key % p.tracks
+    start = w["start"][user]
+    first = start + rng.uniform(0, 1, len(user)) * (w["T"] - start)
+    frac = (first / w["T"])[:, None]
+    taste = np.einsum("ij,ij->i", w["U0"][user] + frac * w["D"][user], w["V"][track]) / np.sqrt(p.factors)
+    pick = p.taste_scale * taste + rng.gumbel(size=len(user))
+    keep_n = n[np.searchsorted(users, user)]
+    rank = pl.DataFrame({"u": user, "k": -pick}).select(pl.col("k").rank("ordinal").over("u"))["k"].to_numpy()
+    keep = rank <= keep_n
+    user, track, first, taste = user[keep], track[keep], first[keep], taste[keep]
+    p_true = sigmoid(p.mu + w["b_user"][user] + w["b_track"][track] + p.taste_scale * taste)
+    return {"user": user, "track": track, "first": first, "p_true": p_true}
+
+
+def listens_for(pairs: dict, p: Preset, w: dict, rng: np.random.Generator) -> tuple[dict, np.ndarray]:
+    """Every listen (pair index, time) of the pairs, and each pair's label (replayed within the window)."""
+    n = len(pairs["user"])
+    window = p.window_days * DAY
+    first = pairs["first"]
+    replay = rng.uniform(size=n) < pairs["p_true"]
+    k_in = np.where(replay, 1 + rng.poisson(p.extra_in_window, n), 0)
+    late = rng.uniform(size=n) < p.late_share * pairs["p_true"]
+    k_late = np.where(late, 1 + rng.poisson(1.0, n), 0)
+    dup = rng.uniform(size=n) < p.duplicate_share
+    idx = [np.arange(n), np.repeat(np.arange(n), k_in), np.repeat(np.arange(n), k_late), np.flatnonzero(dup)]
+    times = [first,
+             first[idx[1]] + rng.uniform(60, window, len(idx[1])),
+             first[idx[2]] + window + 1 + rng.exponential(60 * DAY, len(idx[2])),
+             first[idx[3]] + rng.uniform(0, 5, len(idx[3]))]
+    pair = np.concatenate(idx)
+    t = np.concatenate(times)
+    keep = t <= w["T"]  # nothing after the log end
+    inside = np.zeros(n, dtype=bool)  # label: a replay inside the window, written (before the log end)
+    inside[idx[1][times[1] <= w["T"]]] = True
+    return {"pair": pair[keep], "time": (LOG_START + np.floor(t[keep])).astype(np.int64)}, inside
+
+
+def mbid(track: pl.Expr) -> pl.Expr:
+    """A deterministic MusicBrainz-shaped id per track number."""
+    return pl.concat_str(pl.lit("00000000-0000-4000-8000-"), track.cast(pl.String).str.zfill(12))
+
+
+def frame_for(listens: dict, pairs: dict, w: dict) -> pl.DataFrame:
+    pi = listens["pair"]
+    track = pairs["track"][pi]
+    return pl.DataFrame({"user": pairs["user"][pi].astype(np.int64), "track": track.astype(np.int64),
+                         "artist": w["track_artist"][track].astype(np.int64), "time": listens["time"]})
+
+
+def write_chunk(df: pl.DataFrame, fmt: str, path: Path) -> None:
+    """One chunk of listens in the real format's layout."""
+    user = pl.format("user_{}", pl.col("user").cast(pl.String).str.zfill(6))
+    artist = pl.format("Artist {}", pl.col("artist"))
+    name = pl.format("Track {}", pl.col("track"))
+    if fmt == "lastfm1k":
+        out = df.sort("user", "time", descending=[False, True]).select(
+            user.alias("u"), pl.from_epoch("time", "s").dt.strftime("%Y-%m-%dT%H:%M:%SZ").alias("t"),
+            pl.lit("").alias("artist_mbid"), artist.alias("artist"), pl.lit("").alias("track_mbid"),
+            name.alias("track"))
+        out.write_csv(path, separator="\t", include_header=False, quote_style="never")
+    elif fmt == "listenbrainz":
+        out = df.select(
+            pl.from_epoch("time", "s").cast(pl.Datetime("ms")).alias("listened_at"),
+            pl.from_epoch("time", "s").cast(pl.Datetime("ms")).alias("created"),
+            pl.col("user").alias("user_id"),
+            pl.format("msid-{}", pl.col("track")).alias("recording_msid"),
+            artist.alias("artist_name"), pl.format("Album {}", pl.col("artist")).alias("release_name"),
+            name.alias("recording_name"), mbid(pl.col("track")).alias("recording_mbid"))
+        out.write_parquet(path)
+    else:
+        df.select(user.alias("user"), name.alias("track"), pl.col("time"), artist.alias("artist")).write_csv(path)
+
+
+def truth_ids(pairs: dict, w: dict, fmt: str) -> pl.DataFrame:
+    """user and track as the reader derives them from the written log."""
+    df = pl.DataFrame({"u": pairs["user"].astype(np.int64), "t": pairs["track"].astype(np.int64),
+                       "a": w["track_artist"][pairs["track"]].astype(np.int64)})
+    if fmt == "lastfm1k":
+        track = pl.format("Artist {}{}Track {}", pl.col("a"), pl.lit(TRACK_SEP), pl.col("t"))
+    elif fmt == "listenbrainz":
+        track = mbid(pl.col("t"))
+    else:
+        track = pl.format("Track {}", pl.col("t"))
+    user = (pl.col("u").cast(pl.String) if fmt == "listenbrainz"
+            else pl.format("user_{}", pl.col("u").cast(pl.String).str.zfill(6)))
+    return df.select(user.alias("user"), track.alias("track"))
+
+
+def generate(out: Path, preset: str | Preset, fmt: str = "lastfm1k", random_state=0) -> dict:
+    """Write out/listens/ (the log, one file per user chunk), out/truth.parquet and out/source.json."""
+    p = PRESETS[preset] if isinstance(preset, str) else preset
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}")
+    out = Path(out)
+    shutil.rmtree(out, ignore_errors=True)
+    (out / "listens").mkdir(parents=True)
+    rng = np.random.default_rng(random_state)
+    w = world(p, rng)
+    suffix = {"lastfm1k": "tsv", "listenbrainz": "parquet", "table": "csv"}[fmt]
+    truths, n_listens = [], 0
+    for c, lo in enumerate(range(0, p.users, p.chunk_users)):
+        crng = np.random.default_rng([*np.atleast_1d(random_state), 1, c])
+        pairs = pairs_for(np.arange(lo, min(lo + p.chunk_users, p.users)), w, p, crng)
+        listens, label = listens_for(pairs, p, w, crng)
+        write_chunk(frame_for(listens, pairs, w), fmt, out / "listens" / f"{c:05d}.{suffix}")
+        n_listens += len(listens["time"])
+        truths.append(truth_ids(pairs, w, fmt).with_columns(
+            pl.Series("first", LOG_START + np.floor(pairs["first"]).astype(np.int64)),
+            pl.Series("p_true", pairs["p_true"]), pl.Series("label", label.astype(np.int8))))
+    truth = pl.concat(truths)
+    truth.write_parquet(out / "truth.parquet")
+    info = {"generator": MARKER, "preset": asdict(p), "format": fmt, "listens": n_listens,
+            "pairs": truth.height, "seed": np.atleast_1d(random_state).tolist(),
+            "window_days": p.window_days}
+    (out / "source.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m musicrec.synthetic.listens", description=__doc__.split("\n")[0])
+    ap.add_argument("--preset", default="tiny", choices=list(PRESETS))
+    ap.add_argument("--format", default="lastfm1k", choices=FORMATS)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--users", type=int, default=None, help="override the preset's user count")
+    a = ap.parse_args(argv)
+    preset = PRESETS[a.preset] if a.users is None else replace(PRESETS[a.preset], users=a.users)
+    info = generate(Path(a.out), preset, a.format, random_state=[a.seed, 14])
+    print(f"{info['listens']} listens, {info['pairs']} first listens in {a.out}/listens ({a.format})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
