@@ -4,6 +4,7 @@ import json
 import polars as pl
 import pytest
 
+from musicrec import preprocess as stage_01
 from musicrec.readers import kkbox as preprocess
 from musicrec.readers import kkbox_files as raw
 from musicrec.errors import InputError
@@ -97,7 +98,7 @@ def test_a_train_file_of_only_empty_rows_is_one_line(tmp_path, raw_copy):
 
 def test_stage_01_runs_on_a_test_csv_ending_in_empty_rows(tmp_path, with_empty_rows):
     cfg = make_cfg(tmp_path / "data", with_empty_rows)
-    preprocess.run(cfg)
+    stage_01.run(cfg)
     q = json.loads((tmp_path / "data" / "01_preprocess" / "quality.json").read_text())
     assert q["test_rows"]["rejected"] == 41 and set(q["empty_rows"]) == set(RAW_FILES)
     rejects = pl.read_parquet(tmp_path / "data" / "01_preprocess" / "rejects.parquet")
