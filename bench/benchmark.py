@@ -225,8 +225,12 @@ def _influence_lines(q: dict) -> list[str]:
              "|---|---|---|---|---|---|---|"]
     for m, v in q["influence"].items():
         ceil = v.get("noise_ceiling")
-        ceil_txt = "no entry (deterministic)" if ceil is None else (
-            _ci(ceil) + ("" if ceil.get("measurable") else " – not measurable"))
+        if m in ("nb", "lr"):
+            ceil_txt = "no entry (deterministic)"
+        elif ceil is None or ceil.get("value") is None:
+            ceil_txt = "not run (needs influence.validate.full_retrain)"
+        else:
+            ceil_txt = _ci(ceil) + ("" if ceil.get("measurable") else " – not measurable")
         share = v.get("share_of_ceiling")
         share_txt = "–" if share is None else share if isinstance(share, str) else _fmt(share)
         lines.append(f"| {m} | {q['loo_seconds'].get(m)} | {_ci(v['spearman_vs_library'])} | "

@@ -150,16 +150,18 @@ def _sparse_symlog_ticks(ax) -> None:
     overlap around zero: keep zero and at most three decades on each side."""
     from matplotlib.ticker import SymmetricalLogLocator
 
-    for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+    for axis, scale, limits in ((ax.xaxis, ax.get_xscale(), ax.set_xlim), (ax.yaxis, ax.get_yscale(), ax.set_ylim)):
         if scale != "symlog":
             continue
         t = axis.get_transform()
-        axis.set_major_locator(SymmetricalLogLocator(linthresh=t.linthresh, base=10, subs=[1.0]))
         lo, hi = axis.get_view_interval()
-        ticks = [x for x in axis.get_major_locator().tick_values(lo, hi) if x == 0 or abs(x) >= t.linthresh]
-        pos = sorted(x for x in ticks if x > 0)[-3:]
-        neg = sorted((x for x in ticks if x < 0), key=abs)[-3:]
-        axis.set_ticks(sorted(neg + [0.0] + pos))
+        ticks = SymmetricalLogLocator(linthresh=t.linthresh, base=10, subs=[1.0]).tick_values(lo, hi)
+        ticks = [x for x in ticks if lo <= x <= hi and abs(x) >= t.linthresh]
+        # every other decade from the outermost inwards, at most two a side
+        pos = sorted((x for x in ticks if x > 0), reverse=True)[::2][:2]
+        neg = sorted((x for x in ticks if x < 0))[::2][:2]
+        axis.set_ticks(sorted(neg + ([0.0] if lo <= 0 <= hi else []) + pos))
+        limits(lo, hi)
         axis.set_tick_params(labelsize=7)
 
 
