@@ -12,7 +12,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from musicrec import preprocess
-from musicrec.errors import InputError
 
 from conftest import REPO, make_cfg, run_script
 
