@@ -131,7 +131,7 @@ def summarize(records: list[dict], rng) -> dict:
     """Per test half, Spearman and Pearson of predicted vs retrained change of log-loss over all
     groups and ablations (n, bootstrap interval), and the mean of the two halves' values; the
     sum of LOO beside the set model where both exist."""
-    df = pl.DataFrame(records)
+    df = pl.DataFrame(records, infer_schema_length=None)
     out = {"rows": "predicted and retrained change of the same test half; no rows are selected by an "
                    "estimate, groups are fixed in advance", "predictor": df["predictor"][0]}
     for col in ("predicted_logloss", "sum_of_loo") if (df["predictor"] == "set_model").any() else ("predicted_logloss",):

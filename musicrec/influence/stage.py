@@ -170,7 +170,7 @@ def run(cfg: dict, force: bool = False) -> dict:
             if noise_report is not None:
                 report["label_noise"] = noise_report
             if group_rows:
-                gdf = pl.DataFrame(group_rows)
+                gdf = pl.DataFrame(group_rows, infer_schema_length=None)
                 st.write_parquet(gdf.filter(pl.col("kind") != "random_ablation").drop("fraction", "repeat", strict=False),
                                  "groups.parquet")
                 if n_groups_runs:
@@ -185,7 +185,7 @@ def run(cfg: dict, force: bool = False) -> dict:
             if removal:
                 iplots.removal_curves(removal, st.output("plots/removal_curves.png"))
             if group_rows:
-                g = pl.DataFrame(group_rows)
+                g = pl.DataFrame(group_rows, infer_schema_length=None)
                 iplots.group_scatter(g, group_summary, st.output("plots/groups_predicted_vs_retrained.png"))
                 if n_groups_runs:
                     iplots.ablation_curves(g.filter(pl.col("kind") == "random_ablation"),
