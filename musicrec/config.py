@@ -312,7 +312,7 @@ SCHEMA: dict = {
         "validate": {
             "rows": {m: Int(n, 0) for m, n in (("nb", 20), ("lr", 20), ("rf", 10), ("lgbm", 10), ("als", 10))},
             "full_retrain": Bool(False),
-            "removal_fractions": Spec([0.05], "float_list", 0.0, 1.0, open_lo=True, open_hi=True),
+            "removal_fractions": Spec([], "float_list", 0.0, 1.0, open_lo=True, open_hi=True),
             "removal_step": Float(0.0, 0.0, 1.0, open_hi=True),
             "removal_step_until": Float(0.05, 0.0, 1.0, open_lo=True),
         },
