@@ -145,16 +145,21 @@ def similar_table(model: ALSModel, train: pl.DataFrame, songs_map: pl.DataFrame,
                   on="similar", how="left").sort("song", "rank"))
 
 
+def trained_models(st: StageRun) -> tuple[dict, list[str], dict]:
+    """04's metrics, the names of the models it trained, and the models (each file checked as an input)."""
+    train_metrics = json.loads(st.input("04_train", "metrics.json").read_text())
+    names = list(train_metrics["models"])
+    for name in names:
+        for f in train_metrics["models"][name]["files"]:
+            st.input("04_train", f)
+    return train_metrics, names, {n: load_model(n, st.dir.parent / "04_train") for n in names}
+
+
 def rank_only(cfg: dict, st: StageRun) -> dict:
     """Untimed play counts (hetrec): the ranking models' top-k lists (with names) and ranking metrics only."""
     pcfg, threads = cfg["predict"], cfg["train"]["threads"]
     with st.step("read"):
-        train_metrics = json.loads(st.input("04_train", "metrics.json").read_text())
-        names = list(train_metrics["models"])
-        for name in names:
-            for f in train_metrics["models"][name]["files"]:
-                st.input("04_train", f)
-        models = {n: load_model(n, st.dir.parent / "04_train") for n in names}
+        train_metrics, names, models = trained_models(st)
         cols = ["user", "song", "target", "genre", "artist", "plays"]
         train_rows = pl.read_parquet(st.input("02_split", "train.parquet"), columns=cols)
         test_rows = pl.read_parquet(st.input("02_split", "test.parquet"), columns=["time_order", *cols])
@@ -195,12 +200,7 @@ def run(cfg: dict, force: bool = False) -> dict:
         with st.step("read"):
             spec = json.loads(st.input("03_features", "features.json").read_text())
             test = load_feature_set(st.input("03_features", "features_test.parquet"), spec)
-            train_metrics = json.loads(st.input("04_train", "metrics.json").read_text())
-            names = list(train_metrics["models"])
-            for name in names:
-                for f in train_metrics["models"][name]["files"]:
-                    st.input("04_train", f)
-            models = {n: load_model(n, st.dir.parent / "04_train") for n in names}
+            train_metrics, names, models = trained_models(st)
             train_rows = pl.read_parquet(st.input("02_split", "train.parquet"),
                                          columns=["user", "song", "target", "genre", "artist"])
             test_rows = pl.read_parquet(st.input("02_split", "test.parquet"),
