@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Stage 01: read the KKBOX CSVs (or generate synthetic ones), clean, join and encode them."""
+"""Stage 01: read the configured source (KKBOX CSVs, generated ones, or a listening log), clean, join and encode it."""
 import sys
 
 from musicrec.cli import main
