@@ -75,6 +75,15 @@ class NaiveBayesModel(SklearnModel):
     def make_estimator(self):
         return GaussianNB(var_smoothing=self.var_smoothing)
 
+    def fit_prepared(self, prepared, sample_weight=None, init=None) -> "NaiveBayesModel":
+        """0/1 weights delete the zero-weight rows: GaussianNB takes its var_smoothing epsilon from
+        the variance of every row it is given, whatever its weight, so weight 0 is not removal."""
+        if sample_weight is not None and np.isin(sample_weight, (0.0, 1.0)).all():
+            design, X, y = prepared
+            keep = np.asarray(sample_weight) > 0
+            return super().fit_prepared((design, X[keep], y[keep]), None, init)
+        return super().fit_prepared(prepared, sample_weight, init)
+
 
 class LogisticModel(SklearnModel):
     """L2 logistic regression: lbfgs fits millions of rows x tens of dense columns in seconds;
