@@ -4,13 +4,15 @@ and naive leave-one-out retraining against the influence estimators.
 
     .venv/bin/python bench/benchmark.py --preset small
     .venv/bin/python bench/benchmark.py --preset small --profile proof
+    .venv/bin/python bench/benchmark.py --preset small --profile noise
     .venv/bin/python bench/benchmark.py --preset kkbox --naive-seconds 120
 
 Profiles: `default` runs the stages with config.yaml as it is (stage 06's default validation is
 small, its intervals show it); `proof` runs stage 06's full validation (PROOF: >= 200 library
 refits for nb and lr, >= 50 full retrainings under two seeds for rf, lgbm and als, held-out
 removal curves, random ablations and every meaningful group) and is recorded as
-bench/results/<preset>-proof.json.
+bench/results/<preset>-proof.json; `noise` flips 10% of the training labels (split.train_label_noise,
+clean test labels) and runs the held-out removal curves, so that there are harmful rows to find.
 
 Each stage runs as its own process (as users run it) into a separate output folder; its peak RSS
 and CPU time come from the OS (os.wait4 rusage of that process). The result is written to
@@ -43,7 +45,12 @@ PROOF = [  # stage 06's full validation (see the module docstring)
     "influence.ablation.repeats=3",
     "influence.groups.enabled=true",
 ]
-PROFILES = {"default": [], "proof": PROOF}
+NOISE = [  # flipped training labels (clean test labels): detection and held-out removal of harmful rows
+    "split.train_label_noise=0.1",
+    "influence.validate.removal_fractions=[0.01, 0.02, 0.05]",
+]
+PROFILES = {"default": [], "proof": PROOF, "noise": NOISE}
+RANKING_COLUMNS = ("precision@10", "ndcg@10", "map@10", "hit_rate@10", "coverage", "users")
 GENERATE = ("from musicrec import config; from musicrec.readers.synthetic import ensure_synthetic; "
             "ensure_synthetic(config.load(sys.argv[1], sys.argv[2:]))")
 
@@ -73,6 +80,8 @@ def quality(out: Path) -> dict:
         q["test_auc"] = {k: round(v["auc"], 4) for k, v in m["models"].items() if v["auc"] is not None}
         if "oracle" in m:
             q["oracle_auc"] = round(m["oracle"]["auc"], 4)
+        if m.get("ranking"):
+            q["ranking"] = {k: {c: v.get(c) for c in RANKING_COLUMNS} for k, v in m["ranking"].items()}
     vm = out / "06_influence" / "validation.json"
     if vm.is_file():
         v = json.loads(vm.read_text())
@@ -115,6 +124,7 @@ def influence_figures(r: dict, groups: dict | None) -> dict:
         out["groups"] = {k: {h: {m: _corr(c) for m, c in v.items()} if h != "mean" else v
                              for h, v in groups[k].items()} for k in ("predicted", "sum_of_loo") if k in groups}
         out["groups"]["predictor"] = groups.get("predictor")
+        out["groups"]["trust"] = groups.get("trust")
     return out
 
 
@@ -183,6 +193,12 @@ def write_markdown(results_dir: Path, path: Path) -> None:
         if q.get("test_auc"):
             lines += ["", "Test AUC: " + ", ".join(f"{k} {v}" for k, v in q["test_auc"].items())
                       + (f"; oracle {q['oracle_auc']}" if "oracle_auc" in q else "")]
+        if q.get("ranking"):
+            lines += ["", "Ranking of unseen songs for the test users (05's metrics.json `ranking`; means over users):", "",
+                      "| ranking model | " + " | ".join(RANKING_COLUMNS) + " |", "|---|" + "---|" * len(RANKING_COLUMNS)]
+            for k, v in q["ranking"].items():
+                lines.append(f"| {k} | " + " | ".join("–" if v.get(c) is None else f"{v[c]:.4g}" for c in RANKING_COLUMNS)
+                             + " |")
         if q.get("influence"):
             lines += _influence_lines(q)
         if r.get("naive"):
@@ -274,6 +290,8 @@ def _influence_lines(q: dict) -> list[str]:
             p, s = g["predicted"], g.get("sum_of_loo")
             lines.append(f"| {m} | {g['predictor']} | {_ci(p['A']['spearman'])} | {_ci(p['B']['spearman'])} | "
                          f"{_ci(s['A']['spearman']) if s else '(same)'} | {_ci(s['B']['spearman']) if s else '(same)'} |")
+        lines += [""] + [f"- {m}: {v['groups']['trust']}" for m, v in q["influence"].items()
+                         if (v.get("groups") or {}).get("trust")]
     return lines
 
 
@@ -309,7 +327,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", choices=("tiny", "small", "kkbox"), default="small")
     ap.add_argument("--profile", choices=tuple(PROFILES), default="default",
-                    help="default: config.yaml as it is; proof: stage 06's full validation")
+                    help="default: config.yaml as it is; proof: stage 06's full validation; noise: 10%% flipped training "
+                         "labels with held-out removal curves")
     ap.add_argument("--out", type=Path, help="output folder (default bench/out/<preset>)")
     ap.add_argument("--naive-seconds", type=float, default=60.0, help="time box per model for naive LOO (0: skip)")
     ap.add_argument("--from", dest="start", default="generate", choices=("generate", *STAGES),

@@ -472,3 +472,20 @@ def test_nb_retraining_deletes_the_rows_it_leaves_out(splits):
     model, _, new = Retrainer(est.model, train, valid, test).fit_without(0, rows)
     jll = GaussianNB(var_smoothing=est.vs).fit(est.Z[keep], est.y[keep]).predict_joint_log_proba(est.Zt)
     np.testing.assert_allclose(new, jll[:, 1] - jll[:, 0], rtol=1e-9, atol=1e-9)
+
+
+def test_group_trust_statement_follows_the_measured_correlation():
+    """rf/lgbm/als: the statement of trust says to read the retrained change unless both halves'
+    intervals show that predictions rank groups."""
+    rng = np.random.default_rng(3)
+    truth = rng.normal(size=40)
+
+    def records(pred):
+        return [{"kind": "g", "group": str(i), "half": h, "delta_logloss": t, "predicted_logloss": p,
+                 "predictor": "sum_of_loo", "sum_of_loo": p} for h in ("A", "B") for i, (t, p) in enumerate(zip(truth, pred))]
+
+    good = summarize(records(truth + 0.01 * rng.normal(size=40)), np.random.default_rng(0), "lgbm")
+    bad = summarize(records(rng.normal(size=40)), np.random.default_rng(0), "lgbm")
+    assert "ranks groups reliably" in good["trust"] and "trees held fixed" in good["trust"]
+    assert "does not rank groups reliably" in bad["trust"] and "delta_logloss" in bad["trust"]
+    assert "n=40" in bad["trust"]

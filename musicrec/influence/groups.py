@@ -127,7 +127,36 @@ def random_ablations(retrainer: Retrainer, seed: int, fractions, repeats: int, e
     return out
 
 
-def summarize(records: list[dict], rng) -> dict:
+FIXED = {"rf": "the trees", "lgbm": "the trees", "als": "the item factors and the calibration"}
+TRUSTED = 0.8   # lower end of the Spearman interval on both halves above which group predictions rank groups
+
+
+def trust(name: str | None, summary: dict) -> str:
+    """How far a model's group predictions can be trusted, in words, from the measured correlations."""
+    if name == "nb":
+        return "exact: the prediction is naive Bayes refitted without the group (equal to retraining up to rounding)"
+    low = [summary["predicted"][h]["spearman"]["ci95"] for h in ("A", "B")]
+    lows = [None if c is None else c[0] for c in low]
+    measured = ", ".join(f"half {h}: Spearman {_txt(summary['predicted'][h]['spearman'])}" for h in ("A", "B"))
+    how = ("one Newton step with the Hessian downdated by the group" if name == "lr" else
+           f"the sum of the rows' leave-one-out estimates with {FIXED.get(name, 'the model')} held fixed, which "
+           "retraining without a large group does not do")
+    if all(x is not None and x >= TRUSTED for x in lows):
+        verdict = f"the prediction ranks groups reliably (both intervals above {TRUSTED})"
+    else:
+        verdict = (f"the prediction does not rank groups reliably (an interval reaches below {TRUSTED}): read the "
+                   "retrained change (delta_logloss in groups.parquet), not predicted_logloss")
+    return f"{how}; measured over all groups and ablations ({measured}): {verdict}"
+
+
+def _txt(c: dict) -> str:
+    if c.get("value") is None:
+        return f"not measurable (n={c['n']})"
+    ci = c.get("ci95")
+    return f"{c['value']:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "") + f", n={c['n']}"
+
+
+def summarize(records: list[dict], rng, name: str | None = None) -> dict:
     """Per test half, Spearman and Pearson of predicted vs retrained change of log-loss over all
     groups and ablations (n, bootstrap interval), and the mean of the two halves' values; the
     sum of LOO beside the set model where both exist."""
@@ -144,4 +173,5 @@ def summarize(records: list[dict], rng) -> dict:
         per["mean"] = {m: (None if any(per[h][m]["value"] is None for h in per) else
                            float(np.mean([per[h][m]["value"] for h in per]))) for m in ("spearman", "pearson")}
         out[key] = per
+    out["trust"] = trust(name, out)
     return out

@@ -144,7 +144,7 @@ def run(cfg: dict, force: bool = False) -> dict:
                         mine += random_ablations(retrainer, seeds[0], icfg["ablation"]["fractions"],
                                                  icfg["ablation"]["repeats"], est, influence, halves, rng, progress)
                     group_rows += [{"model": name, **r} for r in mine]
-                    group_summary[name] = summarize(mine, rng)
+                    group_summary[name] = summarize(mine, rng, name)
             log.info("%s: %s LOO for %d rows in %.1fs, %d retrains", STAGE, name, len(train),
                      loo_seconds[name], retrainer.fits)
             # one model's matrices at a time: at full size each estimator and retrainer holds GBs
