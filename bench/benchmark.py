@@ -12,7 +12,8 @@ small, its intervals show it); `proof` runs stage 06's full validation (PROOF: >
 refits for nb and lr, >= 50 full retrainings under two seeds for rf, lgbm and als, held-out
 removal curves, random ablations and every meaningful group) and is recorded as
 bench/results/<preset>-proof.json; `noise` flips 10% of the training labels (split.train_label_noise,
-clean test labels) and runs the held-out removal curves, so that there are harmful rows to find.
+clean test labels) and runs the held-out removal curves of lr and lgbm, one-shot and iterative, so
+that there are harmful rows to find.
 
 Each stage runs as its own process (as users run it) into a separate output folder; its peak RSS
 and CPU time come from the OS (os.wait4 rusage of that process). The result is written to
@@ -45,9 +46,13 @@ PROOF = [  # stage 06's full validation (see the module docstring)
     "influence.ablation.repeats=3",
     "influence.groups.enabled=true",
 ]
-NOISE = [  # flipped training labels (clean test labels): detection and held-out removal of harmful rows
+NOISE = [  # flipped training labels (clean test labels): held-out removal of harmful rows, one-shot and
+    # iterative (re-estimated every 0.5% of the rows), for the two families the issue names (~1 h at small)
     "split.train_label_noise=0.1",
+    "influence.models=[lr, lgbm]",
+    "influence.validate.rows={nb: 0, lr: 0, rf: 0, lgbm: 0, als: 0}",
     "influence.validate.removal_fractions=[0.01, 0.02, 0.05]",
+    "influence.validate.removal_step=0.005",
 ]
 PROFILES = {"default": [], "proof": PROOF, "noise": NOISE}
 RANKING_COLUMNS = ("precision@10", "ndcg@10", "map@10", "hit_rate@10", "coverage", "users")
@@ -118,6 +123,10 @@ def influence_figures(r: dict, groups: dict | None) -> dict:
     removal = r.get("removal") or {}
     out["removal_5pct_heldout"] = {k: removal[k]["0.05"] for k in ("harmful", "helpful", "random")
                                    if "0.05" in removal.get(k, {})}
+    it = removal.get("harmful_iterative") or {}
+    if "0.05" in it.get("mean", {}):
+        out["removal_5pct_heldout"]["harmful_iterative"] = {
+            "mean": it["mean"]["0.05"], **{f"scored_on_{h}": it[f"scored_on_{h}"]["0.05"] for h in ("A", "B")}}
     if r.get("label_noise"):
         out["label_noise"] = {k: _detector(d) for k, d in r["label_noise"].items() if isinstance(d, dict)}
     if groups:
@@ -258,12 +267,13 @@ def _influence_lines(q: dict) -> list[str]:
     if any(v.get("removal_5pct_heldout") for v in q["influence"].values()):
         lines += ["", "Held-out removal of 5% of the training rows (selected on one test half, scored on the other; "
                   "mean of both ways, each half in brackets): change of test log-loss, negative is better.", "",
-                  "| model | most harmful | random | most helpful |", "|---|---|---|---|"]
+                  "| model | most harmful | most harmful, iterative | random | most helpful |", "|---|---|---|---|---|"]
         for m, v in q["influence"].items():
             r = v.get("removal_5pct_heldout") or {}
             cell = (lambda c: "–" if c is None else
                     f"{c['mean']['logloss']:+.5f} ({c['scored_on_A']['logloss']:+.5f}, {c['scored_on_B']['logloss']:+.5f})")
-            lines.append(f"| {m} | {cell(r.get('harmful'))} | {cell(r.get('random'))} | {cell(r.get('helpful'))} |")
+            lines.append(f"| {m} | {cell(r.get('harmful'))} | {cell(r.get('harmful_iterative'))} | {cell(r.get('random'))} | "
+                         f"{cell(r.get('helpful'))} |")
     if q.get("label_noise"):
         ln = q["label_noise"]
         lines += ["", f"Flipped training labels ({ln['source']}): {ln['flipped']} rows ({ln['share']:.1%}). Lift at 10% "
@@ -300,7 +310,8 @@ def _peer_lines(r: dict) -> list[str]:
     lines = [f"## Mislabel detection beside {r['peer']}: `{r['tag']}`", "",
              f"- date: {r['date']}", f"- command: `{r['command']}`",
              f"- {r['rows']} training rows, {r['flipped']} flipped (split.train_label_noise; clean test labels); "
-             f"seconds: {r['seconds_note']}", "",
+             f"seconds: {r['seconds_note']}; 1-minute load average before/after the peer: "
+             f"{r.get('load_average_1min', 'not recorded')} (2 cores)", "",
              "| ranking | lift@10% [95% CI] | lift@5% | PR-AUC | seconds | rows/s |", "|---|---|---|---|---|---|"]
     for rec in r["all_rows"]:
         lines.append(f"| {rec['ranking']} | {_ci(rec['lift_10pct'], 2)} | {_ci(rec['lift_5pct'], 2)} | "
@@ -309,7 +320,8 @@ def _peer_lines(r: dict) -> list[str]:
     if o:
         lines.append(f"| oracle (truth posterior; the ceiling) | {_ci(o['lift_10pct'], 2)} | {_ci(o['lift_5pct'], 2)} | "
                      f"{_fmt(o['pr_auc'])} | – | – |")
-    lines += ["", f"On the {r['knn_rows']} rows KNN-Shapley valued (seeded subsample; lifts within it):", "",
+    lines += ["", f"On the {r['knn_rows']} training rows KNN-Shapley valued (against {r.get('knn_test_rows', 'all')} "
+              "test rows; seeded subsamples; lifts within those training rows):", "",
               "| ranking | lift@10% [95% CI] | PR-AUC | seconds | rows/s |", "|---|---|---|---|---|"]
     for rec in r["knn_rows_side_by_side"]:
         lines.append(f"| {rec['ranking']} | {_ci(rec['lift_10pct'], 2)} | {_fmt(rec['pr_auc'])} | {rec['seconds']} | "

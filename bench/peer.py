@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -56,10 +57,10 @@ def design(data: Path) -> dict:
             "flipped": loo["label_flipped"].to_numpy(), "loo": loo}
 
 
-def run_peer(peer_python: str, d: dict, knn_rows: np.ndarray, trees: int, seed: int) -> dict:
+def run_peer(peer_python: str, d: dict, knn_rows: np.ndarray, knn_test: np.ndarray, trees: int, seed: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         src, out = Path(tmp) / "design.npz", Path(tmp) / "values.npz"
-        np.savez(src, X=d["X"], y=d["y"], X_test=d["X_test"], y_test=d["y_test"], knn_rows=knn_rows)
+        np.savez(src, X=d["X"], y=d["y"], X_test=d["X_test"][knn_test], y_test=d["y_test"][knn_test], knn_rows=knn_rows)
         t0 = time.perf_counter()
         subprocess.run([peer_python, str(REPO / "bench" / "peer_dvl.py"), str(src), str(out),
                         "--trees", str(trees), "--seed", str(seed)], check=True)
@@ -97,20 +98,29 @@ def main(argv=None) -> int:
     ap.add_argument("--tag", required=True, help="name of the result: bench/results/peer-<tag>.json")
     ap.add_argument("--trees", type=int, default=100, help="trees of the peer's random forest (Data-OOB)")
     ap.add_argument("--knn-rows", type=int, default=0, help="training rows KNN-Shapley values (0: all)")
+    ap.add_argument("--knn-test-rows", type=int, default=0,
+                    help="test rows KNN-Shapley's utility averages over (0: all; its cost is train x test rows)")
     ap.add_argument("--seed", type=int, default=42)
     a = ap.parse_args(argv)
     rng = np.random.default_rng(a.seed)
     d = design(a.data)
     n = len(d["y"])
     knn_rows = np.sort(rng.choice(n, a.knn_rows, replace=False)) if 0 < a.knn_rows < n else np.arange(n)
-    print(f"peer: {n} training rows, {int(d['flipped'].sum())} flipped; KNN-Shapley on {len(knn_rows)}", flush=True)
-    peer = run_peer(a.peer_python, d, knn_rows, a.trees, a.seed)
+    n_test = len(d["y_test"])
+    knn_test = (np.sort(rng.choice(n_test, a.knn_test_rows, replace=False)) if 0 < a.knn_test_rows < n_test
+                else np.arange(n_test))
+    print(f"peer: {n} training rows, {int(d['flipped'].sum())} flipped; KNN-Shapley on {len(knn_rows)} "
+          f"training x {len(knn_test)} test rows", flush=True)
+    load_before = os.getloadavg()[0]
+    peer = run_peer(a.peer_python, d, knn_rows, knn_test, a.trees, a.seed)
+    load_after = os.getloadavg()[0]
     ours, seconds = our_rankings(a.data, d["loo"])
     flipped, everything = d["flipped"], np.arange(n)
     out = {"kind": "peer", "tag": a.tag, "peer": PEER, "data": str(a.data), "rows": n,
            "flipped": int(flipped.sum()), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "command": "bench/peer.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "trees": a.trees, "knn_rows": int(len(knn_rows)),
+           "load_average_1min": [round(load_before, 2), round(load_after, 2)],
+           "trees": a.trees, "knn_rows": int(len(knn_rows)), "knn_test_rows": int(len(knn_test)),
            "seconds_note": "peer: its forest fit + valuation; ours: stage 04 fit + stage 06 LOO of that model",
            "all_rows": [], "knn_rows_side_by_side": []}
     # Data-OOB: low value (the out-of-bag trees disagree with the label) = suspect

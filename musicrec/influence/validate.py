@@ -145,17 +145,21 @@ def iterative_removal(est, retrainer: Retrainer, seed: int, scores: np.ndarray, 
     quota = max(1, int(round(step * n)))
     removed = np.zeros(n, dtype=bool)
     current, est_rows, model, out, steps = est, np.arange(n), None, {}, 0
-    for f in sorted({float(x) for x in fractions if x <= until + 1e-12}):
-        goal = max(1, int(round(f * n)))
-        while removed.sum() < goal:
-            if model is not None:
-                scores, current, est_rows = rescore(est, model, removed)
-            order = np.argsort(np.where(removed, np.inf, scores), kind="stable")
-            k = guarded_size(current, est_rows, order, min(quota, goal - int(removed.sum())))
-            removed[order[:k]] = True
-            model, changes, _ = retrainer.fit_without(seed, removed)
-            steps += 1
-        out[f"{f:g}"] = {"rows": int(removed.sum()), "steps": steps, **changes[score_on]}
+    chosen = sorted({float(x) for x in fractions if x <= until + 1e-12})
+    total = max(1, int(round(chosen[-1] * n))) if chosen else 0
+    with Progress(total, f"iterative removal {est.name}, scored on {score_on}", unit="rows") as progress:
+        for f in chosen:
+            goal = max(1, int(round(f * n)))
+            while removed.sum() < goal:
+                if model is not None:
+                    scores, current, est_rows = rescore(est, model, removed)
+                order = np.argsort(np.where(removed, np.inf, scores), kind="stable")
+                k = guarded_size(current, est_rows, order, min(quota, goal - int(removed.sum())))
+                removed[order[:k]] = True
+                model, changes, _ = retrainer.fit_without(seed, removed)
+                steps += 1
+                progress.update(k)
+            out[f"{f:g}"] = {"rows": int(removed.sum()), "steps": steps, **changes[score_on]}
     return out
 
 
