@@ -43,6 +43,7 @@ DAY = 86_400
 STREAMING = "streaming"
 GENERATOR = "musicrec.synthetic.listens"  # source.json marker of generated logs (their truth is read)
 ROWS_PER_BUCKET = 8_000_000  # listens per bucket of the per-pair group-by (bounds its memory)
+MAX_KEY_BITS = 64  # events pack into one uint64 when time span, user and track codes fit (else a frame sort)
 # KKBOX columns a listen log has no counterpart for (categorical -> "unknown", numeric -> missing)
 ABSENT_CATEGORICAL = tuple(c for c in CATEGORICAL if c != "artist")
 ABSENT_NUMERIC = ("song_length", "isrc_year")
@@ -179,7 +180,7 @@ class EventKeys:
 
 def derive_events(listens: pl.LazyFrame, window_days: float, same_play_s: float, scratch: Path, *,
                   user_sample: float = 1.0, seed: int = 0, buckets: int | None = None,
-                  max_key_bits: int = 64) -> dict:
+                  max_key_bits: int | None = None) -> dict:
     """The labelled events (sorted in time, integer codes) and every count of the listen accounting.
 
     `scratch` holds the bucketed listens while this runs (removed at the end); `buckets` defaults to
@@ -225,7 +226,8 @@ def derive_events(listens: pl.LazyFrame, window_days: float, same_play_s: float,
     coded = ok.select(code_expr("user", users["user"]), code_expr("track", tracks["track"]), "time")
     coded.with_columns((pl.col("user") % buckets).alias("bucket")).sink_parquet(
         pl.PartitionBy(scratch, key="bucket", include_key=False), engine=STREAMING, mkdir=True)
-    keys = EventKeys(log_start, log_end - log_start, n_users, n_tracks, max_key_bits)
+    keys = EventKeys(log_start, log_end - log_start, n_users, n_tracks,
+                     MAX_KEY_BITS if max_key_bits is None else max_key_bits)
     pair_tracks = np.zeros(n_users, dtype=np.int64)  # distinct tracks per user
     listeners = np.zeros(n_tracks, dtype=np.int64)  # distinct users per track
     window_s = window_days * DAY
