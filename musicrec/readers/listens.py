@@ -70,27 +70,6 @@ def pair_table(listens: pl.LazyFrame, same_play_s: float) -> pl.LazyFrame:
     )
 
 
-def track_table(listens: pl.LazyFrame) -> pl.LazyFrame:
-    """Per track: names (alphabetically first where a track was submitted under several), plays, first seen.
-
-    Listeners (distinct users) are counted later from the pair tables: one pair per listener.
-    """
-    return listens.group_by("track").agg(
-        pl.col("artist").min().alias("artist_name"),
-        pl.col("album").min().alias("album"),
-        pl.col("track_name").min().alias("track_name"),
-        pl.len().cast(pl.Int64).alias("listens"),
-        pl.col("time").min().alias("first_seen"),
-    )
-
-
-def user_table(listens: pl.LazyFrame) -> pl.LazyFrame:
-    """Per user: first and last listen and listens."""
-    t = pl.col("time")
-    return listens.group_by("user").agg(t.min().alias("first_seen"), t.max().alias("last"),
-                                        pl.len().cast(pl.Int64).alias("listens"))
-
-
 def label(pairs: pl.DataFrame, log_end: int, window_s: float) -> pl.DataFrame:
     """labellable: the whole window lies inside the log; target: a replay inside the window."""
     end = pl.col("first") + window_s
@@ -178,18 +157,41 @@ class EventKeys:
         return out
 
 
+def user_pass(with_reason: pl.LazyFrame) -> pl.DataFrame:
+    """Per user (null: rows without one): first and last valid listen, valid listens, rejected rows."""
+    valid = pl.col("reason").is_null()
+    t = pl.col("time").filter(valid)
+    return with_reason.group_by("user").agg(t.min().alias("first_seen"), t.max().alias("last"),
+                                            valid.sum().cast(pl.Int64).alias("listens"),
+                                            (~valid).sum().cast(pl.Int64).alias("rejected")).collect(engine=STREAMING)
+
+
+def lexical_ranks(names: pl.Series) -> np.ndarray:
+    """rank[code] = position of the string with that code in sorted (byte) order; missing codes last."""
+    order = names.arg_sort(nulls_last=True).to_numpy()
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return rank
+
+
 def derive_events(listens: pl.LazyFrame, window_days: float, same_play_s: float, scratch: Path, *,
                   user_sample: float = 1.0, seed: int = 0, buckets: int | None = None,
                   max_key_bits: int | None = None) -> dict:
     """The labelled events (sorted in time, integer codes) and every count of the listen accounting.
 
-    `scratch` holds the bucketed listens while this runs (removed at the end); `buckets` defaults to
-    one per ROWS_PER_BUCKET listens. The result does not depend on `buckets`.
+    Two streaming passes over the log: per user (and rejected rows), then every valid listen coded to
+    integers (user: its rank among the sorted user ids; track, artist, album, track name: a shared
+    categorical code, turned into the string's lexical rank) and written to `scratch`, bucketed by
+    user. Each bucket then gives its pair table and its share of the track table (a track's names are
+    the alphabetically first, as a min over lexical ranks). `buckets` defaults to one per
+    ROWS_PER_BUCKET listens; the result does not depend on it. `scratch` is removed at the end.
     """
     with_reason = listens.with_columns(reject_reason())
-    rejects = with_reason.filter(pl.col("reason").is_not_null()).collect(engine=STREAMING)
-    ok = with_reason.filter(pl.col("reason").is_null()).drop("reason")
-    users_all = user_table(ok).collect(engine=STREAMING).sort("user")
+    per_user = user_pass(with_reason)
+    n_rejected = int(per_user["rejected"].sum()) if per_user.height else 0
+    rejects = (with_reason.filter(pl.col("reason").is_not_null()).collect(engine=STREAMING) if n_rejected
+               else pl.DataFrame(schema=with_reason.collect_schema()))
+    users_all = per_user.filter(pl.col("user").is_not_null() & (pl.col("listens") > 0)).drop("rejected").sort("user")
     counts = {"in": rejects.height, "rejected": rejects.height, "events": 0, "repeats": 0, "same_play_merged": 0,
               "unlabellable": 0}
     derived = {"rejects": rejects, "counts": counts, "log_end": None, "log_start": None,
@@ -210,34 +212,57 @@ def derive_events(listens: pl.LazyFrame, window_days: float, same_play_s: float,
         return derived
     log_start = int(users["first_seen"].min())
     derived["log_start"] = log_start
+    ok = with_reason.filter(pl.col("reason").is_null())
     if user_sample < 1.0:
         ok = ok.filter(pl.col("user").is_in(users["user"].implode()))
-    tracks = track_table(ok).collect(engine=STREAMING).sort("track")
-    n_users, n_tracks = users.height, tracks.height
-    n_valid = int(users["listens"].sum())
+    n_users, n_valid = users.height, int(users["listens"].sum())
     if buckets is None:
         buckets = max(1, math.ceil(n_valid / ROWS_PER_BUCKET))
     buckets = min(buckets, n_users)
     scratch = Path(scratch)
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
-    log.info("listens: %d users, %d tracks, %d listens -> %d bucket(s) by user", n_users, n_tracks, n_valid,
-             buckets)
-    coded = ok.select(code_expr("user", users["user"]), code_expr("track", tracks["track"]), "time")
+    log.info("listens: %d users, %d listens -> %d bucket(s) by user", n_users, n_valid, buckets)
+    cats = pl.Categories.random()
+    alive = pl.Series("alive", [], dtype=pl.Categorical(cats))  # keeps the codes' strings while we need them
+    text = ("track", "artist", "album", "track_name")
+    coded = ok.select(code_expr("user", users["user"]), "time",
+                      *(pl.col(c).cast(pl.Categorical(cats)).to_physical().alias(c) for c in text))
     coded.with_columns((pl.col("user") % buckets).alias("bucket")).sink_parquet(
         pl.PartitionBy(scratch, key="bucket", include_key=False), engine=STREAMING, mkdir=True)
-    keys = EventKeys(log_start, log_end - log_start, n_users, n_tracks,
+    names = cats.to_series()
+    del alive
+    rank = lexical_ranks(names)
+    n_codes = len(names)
+    missing = n_codes  # a missing name ranks after every string (a min then ignores it)
+    sorted_names = names.gather(np.argsort(rank))  # sorted_names[rank[code]] = names[code]
+    lex = np.append(rank, missing)  # codes -> ranks, null (mapped to n_codes) -> missing
+    keys = EventKeys(log_start, log_end - log_start, n_users, n_codes,
                      MAX_KEY_BITS if max_key_bits is None else max_key_bits)
     pair_tracks = np.zeros(n_users, dtype=np.int64)  # distinct tracks per user
-    listeners = np.zeros(n_tracks, dtype=np.int64)  # distinct users per track
+    # per track, indexed by the lexical rank of its id: listens, listeners, first seen, names' ranks
+    t_listens = np.zeros(n_codes, dtype=np.int64)
+    t_listeners = np.zeros(n_codes, dtype=np.int64)
+    t_first = np.full(n_codes, np.iinfo(np.int64).max, dtype=np.int64)
+    t_names = {c: np.full(n_codes, missing, dtype=np.int64) for c in text[1:]}
     window_s = window_days * DAY
     for b in progress(range(buckets), "pairs per bucket", unit="buckets"):
         folder = scratch / f"bucket={b}"
         if not folder.is_dir():
             continue
-        part = pl.scan_parquet(folder / "*.parquet", hive_partitioning=False)
-        pairs = label(pair_table(part, same_play_s).collect(engine=STREAMING), log_end, window_s)
+        part = pl.read_parquet(folder / "*.parquet", hive_partitioning=False)
         shutil.rmtree(folder)
+        part = part.with_columns(pl.Series(c, lex[part[c].fill_null(n_codes).to_numpy()]) for c in text)
+        tr = part.group_by("track").agg(pl.len().cast(pl.Int64).alias("listens"), pl.col("time").min().alias("first"),
+                                        *(pl.col(c).min() for c in text[1:]))
+        i = tr["track"].to_numpy()
+        t_listens[i] += tr["listens"].to_numpy()
+        t_first[i] = np.minimum(t_first[i], tr["first"].to_numpy())
+        for c in text[1:]:
+            t_names[c][i] = np.minimum(t_names[c][i], tr[c].to_numpy())
+        pairs = label(pair_table(part.lazy().select("user", "track", "time"), same_play_s).collect(), log_end,
+                      window_s)
+        del part, tr
         n_pairs, n_listens = pairs.height, int(pairs["listens"].sum())
         lab = pairs.filter(pl.col("labellable"))
         unl = pairs.filter(~pl.col("labellable"))
@@ -248,13 +273,24 @@ def derive_events(listens: pl.LazyFrame, window_days: float, same_play_s: float,
         derived["unlabellable_replayed"] += int(unl["replay_at"].is_not_null().sum())
         derived["replayed"] += int(lab["target"].sum())
         pair_tracks += np.bincount(pairs["user"].to_numpy(), minlength=n_users)
-        listeners += np.bincount(pairs["track"].to_numpy(), minlength=n_tracks)
+        t_listeners += np.bincount(pairs["track"].to_numpy(), minlength=n_codes)
         keys.add(lab)
         del pairs, lab, unl
     shutil.rmtree(scratch, ignore_errors=True)
     assert counts["in"] == (counts["events"] + counts["repeats"] + counts["unlabellable"] + counts["rejected"]
                             + counts.get("sampled_out", 0))
-    derived |= {"keys": keys, "tracks": tracks.with_columns(pl.Series("listeners", listeners)),
+    sorted_names = pl.concat([sorted_names, pl.Series([None], dtype=pl.String)])  # index `missing` -> null
+
+    def name(c: str) -> pl.Series:
+        return sorted_names.gather(t_names[c])
+
+    # one row per lexical rank (row r: the string of rank r as a track); rows of non-track strings
+    # have no listens and never reach an event
+    tracks = pl.DataFrame({"track": sorted_names[:n_codes], "artist_name": name("artist")[:n_codes],
+                           "album": name("album")[:n_codes], "track_name": name("track_name")[:n_codes],
+                           "listens": t_listens, "listeners": t_listeners,
+                           "first_seen": np.where(t_listens > 0, t_first, 0)})
+    derived |= {"keys": keys, "tracks": tracks,
                 "users": users.with_columns(pl.Series("tracks", pair_tracks).cast(pl.UInt32)),
                 "n_pairs": counts["events"] + counts["unlabellable"]}
     return derived
