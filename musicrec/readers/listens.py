@@ -57,17 +57,30 @@ def reject_reason() -> pl.Expr:
             .otherwise(None).alias("reason"))
 
 
-def pair_table(listens: pl.LazyFrame, same_play_s: float) -> pl.LazyFrame:
-    """One row per (user, track): first and last listen, listens, same-play duplicates, first real replay."""
-    t = pl.col("time")
-    first = t.min()
-    return listens.group_by("user", "track").agg(
-        first.alias("first"),
-        t.max().alias("last"),
-        pl.len().cast(pl.Int64).alias("listens"),
-        ((t <= first + same_play_s).sum() - 1).cast(pl.Int64).alias("same_play"),
-        t.filter(t > first + same_play_s).min().alias("replay_at"),
-    )
+def pair_table(listens: pl.DataFrame, same_play_s: float) -> pl.DataFrame:
+    """One row per (user, track): first and last listen, listens, same-play duplicates, first real replay.
+
+    Sort-based and vectorised: after sorting by (user, track, time) a pair is a run of rows; its
+    same-play listens are the run's prefix within `same_play_s` of the first, its first real replay
+    the row right after that prefix (missing when the prefix is the whole run).
+    """
+    s = listens.select("user", "track", "time").sort("user", "track", "time")
+    user, track, t = s["user"].to_numpy(), s["track"].to_numpy(), s["time"].to_numpy()
+    n = len(t)
+    new = np.ones(n, dtype=bool)
+    new[1:] = (user[1:] != user[:-1]) | (track[1:] != track[:-1])
+    start = np.flatnonzero(new)
+    end = np.append(start[1:], n)
+    first = t[start]
+    near = t <= first[np.cumsum(new) - 1] + same_play_s  # the same play as the first listen
+    k = np.add.reduceat(near.astype(np.int64), start) if n else np.zeros(0, np.int64)
+    after = start + k
+    has_replay = after < end
+    return pl.DataFrame({
+        "user": user[start], "track": track[start], "first": first, "last": t[end - 1],
+        "listens": (end - start).astype(np.int64), "same_play": k - 1,
+        "replay_at": t[np.minimum(after, max(n - 1, 0))], "has_replay": has_replay,
+    }).with_columns(pl.when(pl.col("has_replay")).then(pl.col("replay_at")).alias("replay_at")).drop("has_replay")
 
 
 def label(pairs: pl.DataFrame, log_end: int, window_s: float) -> pl.DataFrame:
@@ -105,9 +118,9 @@ def sample_mask(users: pl.Series, share: float, seed: int) -> np.ndarray:
     return u < share
 
 
-def code_expr(col: str, values: pl.Series) -> pl.Expr:
-    """String -> its index in `values` (an Enum cast: a hash lookup, streams)."""
-    return pl.col(col).cast(pl.Enum(values)).to_physical().cast(pl.Int32).alias(col)
+def code_expr(col: str, values: pl.Series, strict: bool = True) -> pl.Expr:
+    """String -> its index in `values` (an Enum cast: a hash lookup, streams); not strict: others -> null."""
+    return pl.col(col).cast(pl.Enum(values), strict=strict).to_physical().cast(pl.Int32).alias(col)
 
 
 def bits(n: int) -> int:
@@ -260,8 +273,7 @@ def derive_events(listens: pl.LazyFrame, window_days: float, same_play_s: float,
         t_first[i] = np.minimum(t_first[i], tr["first"].to_numpy())
         for c in text[1:]:
             t_names[c][i] = np.minimum(t_names[c][i], tr[c].to_numpy())
-        pairs = label(pair_table(part.lazy().select("user", "track", "time"), same_play_s).collect(), log_end,
-                      window_s)
+        pairs = label(pair_table(part, same_play_s), log_end, window_s)
         del part, tr
         n_pairs, n_listens = pairs.height, int(pairs["listens"].sum())
         lab = pairs.filter(pl.col("labellable"))
@@ -493,10 +505,10 @@ def events_truth(events: dict, users: pl.DataFrame, songs: pl.DataFrame, truth_p
     p_true = np.zeros(n, dtype=np.float64)
     label_ = np.zeros(n, dtype=np.int8)
     has = np.zeros(n, dtype=bool)
-    t = (pl.scan_parquet(truth_path).select("user", "track", "p_true", "label")
-         .filter(pl.col("user").is_in(users["msno"].implode()) & pl.col("track").is_in(songs["song_id"].implode()))
-         .select(code_expr("user", users["msno"]), code_expr("track", songs["song_id"]), "p_true",
-                 pl.col("label").cast(pl.Int8)))
+    t = (pl.scan_parquet(truth_path)
+         .select(code_expr("user", users["msno"], strict=False), code_expr("track", songs["song_id"], strict=False),
+                 "p_true", pl.col("label").cast(pl.Int8))
+         .drop_nulls(["user", "track"]))  # pairs without an event (unlabellable, or sampled out)
     for batch in t.collect_batches(engine=STREAMING):
         key = batch["user"].to_numpy().astype(np.int64) * n_songs + batch["track"].to_numpy()
         pos = np.minimum(np.searchsorted(pk, key), max(n - 1, 0))
