@@ -47,6 +47,8 @@ MAX_KEY_BITS = 64  # events pack into one uint64 when time span, user and track 
 # KKBOX columns a listen log has no counterpart for (categorical -> "unknown", numeric -> missing)
 ABSENT_CATEGORICAL = tuple(c for c in CATEGORICAL if c != "artist")
 ABSENT_NUMERIC = ("song_length", "isrc_year")
+NAMES = ("artist", "album", "track_name")
+NULL_NAME = "\u2400"  # stands for a missing name inside a name variant (never in real names)
 FNV_OFFSET, FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
 
 
@@ -236,28 +238,28 @@ def derive_events(listens: pl.LazyFrame, window_days: float, same_play_s: float,
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     log.info("listens: %d users, %d listens -> %d bucket(s) by user", n_users, n_valid, buckets)
-    cats = pl.Categories.random()
-    alive = pl.Series("alive", [], dtype=pl.Categorical(cats))  # keeps the codes' strings while we need them
-    text = ("track", "artist", "album", "track_name")
+    # one shared code per track id and per (artist, album, track name) variant: two hash lookups a listen
+    tcats, vcats = pl.Categories.random(), pl.Categories.random()
+    alive = [pl.Series("t", [], dtype=pl.Categorical(tcats)),  # keep the codes' strings while needed
+             pl.Series("v", [], dtype=pl.Categorical(vcats))]
+    variant = pl.concat_str([pl.col(c).fill_null(NULL_NAME) for c in NAMES], separator=listen_formats.TRACK_SEP)
     coded = ok.select(code_expr("user", users["user"]), "time",
-                      *(pl.col(c).cast(pl.Categorical(cats)).to_physical().alias(c) for c in text))
+                      pl.col("track").cast(pl.Categorical(tcats)).to_physical().alias("track"),
+                      variant.cast(pl.Categorical(vcats)).to_physical().alias("variant"))
     coded.with_columns((pl.col("user") % buckets).alias("bucket")).sink_parquet(
         pl.PartitionBy(scratch, key="bucket", include_key=False), engine=STREAMING, mkdir=True)
-    names = cats.to_series()
+    track_ids, variants = tcats.to_series(), vcats.to_series()
     del alive
-    rank = lexical_ranks(names)
-    n_codes = len(names)
-    missing = n_codes  # a missing name ranks after every string (a min then ignores it)
-    sorted_names = names.gather(np.argsort(rank))  # sorted_names[rank[code]] = names[code]
-    lex = np.append(rank, missing)  # codes -> ranks, null (mapped to n_codes) -> missing
+    lex = lexical_ranks(track_ids)  # track code -> rank of its id in sorted order (the events' tie order)
+    n_codes = len(track_ids)
     keys = EventKeys(log_start, log_end - log_start, n_users, n_codes,
                      MAX_KEY_BITS if max_key_bits is None else max_key_bits)
     pair_tracks = np.zeros(n_users, dtype=np.int64)  # distinct tracks per user
-    # per track, indexed by the lexical rank of its id: listens, listeners, first seen, names' ranks
+    # per track, indexed by the lexical rank of its id: listens, listeners, first seen; its name variants
     t_listens = np.zeros(n_codes, dtype=np.int64)
     t_listeners = np.zeros(n_codes, dtype=np.int64)
     t_first = np.full(n_codes, np.iinfo(np.int64).max, dtype=np.int64)
-    t_names = {c: np.full(n_codes, missing, dtype=np.int64) for c in text[1:]}
+    seen = pl.DataFrame(schema={"track": pl.Int64, "variant": pl.UInt32})
     window_s = window_days * DAY
     for b in progress(range(buckets), "pairs per bucket", unit="buckets"):
         folder = scratch / f"bucket={b}"
@@ -265,14 +267,12 @@ def derive_events(listens: pl.LazyFrame, window_days: float, same_play_s: float,
             continue
         part = pl.read_parquet(folder / "*.parquet", hive_partitioning=False)
         shutil.rmtree(folder)
-        part = part.with_columns(pl.Series(c, lex[part[c].fill_null(n_codes).to_numpy()]) for c in text)
-        tr = part.group_by("track").agg(pl.len().cast(pl.Int64).alias("listens"), pl.col("time").min().alias("first"),
-                                        *(pl.col(c).min() for c in text[1:]))
+        part = part.with_columns(pl.Series("track", lex[part["track"].to_numpy()]))
+        tr = part.group_by("track").agg(pl.len().cast(pl.Int64).alias("listens"), pl.col("time").min().alias("first"))
         i = tr["track"].to_numpy()
         t_listens[i] += tr["listens"].to_numpy()
         t_first[i] = np.minimum(t_first[i], tr["first"].to_numpy())
-        for c in text[1:]:
-            t_names[c][i] = np.minimum(t_names[c][i], tr[c].to_numpy())
+        seen = pl.concat([seen, part.select("track", "variant").unique()]).unique()
         pairs = label(pair_table(part, same_play_s), log_end, window_s)
         del part, tr
         n_pairs, n_listens = pairs.height, int(pairs["listens"].sum())
@@ -291,17 +291,18 @@ def derive_events(listens: pl.LazyFrame, window_days: float, same_play_s: float,
     shutil.rmtree(scratch, ignore_errors=True)
     assert counts["in"] == (counts["events"] + counts["repeats"] + counts["unlabellable"] + counts["rejected"]
                             + counts.get("sampled_out", 0))
-    sorted_names = pl.concat([sorted_names, pl.Series([None], dtype=pl.String)])  # index `missing` -> null
-
-    def name(c: str) -> pl.Series:
-        return sorted_names.gather(t_names[c])
-
-    # one row per lexical rank (row r: the string of rank r as a track); rows of non-track strings
-    # have no listens and never reach an event
-    tracks = pl.DataFrame({"track": sorted_names[:n_codes], "artist_name": name("artist")[:n_codes],
-                           "album": name("album")[:n_codes], "track_name": name("track_name")[:n_codes],
-                           "listens": t_listens, "listeners": t_listeners,
-                           "first_seen": np.where(t_listens > 0, t_first, 0)})
+    # a track's names: the alphabetically first of each over its variants (= over its listens)
+    parts = (seen.with_columns(variants.gather(seen["variant"]).str.split_exact(listen_formats.TRACK_SEP, 2)
+                               .struct.rename_fields(list(NAMES)).alias("v")).unnest("v")
+             .with_columns(pl.when(pl.col(c) != NULL_NAME).then(pl.col(c)).alias(c) for c in NAMES)
+             .group_by("track").agg(pl.col(c).min() for c in NAMES))
+    # one row per lexical rank r (the track id of rank r)
+    tracks = (pl.DataFrame({"track": track_ids.gather(np.argsort(lex)), "rank": np.arange(n_codes, dtype=np.int64),
+                            "listens": t_listens, "listeners": t_listeners,
+                            "first_seen": np.where(t_listens > 0, t_first, 0)})
+              .join(parts.rename({"track": "rank", "artist": "artist_name"}), on="rank", how="left",
+                    maintain_order="left")
+              .select("track", "artist_name", "album", "track_name", "listens", "listeners", "first_seen"))
     derived |= {"keys": keys, "tracks": tracks,
                 "users": users.with_columns(pl.Series("tracks", pair_tracks).cast(pl.UInt32)),
                 "n_pairs": counts["events"] + counts["unlabellable"]}
