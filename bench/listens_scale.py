@@ -8,8 +8,8 @@ For each preset the log is generated under FOLDER/<preset>/ (reused when FOLDER/
 says it is that preset, format and seed), then `01_preprocess.py` runs on it as its own process into
 FOLDER/<preset>-run/. Wall and CPU seconds and peak RSS come from the OS (os.wait4 rusage of that
 process, as bench/benchmark.py measures); the machine's load average is recorded before and after,
-since the machine may be shared. Results accumulate (one entry per preset, the latest run) in
-bench/results/listens_scale.json and the table bench/results/listens_scale.md. Keep FOLDER outside
+since the machine may be shared. Results accumulate in bench/results/listens_scale.json (`results`: the latest run per
+preset; `history`: every run) and the table bench/results/listens_scale.md. Keep FOLDER outside
 the repository: the 180M-listen log (preset listenbrainz) is ~5 GB of parquet.
 """
 from __future__ import annotations
@@ -130,9 +130,10 @@ def main(argv=None) -> int:
         gen = ensure_log(folder, preset, a.format, a.seed)
         extra = [x for s in a.set for x in ("--set", s)]
         res = run_stage01(folder, preset, a.format, extra)
-        doc["results"][preset] = {"format": a.format, "seed": a.seed, "generate": gen, "stage01": res,
-                                  "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                  "machine": machine()}
+        entry = {"preset": preset, "format": a.format, "seed": a.seed, "generate": gen, "stage01": res,
+                 "when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine()}
+        doc["results"][preset] = entry  # the latest run per preset (the table)
+        doc.setdefault("history", []).append(entry)  # every run, in order
         doc["target_listenbrainz"] = TARGET
         path.write_text(json.dumps(doc, indent=2) + "\n")
         (RESULTS / "listens_scale.md").write_text(table(doc["results"]))
