@@ -127,11 +127,12 @@ def main(argv=None) -> int:
     path = RESULTS / "listens_scale.json"
     doc = json.loads(path.read_text()) if path.is_file() else {"results": {}}
     for preset in a.presets:
+        host = machine()  # before the run: the commit that runs, not one made meanwhile
         gen = ensure_log(folder, preset, a.format, a.seed)
         extra = [x for s in a.set for x in ("--set", s)]
         res = run_stage01(folder, preset, a.format, extra)
         entry = {"preset": preset, "format": a.format, "seed": a.seed, "generate": gen, "stage01": res,
-                 "when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine()}
+                 "when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": host}
         doc["results"][preset] = entry  # the latest run per preset (the table)
         doc.setdefault("history", []).append(entry)  # every run, in order
         doc["target_listenbrainz"] = TARGET
