@@ -11,12 +11,15 @@ user left out of the sample -- and these add up to the rows read.
 
 Out of core: the log is never loaded. Polars scans it lazily; memory is bounded by the number of
 users and tracks and by one bucket of listens, not by the log's length:
-1. streaming passes give the small dimension tables (per user: first/last listen, listens; per
-   track: names, listens, first seen) and the rejected rows;
-2. one streaming pass maps the string keys to integer codes (codes sorted like the strings) and
-   writes the listens partitioned by user code into buckets of about `rows_per_bucket` listens;
+1. a streaming group-by per user (first/last valid listen, listens, rejected rows); the rejected
+   rows themselves are collected only when there are any;
+2. one streaming pass codes every valid listen to integers (the user's rank among the sorted user
+   ids; the track id and its (artist, album, track name) variant as categorical codes, the track
+   code then turned into the lexical rank of the id) and writes them partitioned by user code into
+   buckets of about ROWS_PER_BUCKET listens;
 3. per bucket, the (user, track) pair table on integer keys gives its counts and labelled events,
-   kept as one packed 64-bit integer per event (first listen, user, track, target);
+   kept as one packed 64-bit integer per event (first listen, user, track, target), and its share
+   of the track table (listens, first seen, listeners, name variants);
 4. the packed events are sorted once (time, then user, then track, as before on the strings), the
    codes renumbered in order of first appearance, and the interactions table is streamed to parquet.
 """
@@ -195,10 +198,10 @@ def derive_events(listens: pl.LazyFrame, window_days: float, same_play_s: float,
     """The labelled events (sorted in time, integer codes) and every count of the listen accounting.
 
     Two streaming passes over the log: per user (and rejected rows), then every valid listen coded to
-    integers (user: its rank among the sorted user ids; track, artist, album, track name: a shared
-    categorical code, turned into the string's lexical rank) and written to `scratch`, bucketed by
-    user. Each bucket then gives its pair table and its share of the track table (a track's names are
-    the alphabetically first, as a min over lexical ranks). `buckets` defaults to one per
+    integers (user: its rank among the sorted user ids; track id: a categorical code, turned into the
+    id's lexical rank; artist, album and track name: one categorical code per variant) and written to
+    `scratch`, bucketed by user. Each bucket then gives its pair table and its share of the track
+    table (a track's names are the alphabetically first of each over its distinct variants). `buckets` defaults to one per
     ROWS_PER_BUCKET listens; the result does not depend on it. `scratch` is removed at the end.
     """
     with_reason = listens.with_columns(reject_reason())
