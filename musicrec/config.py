@@ -197,6 +197,7 @@ SCHEMA: dict = {
             "header": Bool(True),
             "window_days": Float(30.0, 0.0, open_lo=True),
             "same_play_seconds": Float(10.0, 0.0),
+            "user_sample": Float(1.0, 0.0, 1.0, open_lo=True),
         },
     },
     "preprocess": {

@@ -22,10 +22,14 @@ def kcore(rows: pl.DataFrame, min_listeners: int, min_tracks: int) -> tuple[pl.D
         rows = kept
 
 
+def active(kcfg: dict) -> bool:
+    return kcfg["min_listeners_per_track"] > 1 or kcfg["min_tracks_per_user"] > 1
+
+
 def apply(out: dict, kcfg: dict) -> dict:
     """Filter stage 01's interactions in place of the dict; quality.json gets the counts."""
     a, b = kcfg["min_listeners_per_track"], kcfg["min_tracks_per_user"]
-    if a <= 1 and b <= 1:
+    if not active(kcfg):
         return out
     before = out["interactions"]
     after, iterations = kcore(before, a, b)

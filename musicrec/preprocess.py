@@ -2,11 +2,15 @@
 
 Every labelled row either reaches `interactions.parquet` or `rejects.parquet` with a reason, so
 rows in = rows out + rows rejected holds by construction and is written to `quality.json`; the
-optional k-core filter (`preprocess.kcore`) is counted there too.
+optional k-core filter (`preprocess.kcore`) is counted there too. A reader may stream its
+interactions straight to the output (the listens reader, out of core): it then returns their path.
 """
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+
+import polars as pl
 
 from musicrec import kcore
 from musicrec.manifest import StageRun
@@ -20,9 +24,17 @@ TABLES = ("interactions", "rejects", "users", "songs", "categories")
 
 def run(cfg: dict, force: bool = False) -> dict:
     with StageRun(STAGE, cfg, force=force) as st:
-        out = kcore.apply(reader_for(cfg).read(cfg, st), cfg["preprocess"]["kcore"])
+        out = reader_for(cfg).read(cfg, st)
+        written = out["interactions"] if isinstance(out["interactions"], Path) else None
+        if written is not None and kcore.active(cfg["preprocess"]["kcore"]):
+            out["interactions"] = pl.read_parquet(written, memory_map=False)  # k-core filters in memory
+            written.unlink()
+            written = None
+        out = kcore.apply(out, cfg["preprocess"]["kcore"])
         with st.step("write"):
             for name in TABLES:
+                if name == "interactions" and written is not None:
+                    continue  # streamed to its output by the reader (out of core)
                 st.write_parquet(out[name], f"{name}.parquet")
             if out["kaggle_test"] is not None:
                 st.write_parquet(out["kaggle_test"], "kaggle_test.parquet")

@@ -11,7 +11,8 @@ The generative story, per (user, track) pair a user discovers:
 
 truth.parquet holds every first listen: user, track (the id the reader derives), first (epoch s),
 p_true (the generating probability) and label (replayed within the window). Generation runs in
-chunks of users, each written as its own file, so memory stays bounded at any preset.
+chunks of users, each written as its own file (and appended to truth.parquet), so memory stays
+bounded at any preset.
 
     python -m musicrec.synthetic.listens --preset tiny --format lastfm1k --out /tmp/listens
     ./run.sh 01 --set data.source=listens --set data.listens.format=lastfm1k \\
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 from musicrec.readers.listen_formats import TRACK_SEP
 
@@ -207,20 +209,26 @@ def generate(out: Path, preset: str | Preset, fmt: str = "lastfm1k", random_stat
     rng = np.random.default_rng(random_state)
     w = world(p, rng)
     suffix = {"lastfm1k": "tsv", "listenbrainz": "parquet", "table": "csv"}[fmt]
-    truths, n_listens = [], 0
-    for c, lo in enumerate(range(0, p.users, p.chunk_users)):
-        crng = np.random.default_rng([*np.atleast_1d(random_state), 1, c])
-        pairs = pairs_for(np.arange(lo, min(lo + p.chunk_users, p.users)), w, p, crng)
-        listens, label = listens_for(pairs, p, w, crng)
-        write_chunk(frame_for(listens, pairs, w), fmt, out / "listens" / f"{c:05d}.{suffix}")
-        n_listens += len(listens["time"])
-        truths.append(truth_ids(pairs, w, fmt).with_columns(
-            pl.Series("first", LOG_START + np.floor(pairs["first"]).astype(np.int64)),
-            pl.Series("p_true", pairs["p_true"]), pl.Series("label", label.astype(np.int8))))
-    truth = pl.concat(truths)
-    truth.write_parquet(out / "truth.parquet")
+    n_listens, n_pairs, writer = 0, 0, None
+    try:  # the truth is appended chunk by chunk (one row group each): memory stays one chunk's
+        for c, lo in enumerate(range(0, p.users, p.chunk_users)):
+            crng = np.random.default_rng([*np.atleast_1d(random_state), 1, c])
+            pairs = pairs_for(np.arange(lo, min(lo + p.chunk_users, p.users)), w, p, crng)
+            listens, label = listens_for(pairs, p, w, crng)
+            write_chunk(frame_for(listens, pairs, w), fmt, out / "listens" / f"{c:05d}.{suffix}")
+            n_listens += len(listens["time"])
+            truth = truth_ids(pairs, w, fmt).with_columns(
+                pl.Series("first", LOG_START + np.floor(pairs["first"]).astype(np.int64)),
+                pl.Series("p_true", pairs["p_true"]), pl.Series("label", label.astype(np.int8))).to_arrow()
+            if writer is None:
+                writer = pq.ParquetWriter(out / "truth.parquet", truth.schema, compression="zstd")
+            writer.write_table(truth.cast(writer.schema))
+            n_pairs += truth.num_rows
+    finally:
+        if writer is not None:
+            writer.close()
     info = {"generator": MARKER, "preset": asdict(p), "format": fmt, "listens": n_listens,
-            "pairs": truth.height, "seed": np.atleast_1d(random_state).tolist(),
+            "pairs": n_pairs, "seed": np.atleast_1d(random_state).tolist(),
             "window_days": p.window_days}
     (out / "source.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
