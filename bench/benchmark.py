@@ -195,6 +195,7 @@ def write_markdown(results_dir: Path, path: Path) -> None:
         profile = r.get("profile", "default")
         lines += [f"## preset `{r['preset']}`" + ("" if profile == "default" else f", profile `{profile}`"), "",
                   f"- machine: {r['machine']}", f"- date: {r['date']}", f"- command: `{r['command']}`",
+                  *([f"- note: {r['note']}"] if r.get("note") else []),
                   "- versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items()), ""]
         lines += ["| step | wall s | CPU s | peak RSS GB | rows | budget (kkbox) |", "|---|---|---|---|---|---|"]
         for step, s in r["steps"].items():
