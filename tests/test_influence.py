@@ -13,7 +13,8 @@ from musicrec.influence.heldout import half_influence, user_halves
 from musicrec.influence.noise import oracle_posterior
 from musicrec.influence.retrain import Retrainer
 from musicrec.influence.stats import ceiling, correlation, detector, share_of_ceiling
-from musicrec.influence.validate import compare, guarded_size, iterative_removal, removal_curves, rescore
+from musicrec.influence.validate import (compare, guarded_size, iterative_removal, removal_curves, rescore,
+                                        validate_model)
 from musicrec.models import load_model, make_model
 
 from conftest import make_set, small_cfg
@@ -489,3 +490,17 @@ def test_group_trust_statement_follows_the_measured_correlation():
     assert "ranks groups reliably" in good["trust"] and "trees held fixed" in good["trust"]
     assert "does not rank groups reliably" in bad["trust"] and "delta_logloss" in bad["trust"]
     assert "n=40" in bad["trust"]
+
+
+def test_removal_curves_alone_with_no_sampled_rows(splits):
+    """influence.validate.rows 0 with removal fractions: the removal curves run, no exact check."""
+    train, valid, test = splits
+    est = estimator("lr", splits)
+    loo = est.loo()
+    halves = user_halves(test.keys["user"].to_numpy(), np.random.default_rng(0))
+    vcfg = {"rows": {"lr": 0}, "full_retrain": False, "removal_fractions": [0.05], "removal_step": 0.0,
+            "removal_step_until": 0.05}
+    report = validate_model(est, loo, Retrainer(est.model, train, valid, test, parts=halves), vcfg, (0, 1),
+                            np.random.default_rng(0), half_influence(est, loo["logloss"], halves))
+    assert report["exact"] is None and report["sample_rows"] == []
+    assert report["removal"]["harmful"]["0.05"]["rows"] == round(0.05 * len(train))

@@ -126,7 +126,7 @@ def run(cfg: dict, force: bool = False) -> dict:
                         finite = np.isfinite(est.data_oob)
                         validation[name]["data_oob_spearman_with_loo"] = correlation(
                             est.data_oob[finite], loo["logloss"][finite], rng)
-                    sample = np.array(validation[name].pop("sample_rows"))
+                    sample = np.array(validation[name].pop("sample_rows"), dtype=np.int64)
                     exact = validation[name].pop("_exact_logloss", None)
                     if exact is not None:
                         pairs[name] = (loo["logloss"][sample], exact, validation[name]["exact"])

@@ -175,7 +175,8 @@ def validate_model(est, loo: dict, retrainer: Retrainer, vcfg: dict, seeds: tupl
     n_rows = min(vcfg["rows"][name], len(loo["logloss"]))
     rows = np.sort(rng.choice(len(loo["logloss"]), n_rows, replace=False))
     report: dict = {"method": est.method, "reference": reference.LIBRARY[name], "sample_rows": rows.tolist()}
-    retrain = name in DETERMINISTIC or vcfg["full_retrain"]
+    # no sampled rows (influence.validate.rows 0): only the removal curves, if any, are run
+    retrain = n_rows > 0 and (name in DETERMINISTIC or vcfg["full_retrain"])
     randomised = name not in DETERMINISTIC and retrain
     fractions = vcfg["removal_fractions"] if influence is not None else []
     total = (n_rows * (2 if randomised else 1) if retrain else 0) + 5 * len(fractions)
@@ -189,11 +190,11 @@ def validate_model(est, loo: dict, retrainer: Retrainer, vcfg: dict, seeds: tupl
         else:
             report["exact"] = None
 
-        own = est.exact(rows)      # the estimator's own removal model, every test row re-scored
-        if name in DETERMINISTIC:
+        own = est.exact(rows) if n_rows else None   # the estimator's own removal model, every test row re-scored
+        if own is not None and name in DETERMINISTIC:
             key = "closed_form_vs_library" if name == "nb" else "newton_step_vs_library"
             report[key] = compare(own["logloss"], exact["logloss"], rng)
-        else:
+        elif own is not None:
             lib = est.refit(rows)  # the same removal written into the library's model
             report["fixed_structure"] = {
                 "estimate_vs_refit": compare(loo["logloss"][rows], lib["logloss"], rng),
