@@ -47,7 +47,8 @@ PROOF = [  # stage 06's full validation (see the module docstring)
     "influence.groups.enabled=true",
 ]
 NOISE = [  # flipped training labels (clean test labels): held-out removal of harmful rows, one-shot and
-    # iterative (re-estimated every 0.5% of the rows), for the two families the issue names (~1 h at small)
+    # iterative (re-estimated every 0.5% of the rows), for the two families the issue names (stage 06:
+    # 8 min at small on 2 idle cores)
     "split.train_label_noise=0.1",
     "influence.models=[lr, lgbm]",
     "influence.validate.rows={nb: 0, lr: 0, rf: 0, lgbm: 0, als: 0}",
