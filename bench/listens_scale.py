@@ -21,28 +21,24 @@ import platform
 import shutil
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
+sys.path.insert(0, str(REPO))
 PRESETS = ("m18", "m60", "listenbrainz")
 TARGET = {"wall_s": 600, "peak_rss_gb": 8}  # the issue's target for 180M listens (preset listenbrainz)
 
 
 def run_process(cmd: list[str], log_path: Path) -> dict:
-    """Run one command; wall and CPU seconds and peak RSS of that process tree from the OS."""
+    """bench/benchmark.py's run_process, with the machine's load average before and after."""
+    from bench.benchmark import run_process as measured
+
     load_before = os.getloadavg()
-    t0 = time.perf_counter()
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    return {"wall_s": round(wall, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
-            "peak_rss_gb": round(usage.ru_maxrss / 1024**2, 3), "exit_code": os.waitstatus_to_exitcode(status),
-            "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
-            "log": str(log_path)}
+    out = measured(cmd, log_path)
+    return {**out, "load_before": [round(x, 2) for x in load_before],
+            "load_after": [round(x, 2) for x in os.getloadavg()], "log": str(log_path)}
 
 
 def ensure_log(folder: Path, preset: str, fmt: str, seed: int) -> dict | None:
