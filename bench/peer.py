@@ -23,7 +23,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -33,7 +32,7 @@ import polars as pl
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from musicrec.influence.noise import RANKINGS  # noqa: E402
+from musicrec.influence.noise import RANKINGS, oob_suspicion, suspicion  # noqa: E402
 from musicrec.influence.stats import detector  # noqa: E402
 
 PEER = "pyDVL"
@@ -61,34 +60,32 @@ def run_peer(peer_python: str, d: dict, knn_rows: np.ndarray, knn_test: np.ndarr
     with tempfile.TemporaryDirectory() as tmp:
         src, out = Path(tmp) / "design.npz", Path(tmp) / "values.npz"
         np.savez(src, X=d["X"], y=d["y"], X_test=d["X_test"][knn_test], y_test=d["y_test"][knn_test], knn_rows=knn_rows)
-        t0 = time.perf_counter()
         subprocess.run([peer_python, str(REPO / "bench" / "peer_dvl.py"), str(src), str(out),
                         "--trees", str(trees), "--seed", str(seed)], check=True)
-        wall = time.perf_counter() - t0
         v = dict(np.load(out))
-    return {"data_oob": v["data_oob"], "knn_shapley": v["knn_shapley"], "wall_s": wall,
+    return {"data_oob": v["data_oob"], "knn_shapley": v["knn_shapley"],
             "seconds": {"data_oob": float(v["data_oob_seconds"]), "knn_shapley": float(v["knn_shapley_seconds"])}}
 
 
-def our_rankings(data: Path, loo: pl.DataFrame) -> tuple[dict, dict]:
-    """{name: suspicion score (larger = more suspect)} and {model: seconds (04 fit + 06 LOO)}."""
+def our_rankings(data: Path, loo: pl.DataFrame, validation: dict) -> tuple[dict, dict]:
+    """{"<model> <ranking>": suspicion score (larger = more suspect)} and {model: seconds (04 fit + 06 LOO)}."""
     fits = json.loads((data / "04_train" / "metrics.json").read_text())["models"]
-    loo_s = json.loads((data / "06_influence" / "validation.json").read_text())["loo_seconds"]
     scores, seconds = {}, {}
-    for m, s in loo_s.items():
+    for m, s in validation["loo_seconds"].items():
         seconds[m] = fits[m]["fit_seconds"] + s
-        for name, (key, sign) in RANKINGS.items():
-            if f"{m}_{key}" in loo.columns:
-                scores[f"{m} {name}"] = sign * loo[f"{m}_{key}"].to_numpy()
-        if m == "rf" and "rf_data_oob" in loo.columns:
-            scores["rf data_oob"] = -np.nan_to_num(loo["rf_data_oob"].to_numpy(), nan=np.inf)
+        cols = {key: loo[f"{m}_{key}"].to_numpy() for key, _ in RANKINGS.values()}
+        oob = loo[f"{m}_data_oob"].to_numpy() if f"{m}_data_oob" in loo.columns else None
+        scores |= {f"{m} {name}": v for name, v in suspicion(cols, oob).items()}
     return scores, seconds
 
 
-def record(name: str, scores: np.ndarray, flipped: np.ndarray, rows: np.ndarray, seconds: float, rng) -> dict:
+def record(name: str, scores: np.ndarray, flipped: np.ndarray, rows: np.ndarray, seconds: float, rng,
+           valued: int | None = None) -> dict:
+    """One ranking as a detector on `rows`; rows/s counts the `valued` rows (default: all scored rows)."""
     det = detector(scores[rows], flipped[rows], rng)
+    valued = len(scores) if valued is None else valued
     return {"ranking": name, "rows": int(len(rows)), "seconds": round(seconds, 3),
-            "rows_per_s": round(len(scores) / seconds, 1) if seconds > 0 else None, **det}
+            "rows_per_s": round(valued / seconds, 1) if seconds > 0 else None, **det}
 
 
 def main(argv=None) -> int:
@@ -114,7 +111,8 @@ def main(argv=None) -> int:
     load_before = os.getloadavg()[0]
     peer = run_peer(a.peer_python, d, knn_rows, knn_test, a.trees, a.seed)
     load_after = os.getloadavg()[0]
-    ours, seconds = our_rankings(a.data, d["loo"])
+    validation = json.loads((a.data / "06_influence" / "validation.json").read_text())
+    ours, seconds = our_rankings(a.data, d["loo"], validation)
     flipped, everything = d["flipped"], np.arange(n)
     out = {"kind": "peer", "tag": a.tag, "peer": PEER, "data": str(a.data), "rows": n,
            "flipped": int(flipped.sum()), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -124,18 +122,16 @@ def main(argv=None) -> int:
            "seconds_note": "peer: its forest fit + valuation; ours: stage 04 fit + stage 06 LOO of that model",
            "all_rows": [], "knn_rows_side_by_side": []}
     # Data-OOB: low value (the out-of-bag trees disagree with the label) = suspect
-    out["all_rows"].append(record(f"{PEER} Data-OOB ({a.trees} trees)", -np.nan_to_num(peer["data_oob"], nan=np.inf),
+    out["all_rows"].append(record(f"{PEER} Data-OOB ({a.trees} trees)", oob_suspicion(peer["data_oob"]),
                                   flipped, everything, peer["seconds"]["data_oob"], rng))
     for name, s in ours.items():
         out["all_rows"].append(record(name, s, flipped, everything, seconds[name.split()[0]], rng))
     knn = -peer["knn_shapley"]
-    out["knn_rows_side_by_side"].append(
-        {**record(f"{PEER} KNN-Shapley (k=10)", np.nan_to_num(knn, nan=-np.inf), flipped, knn_rows,
-                  peer["seconds"]["knn_shapley"], rng), "rows_per_s": round(len(knn_rows) / peer["seconds"]["knn_shapley"], 1)})
+    out["knn_rows_side_by_side"].append(record(f"{PEER} KNN-Shapley (k=10)", np.nan_to_num(knn, nan=-np.inf), flipped,
+                                               knn_rows, peer["seconds"]["knn_shapley"], rng, valued=len(knn_rows)))
     for name, s in ours.items():
         out["knn_rows_side_by_side"].append(record(name, s, flipped, knn_rows, seconds[name.split()[0]], rng))
-    oracle = json.loads((a.data / "06_influence" / "validation.json").read_text()).get("label_noise", {}).get("oracle")
-    out["oracle_all_rows"] = oracle
+    out["oracle_all_rows"] = validation.get("label_noise", {}).get("oracle")
     path = REPO / "bench" / "results" / f"peer-{a.tag}.json"
     path.write_text(json.dumps(out, indent=1) + "\n")
     from bench.benchmark import write_markdown

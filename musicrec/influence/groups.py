@@ -135,8 +135,7 @@ def trust(name: str | None, summary: dict) -> str:
     """How far a model's group predictions can be trusted, in words, from the measured correlations."""
     if name == "nb":
         return "exact: the prediction is naive Bayes refitted without the group (equal to retraining up to rounding)"
-    low = [summary["predicted"][h]["spearman"]["ci95"] for h in ("A", "B")]
-    lows = [None if c is None else c[0] for c in low]
+    lows = [(summary["predicted"][h]["spearman"]["ci95"] or [None])[0] for h in ("A", "B")]
     measured = ", ".join(f"half {h}: Spearman {_txt(summary['predicted'][h]['spearman'])}" for h in ("A", "B"))
     how = ("one Newton step with the Hessian downdated by the group" if name == "lr" else
            f"the sum of the rows' leave-one-out estimates with {FIXED.get(name, 'the model')} held fixed, which "

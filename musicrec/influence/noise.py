@@ -31,12 +31,22 @@ def oracle_posterior(p_true: np.ndarray, observed: np.ndarray, share: float) -> 
     return like_flip / (like_true + like_flip)
 
 
+def oob_suspicion(values: np.ndarray) -> np.ndarray:
+    """A Data-OOB value as a suspicion score: lowest value first, rows no tree left out last."""
+    return -np.nan_to_num(values, nan=np.inf)
+
+
+def suspicion(loo: dict, data_oob: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Each of one model's rankings as a score, larger = more suspect."""
+    out = {name: sign * loo[key] for name, (key, sign) in RANKINGS.items()}
+    if data_oob is not None:
+        out["data_oob"] = oob_suspicion(data_oob)
+    return out
+
+
 def model_rankings(loo: dict, flipped: np.ndarray, rng, data_oob: np.ndarray | None = None) -> dict:
     """Each of one model's rankings as a detector of the flipped rows."""
-    out = {name: detector(sign * loo[key], flipped, rng) for name, (key, sign) in RANKINGS.items()}
-    if data_oob is not None:
-        out["data_oob"] = detector(-np.nan_to_num(data_oob, nan=np.inf), flipped, rng)
-    return out
+    return {name: detector(s, flipped, rng) for name, s in suspicion(loo, data_oob).items()}
 
 
 def report(flipped: np.ndarray, source: str, rng, p_true: np.ndarray | None, observed: np.ndarray) -> dict:

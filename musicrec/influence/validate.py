@@ -190,17 +190,18 @@ def validate_model(est, loo: dict, retrainer: Retrainer, vcfg: dict, seeds: tupl
         else:
             report["exact"] = None
 
-        own = est.exact(rows) if n_rows else None   # the estimator's own removal model, every test row re-scored
-        if own is not None and name in DETERMINISTIC:
-            key = "closed_form_vs_library" if name == "nb" else "newton_step_vs_library"
-            report[key] = compare(own["logloss"], exact["logloss"], rng)
-        elif own is not None:
-            lib = est.refit(rows)  # the same removal written into the library's model
-            report["fixed_structure"] = {
-                "estimate_vs_refit": compare(loo["logloss"][rows], lib["logloss"], rng),
-                "exact_path_vs_refit_max_rel_err": compare(own["logloss"], lib["logloss"], rng)["max_rel_err"],
-                "self_vs_refit": compare(loo["self"][rows], est.refit_self(rows), rng),
-            }
+        if n_rows:   # the estimator's own removal model (every test row re-scored) against the library
+            own = est.exact(rows)
+            if name in DETERMINISTIC:
+                key = "closed_form_vs_library" if name == "nb" else "newton_step_vs_library"
+                report[key] = compare(own["logloss"], exact["logloss"], rng)
+            else:
+                lib = est.refit(rows)  # the same removal written into the library's model
+                report["fixed_structure"] = {
+                    "estimate_vs_refit": compare(loo["logloss"][rows], lib["logloss"], rng),
+                    "exact_path_vs_refit_max_rel_err": compare(own["logloss"], lib["logloss"], rng)["max_rel_err"],
+                    "self_vs_refit": compare(loo["self"][rows], est.refit_self(rows), rng),
+                }
         if randomised:          # deterministic families have no ceiling: a refit is the same model
             again = exact_loo(est, retrainer, rows, seeds[1], progress)
             report["noise_ceiling"] = {"rows": ALL_ROWS, "seeds": list(seeds),
