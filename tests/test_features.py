@@ -276,6 +276,23 @@ def test_als_is_seeded_and_can_be_disabled():
     assert not any(s["source"] in ("als", "cluster") for s in specs)
 
 
+def test_a_column_the_source_lacks_gets_no_target_statistic_or_bias(random_run):
+    """A listen log has one source tab and one genre: their statistics would be fold noise or copies."""
+    parts, (_, specs) = random_run
+    names = {s["name"] for s in specs}
+    assert {"te_genre", "te_user_genre", "te_source", "te_user_source_type", "bias_context"} <= names  # varying
+    flat = {k: p.with_columns(pl.lit(0, SCHEMA[c]).alias(c) for c in ("genre", "source_system_tab",
+                                                                      "source_screen_name", "source_type"))
+            for k, p in parts.items()}
+    _, specs = features.build_features(flat, small_cfg())
+    names = {s["name"] for s in specs}
+    assert not names & {"te_genre", "te_user_genre", "te_source", "te_user_source_type", "bias_context"}
+    assert {"te_user", "te_song", "te_user_artist", "bias_user", "bias_song"} <= names   # the rest stays
+    keys = features.stage.KeyCodes(pl.DataFrame({"a": [0, 0, 0], "b": [1, 2, 3], "c": [5, 5, 6]}))
+    assert features.stage.informative({"b": ("b",), "ab": ("a", "b"), "a": ("a",), "bc": ("b", "c")},
+                                      keys) == {"b": ("b",), "bc": ("b", "c")}
+
+
 # ---------------------------------------------------------------------------------------------
 # the stage
 @pytest.fixture(scope="module")

@@ -128,6 +128,7 @@ def build_features(parts: dict[str, pl.DataFrame], cfg: dict,
             bias_iterations = BIAS_CLUSTER_ITERATIONS
     del fitted
     keys = KeyCodes(work)
+    te_keys, bias_effects = informative(te_keys, keys), informative(bias_effects, keys)
     with step("target stats"):
         smoothing = fcfg["target_stats"]["smoothing"]
         add("target_stat", target_features, work, keys, k, smoothing, te_keys)
@@ -143,6 +144,27 @@ def build_features(parts: dict[str, pl.DataFrame], cfg: dict,
     assert [s["name"] for s in specs] == features.columns
     offsets = np.cumsum([0, *(df.height for df in parts.values())])
     return {name: features.slice(offsets[i], parts[name].height) for i, name in enumerate(parts)}, specs
+
+
+def informative(groupings: dict[str, tuple[str, ...]], keys: KeyCodes) -> dict[str, tuple[str, ...]]:
+    """The groupings that partition the rows in a new way once one-level columns are set aside.
+
+    A column a source lacks (a listen log has no genre, age or source tab) is one level: alone, its
+    target statistic or bias is the same for every row up to fold-to-fold noise, which the test rows
+    (fitted on all of train) sit outside of -- naive Bayes and a scaled logistic regression read that
+    noise as a strong signal; paired with the user or song, it repeats that key's statistic, which
+    naive Bayes counts twice. Such groupings are left out (the first of equal ones is kept), and logged.
+    """
+    kept, seen = {}, set()
+    for name, cols in groupings.items():
+        varying = frozenset(c for c in cols if keys((c,))[1] > 1)
+        if varying and varying not in seen:
+            kept[name] = cols
+            seen.add(varying)
+    if len(kept) < len(groupings):
+        log.info("%s: no new grouping once one-level columns are set aside, no target statistic or bias: %s",
+                 STAGE, ", ".join(name for name in groupings if name not in kept))
+    return kept
 
 
 def with_keys(part: pl.DataFrame, features: pl.DataFrame, kaggle: bool) -> pl.DataFrame:
