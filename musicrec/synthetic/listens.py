@@ -3,8 +3,12 @@
 The generative story, per (user, track) pair a user discovers:
 - users have a heavy-tailed activity (log-normal number of tracks discovered) and join at a random
   time; tracks have Zipf popularity and belong to artists of Zipf size;
-- taste is low rank: a user's vector drifts linearly over the log (u0 + (t / T) * drift), a track
-  has a vector and a bias; P(replay within window_days) = sigmoid(mu + b_user + b_track + taste);
+- taste is low rank and shared, as in the KKBOX generator: `genres` centres in `factors` dimensions,
+  an artist sits near one centre, a track near its artist; a user's vector is a Dirichlet mix of the
+  centres, and it drifts linearly over the log towards a second mix (u0 + (t / T) * drift);
+- a track's bias is mostly its (log) popularity and its artist's appeal, a user's partly its (log)
+  activity (again as in the KKBOX generator); P(replay within window_days) =
+  sigmoid(mu + b_user + b_track + taste_scale * <u, v> / sqrt(factors));
 - a replay within the window is drawn with that probability (one or more plays inside the window),
   some tracks come back later than the window, a few plays are submitted twice seconds apart
   (the reader's same-play rule merges them); nothing after the log end is written.
@@ -47,9 +51,14 @@ class Preset:
     days: int = 365
     activity_sigma: float = 1.0
     factors: int = 8
-    taste_scale: float = 1.6
-    drift_scale: float = 0.8
-    mu: float = -1.0
+    genres: int = 24  # taste centres; artists sit near one, tracks near their artist
+    artist_spread: float = 0.15  # an artist's offset from its genre's centre (per dimension sd)
+    track_spread: float = 0.1  # a track's offset from its artist
+    user_spread: float = 0.1  # a user's offset from its mix of centres
+    genre_concentration: float = 1.0  # Dirichlet concentration of a user's mix (small = few genres)
+    taste_scale: float = 4.0  # a mix of centres is short: this gives taste a logit sd of ~1.2 at `small`
+    drift_scale: float = 0.3  # share of the way to the second mix a user has moved by the log's end
+    mu: float = -2.5
     user_bias_sd: float = 0.8
     track_bias_sd: float = 0.6
     window_days: float = 30.0
@@ -62,7 +71,7 @@ class Preset:
 
 PRESETS = {
     "tiny": Preset(users=200, tracks=3_000, artists=300, tracks_per_user=80, days=240),
-    "small": Preset(users=2_000, tracks=30_000, artists=3_000, tracks_per_user=90),
+    "small": Preset(users=2_000, tracks=20_000, artists=2_000, tracks_per_user=300),
     # sized for out-of-core runs (~2.1 listens per first listen): ~18M, ~60M and ~180M listens
     "m18": Preset(users=8_000, tracks=400_000, artists=40_000, tracks_per_user=1_050, chunk_users=500),
     "m60": Preset(users=8_000, tracks=1_000_000, artists=80_000, tracks_per_user=3_500, chunk_users=200),
@@ -80,21 +89,42 @@ def zipf_weights(n: int, a: float, rng: np.random.Generator) -> np.ndarray:
     return rng.permutation(w / w.sum())
 
 
+def standardize(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean()) / (x.std() or 1.0)
+
+
 def world(p: Preset, rng: np.random.Generator) -> dict:
-    """Everything that is not per pair: users, tracks, artists, taste vectors, biases."""
+    """Everything that is not per pair: users, tracks, artists, taste vectors, biases.
+
+    Taste and biases are shared (genres, artists, popularity, activity) the way the KKBOX generator
+    shares them, so what a track or user has in common with others can be learnt from their listens.
+    """
+    f = p.factors
     artist_w = zipf_weights(p.artists, 0.9, rng)
     T = p.days * DAY
+    track_artist = rng.choice(p.artists, p.tracks, p=artist_w)
+    track_w = zipf_weights(p.tracks, 0.8, rng)
+    centres = rng.normal(0, 1, (p.genres, f))
+    artist_v = centres[rng.integers(0, p.genres, p.artists)] + rng.normal(0, p.artist_spread, (p.artists, f))
+    mix = rng.dirichlet(np.full(p.genres, p.genre_concentration), (2, p.users))
+    u0 = mix[0] @ centres + rng.normal(0, p.user_spread, (p.users, f))
+    u1 = mix[1] @ centres + rng.normal(0, p.user_spread, (p.users, f))
+    n_tracks = np.maximum(2, np.rint(p.tracks_per_user * rng.lognormal(0, p.activity_sigma, p.users)
+                                     / np.exp(p.activity_sigma ** 2 / 2))).astype(np.int64)
+    artist_appeal = rng.normal(0, 1, p.artists)
+    b_track = p.track_bias_sd * (0.6 * standardize(np.log(track_w)) + 0.7 * artist_appeal[track_artist]
+                                 + np.sqrt(0.15) * rng.normal(0, 1, p.tracks))
+    b_user = p.user_bias_sd * (0.5 * standardize(np.log(n_tracks)) + np.sqrt(0.75) * rng.normal(0, 1, p.users))
     return {
         "T": T,
-        "track_artist": rng.choice(p.artists, p.tracks, p=artist_w),
-        "track_w": zipf_weights(p.tracks, 0.8, rng),
-        "V": rng.normal(0, 1, (p.tracks, p.factors)),
-        "b_track": rng.normal(0, p.track_bias_sd, p.tracks),
-        "U0": rng.normal(0, 1, (p.users, p.factors)),
-        "D": rng.normal(0, p.drift_scale, (p.users, p.factors)),
-        "b_user": rng.normal(0, p.user_bias_sd, p.users),
-        "n_tracks": np.maximum(2, np.rint(p.tracks_per_user * rng.lognormal(0, p.activity_sigma, p.users)
-                                          / np.exp(p.activity_sigma ** 2 / 2))).astype(np.int64),
+        "track_artist": track_artist,
+        "track_w": track_w,
+        "V": artist_v[track_artist] + rng.normal(0, p.track_spread, (p.tracks, f)),
+        "b_track": b_track,
+        "U0": u0,
+        "D": p.drift_scale * (u1 - u0),
+        "b_user": b_user,
+        "n_tracks": n_tracks,
         "start": rng.uniform(0, 0.6 * T, p.users),
     }
 
