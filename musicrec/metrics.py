@@ -309,3 +309,29 @@ def ranking_metrics(recs, relevant, k: int, item_popularity, item_genre, item_ar
         f"ils_artist@{k}": last("ils_artist"),
         "users": int(curves["users"][-1]),
     }
+
+
+def per_user_accuracy(recs, relevant, k: int) -> dict[str, np.ndarray]:
+    """precision@k and ndcg@k of every user with a relevant item, in user order (the values whose
+    means ranking_metrics reports), so that two models can be compared user by user."""
+    r, rel = _check_recs(recs, relevant, int(k))
+    scored = np.diff(rel.indptr) > 0
+    hits = _hits(r, rel)[scored]
+    discount = 1.0 / np.log2(np.arange(1, r.shape[1] + 1) + 1.0)
+    ideal = np.cumsum(discount)[np.minimum(np.diff(rel.indptr)[scored], r.shape[1]) - 1]
+    return {f"precision@{k}": hits.sum(axis=1) / r.shape[1], f"ndcg@{k}": (hits * discount).sum(axis=1) / ideal}
+
+
+def mean_ci(values: np.ndarray, rng: np.random.Generator, draws: int = 1000, chunk: int = 100) -> dict:
+    """{value, n, ci95} of a mean over users, the interval a percentile bootstrap over the users.
+
+    Given per-user differences of two models on the same users, it is the paired interval of the
+    difference of their means."""
+    values = np.asarray(values, dtype=np.float64)
+    n = len(values)
+    if n < 2:
+        return {"value": float(values.mean()) if n else None, "n": n, "ci95": None}
+    means = np.concatenate([values[rng.integers(0, n, (min(chunk, draws - i), n))].mean(axis=1)
+                            for i in range(0, draws, chunk)])
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return {"value": float(values.mean()), "n": n, "ci95": [float(lo), float(hi)]}

@@ -58,6 +58,33 @@ def relevant_matrix(test: pl.DataFrame, users: np.ndarray, n_songs: int) -> sp.c
     return sp.csr_matrix((np.ones(len(row)), (row, pos["song"].to_numpy())), shape=(len(users), n_songs))
 
 
+def add_intervals(ranking: dict, lists: dict[str, np.ndarray], relevant: sp.csr_matrix, k: int,
+                  rng: np.random.Generator) -> None:
+    """Bootstrap 95% intervals over the test users of each model's precision@k and NDCG@k, and of
+    every other model's difference from the popularity baseline on the same users (paired), so that
+    "ALS beats popularity" is read with its uncertainty."""
+    per_user = {name: metrics.per_user_accuracy(songs, relevant, k) for name, songs in lists.items()}
+    base = per_user.get("popularity")
+    for name, values in per_user.items():
+        for metric, v in values.items():
+            ranking[name][f"{metric}_ci95"] = metrics.mean_ci(v, rng)["ci95"]
+        if base is not None and name != "popularity":
+            ranking[name]["minus_popularity"] = {m: metrics.mean_ci(v - base[m], rng) for m, v in values.items()}
+
+
+def log_ranking(ranking: dict, k: int) -> None:
+    def ci(c: list | None) -> str:
+        return f"[{c[0]:.4f}, {c[1]:.4f}]" if c else "[–]"
+
+    for name, r in ranking.items():
+        line = (f"{STAGE}: ranking {name:<10} ndcg@{k} {r[f'ndcg@{k}'] or 0:.4f} {ci(r.get(f'ndcg@{k}_ci95'))} "
+                f"precision@{k} {r[f'precision@{k}'] or 0:.4f} ({r['users']} users)")
+        diff = r.get("minus_popularity", {}).get(f"ndcg@{k}")
+        if diff and diff["value"] is not None:
+            line += f"; minus popularity: ndcg@{k} {diff['value']:+.4f} {ci(diff['ci95'])}"
+        log.info(line)
+
+
 def score_lists(songs: np.ndarray, relevant: sp.csr_matrix, train: pl.DataFrame, n_songs: int, pcfg: dict,
                 side: tuple[np.ndarray, np.ndarray]) -> tuple[dict, dict]:
     """Ranking metrics at top_k and the curves up to max_k of one model's lists."""
@@ -75,10 +102,12 @@ def score_lists(songs: np.ndarray, relevant: sp.csr_matrix, train: pl.DataFrame,
 
 
 def rank_songs(models: dict, train: pl.DataFrame, test: pl.DataFrame, n_songs: int, pcfg: dict,
-               threads: int, side: tuple[np.ndarray, np.ndarray]) -> tuple[pl.DataFrame | None, dict, dict]:
+               threads: int, side: tuple[np.ndarray, np.ndarray],
+               rng: np.random.Generator) -> tuple[pl.DataFrame | None, dict, dict]:
     """Top-k lists of ALS (when trained) and of the popularity baseline for every test user, each
     scored against the songs that user replayed in test. Returns ALS's lists (or None), the ranking
-    metrics per model and the curves per model."""
+    metrics per model (precision and NDCG with bootstrap intervals over users, and ALS's paired
+    difference from popularity) and the curves per model."""
     users = np.sort(test["user"].unique().to_numpy()).astype(np.int64)
     n_users = max(int(users.max()) + 1, int(train["user"].max()) + 1)
     if "als" in models:
@@ -98,6 +127,7 @@ def rank_songs(models: dict, train: pl.DataFrame, test: pl.DataFrame, n_songs: i
     ranking, curves = {}, {}
     for name, (songs, _) in lists.items():
         ranking[name], curves[name] = score_lists(songs, relevant, train, n_songs, pcfg, side)
+    add_intervals(ranking, {name: songs for name, (songs, _) in lists.items()}, relevant, pcfg["top_k"], rng)
     recs = None
     if "als" in lists:
         k = pcfg["top_k"]
@@ -168,7 +198,8 @@ def rank_only(cfg: dict, st: StageRun) -> dict:
     with st.step("recommend"):
         side = song_side_info([train_rows, test_rows], songs_map.height)
         test_pos = test_rows.with_columns(pl.lit(1, pl.Int8).alias("target"))  # every held-out pair is relevant
-        recs, ranking, curves = rank_songs(models, train_rows, test_pos, songs_map.height, pcfg, threads, side)
+        recs, ranking, curves = rank_songs(models, train_rows, test_pos, songs_map.height, pcfg, threads, side,
+                                           stage_rng(cfg, 5, 1))
         if recs is not None:
             recs = (recs.join(users_map, on="user", how="left")
                     .join(songs_map.select("song", pl.col("song_id").alias("artist_id"), "artist_name"), on="song",
@@ -185,9 +216,7 @@ def rank_only(cfg: dict, st: StageRun) -> dict:
     st.write_json(report, "metrics.json")
     st.info.update(models=names, rows=test_rows.height)
     k = pcfg["top_k"]
-    for name, r in ranking.items():
-        log.info("%s: ranking %-10s ndcg@%d %.4f precision@%d %.4f (%d users)", STAGE, name, k, r[f"ndcg@{k}"] or 0,
-                 k, r[f"precision@{k}"] or 0, r["users"])
+    log_ranking(ranking, k)
     return report
 
 
@@ -231,7 +260,8 @@ def run(cfg: dict, force: bool = False) -> dict:
 
         with st.step("recommend"):
             side = song_side_info([train_rows, test_rows], n_songs)
-            recs, ranking, curves = rank_songs(models, train_rows, test_rows, n_songs, pcfg, threads, side)
+            recs, ranking, curves = rank_songs(models, train_rows, test_rows, n_songs, pcfg, threads, side,
+                                               stage_rng(cfg, 5, 1))
             report["ranking"] = ranking
             if recs is not None:
                 users_map = pl.read_parquet(st.input("01_preprocess", "users.parquet"))
@@ -242,9 +272,7 @@ def run(cfg: dict, force: bool = False) -> dict:
                                  "similar_songs.parquet")
             else:
                 log.warning("%s: no ALS model trained, no recommendations (popularity ranking only)", STAGE)
-            for name, r in ranking.items():
-                log.info("%s: ranking %-10s ndcg@%d %.4f precision@%d %.4f (%d users)", STAGE, name, pcfg["top_k"],
-                         r[f"ndcg@{pcfg['top_k']}"] or 0, pcfg["top_k"], r[f"precision@{pcfg['top_k']}"] or 0, r["users"])
+            log_ranking(ranking, pcfg["top_k"])
 
         kaggle_name = "features_kaggle.parquet"
         if kaggle_name in read_manifest(cfg, "03_features")["outputs"]:

@@ -308,3 +308,38 @@ def test_ndcg_and_map_match_implicit_evaluation():
     n_rel = rel.sum(axis=1)
     assert hits.sum() / np.minimum(n_rel, k).sum() == pytest.approx(theirs["precision"], rel=1e-9)
     assert ours[f"precision@{k}"] == pytest.approx((hits[n_rel > 0] / k).mean(), rel=1e-9)
+
+
+def test_per_user_accuracy_brute_force_and_means():
+    rng = np.random.default_rng(3)
+    n_users, n_items, k = 40, 30, 5
+    recs = np.stack([rng.permutation(n_items)[:k] for _ in range(n_users)])
+    recs[0, 3:] = -1                                   # a short list: padding is a miss
+    dense = rng.random((n_users, n_items)) < 0.15
+    dense[1] = False                                   # a user without relevant items is not scored
+    got = metrics.per_user_accuracy(recs, sp.csr_matrix(dense.astype(float)), k)
+    want_p, want_n = [], []
+    for u in range(n_users):
+        rel = set(np.flatnonzero(dense[u]))
+        if not rel:
+            continue
+        hits = [1.0 if r in rel else 0.0 for r in recs[u]]
+        want_p.append(sum(hits) / k)
+        idcg = sum(1 / math.log2(i + 2) for i in range(min(len(rel), k)))
+        want_n.append(sum(h / math.log2(i + 2) for i, h in enumerate(hits)) / idcg)
+    np.testing.assert_allclose(got[f"precision@{k}"], want_p)
+    np.testing.assert_allclose(got[f"ndcg@{k}"], want_n)
+    side = np.zeros(n_items, dtype=np.int64)
+    summary = metrics.ranking_metrics(recs, sp.csr_matrix(dense.astype(float)), k, side + 1.0, side, side, 10)
+    assert summary[f"ndcg@{k}"] == pytest.approx(np.mean(want_n))
+
+
+def test_mean_ci_covers_the_true_mean_about_95_percent_of_the_time():
+    rng = np.random.default_rng(0)
+    covered = 0
+    for _ in range(200):
+        ci = metrics.mean_ci(rng.binomial(1, 0.3, 300).astype(float), rng, draws=400)["ci95"]
+        covered += ci[0] <= 0.3 <= ci[1]
+    assert 0.88 <= covered / 200 <= 0.99
+    one = metrics.mean_ci(np.array([0.5]), rng)
+    assert one == {"value": 0.5, "n": 1, "ci95": None}
