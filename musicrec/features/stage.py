@@ -142,8 +142,50 @@ def build_features(parts: dict[str, pl.DataFrame], cfg: dict,
               "nan": d["nan"], "description": d["description"], "module": origin[0], "function": origin[1]}
              for source, origin, _, docs in families for d in docs]
     assert [s["name"] for s in specs] == features.columns
+    with step("drop redundant"):
+        base = [name for source, _, frame, _ in families if source == "base" for name in frame.columns]
+        drop = [c for c in redundant_columns(features) if c not in base]   # the prior and 05's segments read them
+        if drop:
+            features = features.drop(drop)
+            specs = [s for s in specs if s["name"] not in drop]
     offsets = np.cumsum([0, *(df.height for df in parts.values())])
     return {name: features.slice(offsets[i], parts[name].height) for i, name in enumerate(parts)}, specs
+
+
+def redundant_columns(features: pl.DataFrame) -> list[str]:
+    """Columns that tell no row from another (one value everywhere) or repeat an earlier column exactly.
+
+    The stage keeps the base columns (the raw member, song and context fields) whatever this says.
+
+    A source without some KKBOX column (a listen log has no age, genre or source tab) makes dozens
+    of features constant or copies of another (the count per user and source tab is the count per
+    user): they change no prediction of naive Bayes or the scaled logistic regression, but cost
+    every model's time at 7M rows and dilute the forests' feature sampling. Logged by name.
+    """
+    floats = [c for c, t in features.schema.items() if t.is_float()]
+    stats = features.select(pl.all().min().name.suffix("|min"), pl.all().max().name.suffix("|max"),
+                             pl.all().null_count().name.suffix("|null"),
+                             *(pl.col(c).is_nan().sum().alias(f"{c}|nan") for c in floats)).row(0, named=True)
+    n = features.height
+    constant = [c for c in features.columns
+                if (stats[f"{c}|null"] + stats.get(f"{c}|nan", 0) == n)
+                or (stats[f"{c}|null"] == 0 and stats.get(f"{c}|nan", 0) == 0 and stats[f"{c}|min"] == stats[f"{c}|max"])]
+    rest = [c for c in features.columns if c not in constant]
+    sums = features.select(pl.col(rest).hash(0).sum()).row(0)
+    first: dict[int, list[str]] = {}
+    duplicate: dict[str, str] = {}
+    for c, h in zip(rest, sums):
+        same = next((o for o in first.get(h, []) if features[o].equals(features[c])), None)
+        if same is None:
+            first.setdefault(h, []).append(c)
+        else:
+            duplicate[c] = same
+    if constant:
+        log.info("%s: %d constant features left out: %s", STAGE, len(constant), ", ".join(constant))
+    if duplicate:
+        log.info("%s: %d features equal to an earlier one left out: %s", STAGE, len(duplicate),
+                 ", ".join(f"{c} (= {o})" for c, o in duplicate.items()))
+    return constant + list(duplicate)
 
 
 def informative(groupings: dict[str, tuple[str, ...]], keys: KeyCodes) -> dict[str, tuple[str, ...]]:
