@@ -3,6 +3,9 @@ import json
 import subprocess
 import sys
 
+import numpy as np
+import polars as pl
+
 from conftest import REPO
 from conftest import SMALL_INFLUENCE
 
@@ -19,5 +22,26 @@ def test_benchmark_smoke(tmp_path):
                                 "06_influence"]
     for step in r["steps"].values():
         assert step["exit_code"] == 0 and step["wall_s"] > 0 and step["peak_rss_gb"] > 0.05
+    out = tmp_path / "out"
+    height = lambda path: pl.scan_parquet(out / path).select(pl.len()).collect().item()  # noqa: E731
+    assert r["steps"]["01_preprocess"]["rows"] == height("01_preprocess/interactions.parquet")  # not + users, songs
+    assert r["steps"]["02_split"]["rows"] == sum(height(f"02_split/{p}.parquet") for p in ("train", "valid", "test"))
+    assert r["steps"]["05_predict"]["rows"] == height("02_split/test.parquet")
     assert r["naive"]["lr"]["naive_retrains"] >= 1 and r["naive"]["lr"]["speedup"] > 1
     assert "| 06_influence |" in (tmp_path / "BENCHMARKS.md").read_text()
+
+
+def test_oracle_gap_is_paired_over_users_and_brackets_the_point_value():
+    sys.path.insert(0, str(REPO / "bench"))
+    from oracle_gap import gaps
+
+    rng = np.random.default_rng(1)
+    n = 4000
+    p = rng.uniform(0.05, 0.95, n)
+    pred = pl.DataFrame({"user": rng.integers(0, 200, n), "target": (rng.uniform(size=n) < p).astype(np.int8),
+                         "p_true": p, "p_same": p, "p_noisy": p + rng.normal(0, 0.3, n)})
+    g = gaps(pred, ["same", "noisy"], draws=100, seed=0)
+    assert g["gap"]["same"] == {"value": 0.0, "ci95": [0.0, 0.0]}          # paired: identical scores, no gap
+    lo, hi = g["gap"]["noisy"]["ci95"]
+    assert 0 < lo <= g["gap"]["noisy"]["value"] <= hi                        # noise costs AUC, interval around it
+    assert g["users"] == 200 and g["rows"] == n
