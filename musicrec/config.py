@@ -269,6 +269,7 @@ SCHEMA: dict = {
             "C": Float(1.0, 0.0, open_lo=True),
             "max_iter": Int(100, 1),
             "tol": Float(1e-4, 0.0, open_lo=True),
+            "solver": Choice("newton-cholesky", "newton-cholesky", "lbfgs"),
         },
         "rf": {
             "n_estimators": Int(40, 1, 5000),

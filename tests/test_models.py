@@ -95,3 +95,25 @@ def test_lgbm_prepared_data_can_be_retrained_with_other_weights(data):
     again = make_model("lgbm", small_cfg(), 1).fit_prepared(prep, None).predict_proba(valid)
     assert np.array_equal(weighted, make_model("lgbm", small_cfg(), 1).fit(train, valid, sample_weight=w).predict_proba(valid))
     assert np.array_equal(again, make_model("lgbm", small_cfg(), 1).fit(train, valid).predict_proba(valid))
+
+
+@pytest.mark.parametrize("name", ["nb", "lr"])
+def test_columns_without_variation_are_left_out_of_the_design(name, data):
+    """A constant or all-NaN column moves no prediction; it is left out, the rest is unchanged."""
+    from dataclasses import replace
+
+    from musicrec.models.sklearn_models import varying
+
+    train, valid = data
+    def widen(d, nan_share=0.0):
+        extra = np.column_stack([np.full(len(d), 7.0), np.full(len(d), np.nan),
+                                 np.where(np.arange(len(d)) % 5 == 0, np.nan, 3.0)]).astype(np.float32)
+        return replace(d, X=np.hstack([d.X, extra]), names=[*d.names, "const", "all_nan", "const_or_nan"],
+                       sources={**d.sources, "const": "count", "all_nan": "count", "const_or_nan": "count"})
+    wide_train, wide_valid = widen(train), widen(valid)
+    assert varying(wide_train) == set(train.names) | {"const_or_nan"}   # NaN against 3.0 tells rows apart
+    plain = make_model(name, small_cfg(), random_state=3).fit(train, valid)
+    wide = make_model(name, small_cfg(), random_state=3).fit(wide_train, wide_valid)
+    assert "const" not in wide.design_.columns and "all_nan" not in wide.design_.columns
+    assert wide.design_.columns == [*plain.design_.columns, "const_or_nan"]
+    assert np.corrcoef(wide.predict_proba(wide_valid)[:, 1], plain.predict_proba(valid)[:, 1])[0, 1] > 0.99
