@@ -404,7 +404,7 @@ def main(argv=None) -> int:
         elif step == "generate":
             cmd = [py, "-c", "import sys; " + GENERATE, str(out / "bench_config.yaml")]
         else:
-            cmd = [py, f"{step}.py", "--config", str(out / "bench_config.yaml"), "-q"]
+            cmd = [py, f"{step}.py", "--config", str(out / "bench_config.yaml")]  # progress goes to the step log
         print(f"== {step}", flush=True)
         s = run_process(cmd, out / f"{step}.log")
         if step != "generate":

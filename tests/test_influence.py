@@ -366,6 +366,25 @@ def test_correlation_interval_covers_the_true_value():
     assert 0.88 <= cover / 200 <= 0.99
 
 
+def test_correlation_over_millions_of_pairs_uses_fisher_z_with_spearman_variance():
+    """Above MAX_DRAWN / MIN_DRAWS pairs: a closed-form interval, as wide as the bootstrap's."""
+    from scipy.stats import spearmanr
+
+    from musicrec.influence import stats
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(stats.MAX_DRAWN // stats.MIN_DRAWS + 1, 2))
+    a, b = x[:, 0], 0.6 * x[:, 0] + 0.8 * x[:, 1]
+    big = correlation(a, b, rng, "spearman")
+    assert big["interval"] == "fisher_z" and big["n"] == len(a)
+    assert big["value"] == pytest.approx(spearmanr(a, b).statistic, abs=1e-9)
+    true = 6 / np.pi * np.arcsin(0.6 / 2)             # Spearman's rho of a bivariate normal
+    assert big["ci95"][0] <= true <= big["ci95"][1]
+    sub = correlation(a[:20_000], b[:20_000], rng, "spearman", draws=300)   # bootstrap at n = 20,000
+    width = lambda c: c["ci95"][1] - c["ci95"][0]   # noqa: E731
+    assert width(big) * np.sqrt(len(a) / 20_000) == pytest.approx(width(sub), rel=0.25)
+
+
 def test_a_noise_ceiling_that_may_be_zero_is_not_measurable():
     rng = np.random.default_rng(2)
     a = rng.normal(size=12)

@@ -19,7 +19,8 @@ from musicrec.influence.base import Estimator
 
 
 CHUNK = 500_000
-CACHE_BYTES = 1 << 30
+CACHE_BYTES = 2 << 30  # train leaves kept up to 2 GiB (5.2M rows x 341 trees in int8: 1.8 GB); beyond, LightGBM
+# predicts them again for each pass, which took most of 06 at that size
 
 
 def _onehot_features(model_dump: dict, max_cat_to_onehot: int = 4) -> set[int]:
@@ -77,7 +78,7 @@ class BoostingInfluence(Estimator):
         self.lam = [params["lambda_l2"]
                     + params["cat_l2"] * _categorical_leaves(t["tree_structure"], t["num_leaves"], onehot)
                     for t in info]
-        # train leaves are kept (in the narrowest integer type) when they fit in ~1 GB, else
+        # train leaves are kept (in the narrowest integer type) when they fit in CACHE_BYTES, else
         # predicted again chunk by chunk
         most = max(t["num_leaves"] for t in info)
         self.leaf_dtype = np.int8 if most <= 127 else np.int16 if most <= 32767 else np.int32

@@ -11,7 +11,8 @@ from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score
 
 BOOTSTRAP = 1000
-MAX_DRAWN = 10_000_000   # bootstrap draws x pairs at most (a correlation over all 5M training rows)
+MAX_DRAWN = 10_000_000   # bootstrap draws x pairs at most
+MIN_DRAWS = 50           # above MAX_DRAWN / MIN_DRAWS pairs the interval is Fisher's z instead
 CEILING_FLOOR = 0.2
 NOT_MEASURABLE = "not measurable"
 
@@ -37,7 +38,12 @@ def correlation(a, b, rng: np.random.Generator, method: str = "spearman", draws:
         return out
     prep = (lambda x: rankdata(x, axis=-1)) if method == "spearman" else (lambda x: x)
     out["value"] = float(_pearson_rows(prep(a)[None], prep(b)[None])[0])
-    draws = max(50, min(draws, MAX_DRAWN // n))
+    if n > MAX_DRAWN // MIN_DRAWS:
+        # millions of pairs (every training row at KKBOX size): 50 resamples would hold ~10 GB and take
+        # minutes for an interval a thousandth wide; Fisher's z with Fieller's variance for Spearman
+        out.update(interval="fisher_z", ci95=fisher_interval(out["value"], n, method))
+        return out
+    draws = max(MIN_DRAWS, min(draws, MAX_DRAWN // n))
     out["draws"] = draws
     idx = rng.integers(0, n, (draws, n))
     boot = _pearson_rows(prep(a[idx]), prep(b[idx]))
@@ -45,6 +51,14 @@ def correlation(a, b, rng: np.random.Generator, method: str = "spearman", draws:
     if len(boot) >= draws // 2:
         out["ci95"] = [float(x) for x in np.quantile(boot, [0.025, 0.975])]
     return out
+
+
+def fisher_interval(r: float, n: int, method: str) -> list[float]:
+    """95% interval of a correlation from Fisher's z; Spearman's variance 1.06 / (n - 3) (Fieller,
+    Hartley and Pearson 1957), Pearson's 1 / (n - 3)."""
+    se = np.sqrt((1.06 if method == "spearman" else 1.0) / (n - 3))
+    z = np.arctanh(np.clip(r, -0.999999, 0.999999))
+    return [float(np.tanh(z - 1.959964 * se)), float(np.tanh(z + 1.959964 * se))]
 
 
 def ceiling(a, b, rng: np.random.Generator) -> dict:
