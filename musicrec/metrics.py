@@ -172,6 +172,23 @@ def _first_and_repeats(codes: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray
     return new & valid, np.where(valid, earlier, 0)
 
 
+def _user_accuracy(r: np.ndarray, rel: sp.csr_matrix):
+    """Per scored user (|rel_u| > 0) and cut-off k: hits, |rel_u|, cumulative hits, min(|rel_u|, k),
+    precision@k and ndcg@k (see ranking_metrics for definitions)."""
+    ks = np.arange(1, r.shape[1] + 1)
+    n_rel = np.diff(rel.indptr).astype(np.float64)
+    scored = n_rel > 0
+    hits = _hits(r, rel)[scored]
+    nr = n_rel[scored][:, None]
+    cum_hits = np.cumsum(hits, axis=1)
+    discount = 1.0 / np.log2(ks + 1.0)
+    ideal_n = np.minimum(nr, ks[None, :]).astype(np.int64)  # min(|rel_u|, k) per user and k
+    idcg_table = np.concatenate([[0.0], np.cumsum(discount)])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ndcg = np.cumsum(hits * discount, axis=1) / idcg_table[ideal_n]
+    return hits, nr, cum_hits, ideal_n, cum_hits / ks, ndcg
+
+
 def _curves(r: np.ndarray, rel: sp.csr_matrix, item_popularity, item_genre, item_artist,
             n_train_users) -> dict[str, np.ndarray]:
     """Every ranking metric at k = 1..r.shape[1] (see ranking_metrics for definitions)."""
@@ -183,26 +200,18 @@ def _curves(r: np.ndarray, rel: sp.csr_matrix, item_popularity, item_genre, item
     out: dict[str, np.ndarray] = {"k": ks}
 
     # accuracy-type metrics: users with at least one relevant item
-    n_rel = np.diff(rel.indptr).astype(np.float64)
-    scored = n_rel > 0
-    hits = _hits(r, rel)[scored]
-    nr = n_rel[scored][:, None]
-    cum_hits = np.cumsum(hits, axis=1)
-    discount = 1.0 / np.log2(ks + 1.0)
-    dcg = np.cumsum(hits * discount, axis=1)
-    ideal_n = np.minimum(nr, ks[None, :]).astype(np.int64)  # min(|rel_u|, k) per user and k
-    idcg_table = np.concatenate([[0.0], np.cumsum(discount)])
+    hits, nr, cum_hits, ideal_n, precision, ndcg = _user_accuracy(r, rel)
     ap_num = np.cumsum(hits * cum_hits / ks, axis=1)  # sum_{i<=k} P@i * rel_i
     with np.errstate(invalid="ignore"):  # no scored users -> mean of empty -> NaN
-        out["precision"] = (cum_hits / ks).mean(axis=0) if hits.size else np.full(kmax, np.nan)
+        out["precision"] = precision.mean(axis=0) if hits.size else np.full(kmax, np.nan)
         out["recall"] = (cum_hits / nr).mean(axis=0) if hits.size else np.full(kmax, np.nan)
-        out["ndcg"] = (dcg / idcg_table[ideal_n]).mean(axis=0) if hits.size else np.full(kmax, np.nan)
+        out["ndcg"] = ndcg.mean(axis=0) if hits.size else np.full(kmax, np.nan)
         out["map"] = (ap_num / ideal_n).mean(axis=0) if hits.size else np.full(kmax, np.nan)
         out["hit_rate"] = (cum_hits > 0).mean(axis=0) if hits.size else np.full(kmax, np.nan)
-        p_u, r_u = cum_hits / ks, cum_hits / nr
+        p_u, r_u = precision, cum_hits / nr
         f1 = np.where(cum_hits > 0, 2 * p_u * r_u / np.where(cum_hits > 0, p_u + r_u, 1.0), 0.0)
         out["f1"] = f1.mean(axis=0) if hits.size else np.full(kmax, np.nan)
-    out["users"] = np.full(kmax, int(scored.sum()))
+    out["users"] = np.full(kmax, len(hits))
 
     # catalogue coverage: an item is covered at k once it appears in any list within rank k
     best_rank = np.full(n_items, kmax, dtype=np.int64)
@@ -314,12 +323,8 @@ def ranking_metrics(recs, relevant, k: int, item_popularity, item_genre, item_ar
 def per_user_accuracy(recs, relevant, k: int) -> dict[str, np.ndarray]:
     """precision@k and ndcg@k of every user with a relevant item, in user order (the values whose
     means ranking_metrics reports), so that two models can be compared user by user."""
-    r, rel = _check_recs(recs, relevant, int(k))
-    scored = np.diff(rel.indptr) > 0
-    hits = _hits(r, rel)[scored]
-    discount = 1.0 / np.log2(np.arange(1, r.shape[1] + 1) + 1.0)
-    ideal = np.cumsum(discount)[np.minimum(np.diff(rel.indptr)[scored], r.shape[1]) - 1]
-    return {f"precision@{k}": hits.sum(axis=1) / r.shape[1], f"ndcg@{k}": (hits * discount).sum(axis=1) / ideal}
+    *_, precision, ndcg = _user_accuracy(*_check_recs(recs, relevant, int(k)))
+    return {f"precision@{k}": precision[:, -1], f"ndcg@{k}": ndcg[:, -1]}
 
 
 def mean_ci(values: np.ndarray, rng: np.random.Generator, draws: int = 1000, chunk: int = 100) -> dict:

@@ -87,6 +87,8 @@ def test_every_section_present_and_every_image_decodes(run_dir):
         assert "<h3>Timings (seconds)</h3>" in chunk and "<h3>Config</h3>" in chunk
         assert "<span class='state fresh'>fresh</span>" in chunk
     assert "<span class='state fresh'>fresh</span>" in text.split("</section>")[0]
+    ci = page.cells[page.cells.index("als.minus_popularity.ndcg@10.ci95") + 1]   # ranking intervals reach the page
+    assert re.fullmatch(r"\[-?[0-9.e-]+, -?[0-9.e-]+\]", ci)
 
 
 def test_most_harmful_rows_are_the_input_files_rows(run_dir):

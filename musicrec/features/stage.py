@@ -155,12 +155,11 @@ def build_features(parts: dict[str, pl.DataFrame], cfg: dict,
 def redundant_columns(features: pl.DataFrame) -> list[str]:
     """Columns that tell no row from another (one value everywhere) or repeat an earlier column exactly.
 
-    The stage keeps the base columns (the raw member, song and context fields) whatever this says.
-
     A source without some KKBOX column (a listen log has no age, genre or source tab) makes dozens
     of features constant or copies of another (the count per user and source tab is the count per
     user): they change no prediction of naive Bayes or the scaled logistic regression, but cost
-    every model's time at 7M rows and dilute the forests' feature sampling. Logged by name.
+    every model's time at 7M rows and dilute the forests' feature sampling. Logged by name; the
+    stage still keeps the base columns (the raw member, song and context fields) among them.
     """
     floats = [c for c, t in features.schema.items() if t.is_float()]
     stats = features.select(pl.all().min().name.suffix("|min"), pl.all().max().name.suffix("|max"),

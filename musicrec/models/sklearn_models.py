@@ -25,16 +25,15 @@ def varying(data: FeatureSet, chunk: int = 262_144) -> set[str]:
     chunks: X is row-major, so a column at a time would stream the whole matrix per column."""
     d = len(data.names)
     lo, hi = np.full(d, np.inf), np.full(d, -np.inf)
-    nan, finite = np.zeros(d, bool), np.zeros(d, bool)
-    with np.errstate(invalid="ignore"):
-        for start in range(0, len(data), chunk):
-            block = data.X[start:start + chunk]
-            missing = np.isnan(block)
-            nan |= missing.any(axis=0)
-            finite |= ~missing.all(axis=0)
-            lo = np.fmin(lo, np.nanmin(np.where(missing, np.inf, block), axis=0))
-            hi = np.fmax(hi, np.nanmax(np.where(missing, -np.inf, block), axis=0))
-    return {name for j, name in enumerate(data.names) if finite[j] and (nan[j] or lo[j] < hi[j])}
+    some_nan = np.zeros(d, bool)
+    for start in range(0, len(data), chunk):
+        block = data.X[start:start + chunk]
+        missing = np.isnan(block)
+        some_nan |= missing.any(axis=0)
+        lo = np.minimum(lo, np.where(missing, np.inf, block).min(axis=0, initial=np.inf))
+        hi = np.maximum(hi, np.where(missing, -np.inf, block).max(axis=0, initial=-np.inf))
+    present = lo <= hi                                   # at least one value that is not NaN
+    return {name for j, name in enumerate(data.names) if present[j] and (some_nan[j] or lo[j] < hi[j])}
 
 
 class SklearnModel(Model):

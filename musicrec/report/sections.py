@@ -230,8 +230,8 @@ def test_part(data: Path) -> str:
                                                    for s, g in labels])
     rank = m.get("ranking")
     if rank:
-        body += "<h3>Recommendations (ALS top-k)</h3>" + kv_table(
-            [(k, v) for k, v in flatten(rank) if not isinstance(v, (dict, list))])
+        body += "<h3>Ranking of unseen songs (ALS and the popularity baseline, top-k)</h3>" + kv_table(
+            [(k, v) for k, v in flatten(rank) if not isinstance(v, dict)])   # intervals print as [lo, hi]
     sub = m.get("submission")
     if sub:
         body += "<h3>Submission</h3>" + kv_table(list(sub.items()))
