@@ -523,3 +523,25 @@ def test_removal_curves_alone_with_no_sampled_rows(splits):
                             np.random.default_rng(0), half_influence(est, loo["logloss"], halves))
     assert report["exact"] is None and report["sample_rows"] == []
     assert report["removal"]["harmful"]["0.05"]["rows"] == round(0.05 * len(train))
+
+
+def test_lgbm_test_logits_are_lightgbms_own(splits):
+    """The estimator sums its test logits from the leaves: they must be LightGBM's predictions."""
+    est = estimator("lgbm", splits)
+    assert np.array_equal(est.f_test, est.booster.predict(est.Xt, raw_score=True))
+
+
+def test_lgbm_uncached_leaves_give_the_same_influence(splits, monkeypatch):
+    """Above CACHE_BYTES the train leaves are predicted again block by block, on threads."""
+    from musicrec.influence import lgbm
+    cached = estimator("lgbm", splits).loo()
+    monkeypatch.setattr(lgbm, "CACHE_BYTES", 0)
+    monkeypatch.setattr(lgbm, "BLOCK", 64)
+    monkeypatch.setattr(lgbm, "PREDICT_BLOCK", 50)
+    est = estimator("lgbm", splits)
+    assert not est.cache
+    again = est.loo()
+    for k in cached:
+        np.testing.assert_allclose(again[k], cached[k], rtol=1e-12, atol=1e-18)
+    rows = np.array([3, 50])
+    np.testing.assert_allclose(est.refit(rows)["logloss"], est.exact(rows)["logloss"], rtol=1e-9)

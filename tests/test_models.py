@@ -117,3 +117,23 @@ def test_columns_without_variation_are_left_out_of_the_design(name, data):
     assert "const" not in wide.design_.columns and "all_nan" not in wide.design_.columns
     assert wide.design_.columns == [*plain.design_.columns, "const_or_nan"]
     assert np.corrcoef(wide.predict_proba(wide_valid)[:, 1], plain.predict_proba(valid)[:, 1])[0, 1] > 0.99
+
+
+def test_nb_zero_weights_delete_rows_as_gaussiannb_on_the_rest(data):
+    """The refit without rows swaps them out of a view instead of copying the design: it must be
+    GaussianNB fitted on the other rows (the independent reference), and leave the design as it was."""
+    from sklearn.naive_bayes import GaussianNB
+
+    train, valid = data
+    model = make_model("nb", small_cfg(), 1)
+    prep = model.prepare(train, valid)
+    design, X, y = prep
+    before = X.copy()
+    w = np.ones(len(X))
+    gone = np.array([0, 5, 17, len(X) - 3, len(X) - 1])
+    w[gone] = 0.0
+    fitted = model.fit_prepared(prep, w).estimator_
+    ref = GaussianNB(var_smoothing=model.var_smoothing).fit(np.delete(X, gone, axis=0), np.delete(y, gone))
+    assert np.array_equal(X, before)
+    for attr in ("class_count_", "theta_", "var_", "class_prior_"):
+        np.testing.assert_allclose(getattr(fitted, attr), getattr(ref, attr), rtol=1e-12)

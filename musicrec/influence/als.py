@@ -16,7 +16,7 @@ from implicit.als import AlternatingLeastSquares
 from scipy.linalg import cho_factor, cho_solve
 from threadpoolctl import threadpool_limits
 
-from musicrec.influence.base import Estimator
+from musicrec.influence.base import Estimator, model_threads, thread_map
 from musicrec.influence.losses import loss_change
 from musicrec.config import ConfigError
 from musicrec.models.als import signed_label_matrix
@@ -47,6 +47,7 @@ class ALSInfluence(Estimator):
             raise ConfigError(f"ALS influence needs train.als.weighting: signed (the model was fitted with "
                              f"{model.weighting}); leave als out of influence.models")
         self.c = float(model.alpha)
+        self.threads = model_threads(model)
         self.Y = model.item_factors_
         self.a_score, self.a_known, self.a_pop = model.calibration_coef_
         super().__init__(model, train, test)
@@ -110,8 +111,12 @@ class ALSInfluence(Estimator):
         j = order[start[user]:start[user + 1]]
         return j[self.test_user[j] == user]
 
+    def _same_song(self, r: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(a, b) index pairs where removed row r[a] and test row j[b] are the same song (rare)."""
+        return np.nonzero(self.test_song[j][None, :] == self.i[r][:, None])
+
     def _user_deltas(self, user: int, r: np.ndarray, Yr: np.ndarray, Q: np.ndarray, j: np.ndarray,
-                     kappa: np.ndarray | None = None) -> np.ndarray:
+                     kappa: np.ndarray | None = None, same=None) -> np.ndarray:
         """(len(r), len(j)) logit changes of the user's test rows j when each row r is removed."""
         if len(r) == 1:  # the user's only play: the user becomes unseen
             delta = -(self.a_score * self.score[j] + self.a_known * self.known[j])[None, :]
@@ -121,18 +126,14 @@ class ALSInfluence(Estimator):
             delta = self.a_score * kappa[:, None] * (Q.T @ self.Y[np.minimum(self.test_song[j], len(self.Y) - 1)].T)
             delta *= self.known[j][None, :]
         # a test row of the removed row's own song also loses that song's play
-        same = self.test_song[j][None, :] == self.i[r][:, None]
-        if same.any():
-            rr, jj = np.nonzero(same)
-            for a, b in zip(rr, jj):
-                delta[a, b] += self._song_delta(int(self.i[r[a]]), j[b:b + 1])[0]
+        for a, b in zip(*(self._same_song(r, j) if same is None else same)):
+            delta[a, b] += self._song_delta(int(self.i[r[a]]), j[b:b + 1])[0]
         return delta
 
-    def _overlap_correction(self, r: np.ndarray, j: np.ndarray, metric: str) -> np.ndarray:
+    def _overlap_correction(self, r: np.ndarray, j: np.ndarray, metric: str, same) -> np.ndarray:
         """Song-side totals count the user's own test rows of that song; remove them (rare)."""
         out = np.zeros(len(r))
-        same = self.test_song[j][None, :] == self.i[r][:, None]
-        for a, b in zip(*np.nonzero(same)):
+        for a, b in zip(*same):
             jj = j[b:b + 1]
             d = self._song_delta(int(self.i[r[a]]), jj)
             out[a] -= ((loss_change(self.y_test[jj], self.f_test[jj], d) * self.test_weights[jj]).sum() / len(self.f_test)
@@ -157,30 +158,34 @@ class ALSInfluence(Estimator):
         gone = (len(r) == 1) | (n <= 1)
         return np.where(gone, -pair, self.a_score * kappa * s) + self.a_pop * (np.log1p(n - 1) - np.log1p(n))
 
+    def _user_loo(self, user: int, pair: np.ndarray):
+        """(rows, log-loss part, AUC part, own logit change) of one user's rows."""
+        r, Yr, Q = self._user(user)
+        kappa, s = self._kappa(user, r, Yr, Q)
+        own = self._own_changes(r, kappa, s, pair[r])
+        j = self._user_tests(user)
+        if len(j) == 0:
+            return r, 0.0, 0.0, own
+        same = self._same_song(r, j)
+        delta = np.broadcast_to(self._user_deltas(user, r, Yr, Q, j, kappa, same), (len(r), len(j)))
+        ll = (loss_change(self.y_test[j], self.f_test[j], delta) @ self.test_weights[j]) / len(self.f_test)
+        auc = delta @ self.directions["auc"][j]
+        return (r, ll + self._overlap_correction(r, j, "logloss", same),
+                auc + self._overlap_correction(r, j, "auc", same), own)
+
     def loo(self) -> dict[str, np.ndarray]:
         # the song side depends on the test weights (loo_on): computed afresh unless all are 1
         song_part = self.song_part if (self.test_weights == 1).all() else self._song_effects()
         out = {k: v[self.i].copy() for k, v in song_part.items()}
-        n_test = len(self.f_test)
-        order, start = self.user_rows
         F = self.model.pair_features(self.u, self.i)      # score, known, popularity of every train row
         pair = self.a_score * F[:, 0] + self.a_known * F[:, 1]
         own = np.zeros(len(self.u))
-        with threadpool_limits(1, "blas"):
-            for user in np.flatnonzero(np.diff(start) > 0):
-                r, Yr, Q = self._user(int(user))
-                kappa, s = self._kappa(int(user), r, Yr, Q)
-                own[r] = self._own_changes(r, kappa, s, pair[r])
-                j = self._user_tests(int(user))
-                if len(j) == 0:
-                    continue
-                delta = self._user_deltas(int(user), r, Yr, Q, j, kappa)
-                delta = np.broadcast_to(delta, (len(r), len(j)))
-                out["logloss"][r] += (loss_change(self.y_test[j], self.f_test[j], delta)
-                                      @ self.test_weights[j]) / n_test
-                out["auc"][r] += delta @ self.directions["auc"][j]
-                for k in ("logloss", "auc"):
-                    out[k][r] += self._overlap_correction(r, j, k)
+        users = np.flatnonzero(np.diff(self.user_rows[1]) > 0)
+        with threadpool_limits(1, "blas"):   # users on the model's threads; each row belongs to one user
+            for r, ll, auc, mine in thread_map(lambda u: self._user_loo(int(u), pair), users, self.threads):
+                out["logloss"][r] += ll
+                out["auc"][r] += auc
+                own[r] = mine
         out.update(self.own_terms(self._calibrated(F), own))
         return out
 

@@ -12,13 +12,15 @@ first, so a row costs O(trees).
 """
 from __future__ import annotations
 
-import numpy as np
 import lightgbm as lgb
+import numpy as np
+from scipy.special import expit
 
-from musicrec.influence.base import Estimator
+from musicrec.influence.base import Estimator, model_threads, row_blocks, thread_map
 
 
-CHUNK = 500_000
+BLOCK = 16_384          # train rows per block of the numpy passes: their arrays stay in cache
+PREDICT_BLOCK = 5_000     # LightGBM casts its float64 leaf output to int32: small blocks stay in cache
 CACHE_BYTES = 2 << 30  # train leaves kept up to 2 GiB (5.2M rows x 341 trees in int8: 1.8 GB); beyond, LightGBM
 # predicts them again for each pass, which took most of 06 at that size
 
@@ -53,16 +55,13 @@ def _categorical_leaves(node: dict, n_leaves: int, onehot: set[int] = frozenset(
     return out
 
 
-def _sigmoid(z):
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
-
-
 class BoostingInfluence(Estimator):
     name = "lgbm"
     method = "fixed structure, leaf values recomputed without the row (other rows' gradients fixed)"
 
     def __init__(self, model, train, test):
         self.booster = model.booster_
+        self.threads = model_threads(model)
         params = model.params()
         self.X, self.Xt = model._matrix(train), model._matrix(test)
         self.y = train.y.astype(np.float64)
@@ -79,7 +78,7 @@ class BoostingInfluence(Estimator):
                     + params["cat_l2"] * _categorical_leaves(t["tree_structure"], t["num_leaves"], onehot)
                     for t in info]
         # train leaves are kept (in the narrowest integer type) when they fit in CACHE_BYTES, else
-        # predicted again chunk by chunk
+        # predicted again block by block
         most = max(t["num_leaves"] for t in info)
         self.leaf_dtype = np.int8 if most <= 127 else np.int16 if most <= 32767 else np.int32
         self.cache = len(self.X) * self.T * np.dtype(self.leaf_dtype).itemsize <= CACHE_BYTES
@@ -91,51 +90,76 @@ class BoostingInfluence(Estimator):
         super().__init__(model, train, test)
 
     def test_logits(self) -> np.ndarray:
-        return self.booster.predict(self.Xt, raw_score=True)
+        """LightGBM's raw scores, summed from the test leaves in tree order as LightGBM sums them
+        (the same float64 additions: equal to its predict, which would take one more pass)."""
+        f = np.zeros(len(self.Xt))
+        for t in range(self.T):
+            f += np.take(self.values[t], self.leaves_test[:, t])
+        return f
 
     def train_logits(self, rows: np.ndarray) -> np.ndarray:
         return self.booster.predict(self.X[np.asarray(rows)], raw_score=True)
 
     def _predict_leaves(self, rows, X=None) -> np.ndarray:
-        """Leaf index of the rows in every tree, one contiguous column per tree."""
+        """Leaf index of the rows in every tree, one contiguous column per tree.
+
+        LightGBM returns leaf indices as float64 cast to int32: blocks of PREDICT_BLOCK rows stay
+        in cache (500,000-row chunks took twice as long at 5M rows), one LightGBM thread per block
+        on the model's threads."""
         X = (self.X if X is None else X)[rows]
         out = np.empty((len(X), self.T), dtype=self.leaf_dtype, order="F")
-        for s in range(0, len(X), CHUNK):
-            out[s:s + CHUNK] = self.booster.predict(X[s:s + CHUNK], pred_leaf=True).reshape(-1, self.T)
+
+        def block(b: slice) -> None:
+            out[b] = self.booster.predict(X[b], pred_leaf=True, num_threads=1).reshape(-1, self.T)
+
+        thread_map(block, row_blocks(len(X), PREDICT_BLOCK), self.threads)
         return out
 
-    def _chunks(self):
-        """Row slices of the train split (one slice when the leaves are cached)."""
-        step = len(self.X) if self.cache else CHUNK
-        return [slice(s, min(s + step, len(self.X))) for s in range(0, len(self.X), step)]
+    def _block_leaves(self, rows: slice) -> np.ndarray:
+        return self.leaves[rows] if self.cache else self._predict_leaves(rows)
 
-    def _forward(self, rows=None):
-        """Yield (tree, leaf, g, h) of the chosen rows tree by tree, at the scores before each tree."""
-        if rows is None:
-            rows = slice(None)
-        leaves = self.leaves[rows] if self.cache else self._predict_leaves(rows)
+    def _forward(self, rows, leaves, score):
+        """Yield (tree, leaf, g, h) of the rows tree by tree, at the scores before each tree.
+
+        `score` (the caller's array) ends as the rows' raw score; g and h are overwritten at the
+        next tree."""
         y = self.y[rows]
-        score = np.full(len(leaves), self.init)
-        acc = np.zeros(len(leaves))
+        score[:] = self.init
+        p, g, h = np.empty(len(y)), np.empty(len(y)), np.empty(len(y))
         for t in range(self.T):
-            p = _sigmoid(score)
-            leaf = leaves[:, t]
-            yield t, leaf, p - y, p * (1 - p)
-            acc += self.values[t][leaf]   # tree 0's values include the init score
-            score = acc
+            expit(score, out=p)
+            np.subtract(p, y, out=g)
+            np.subtract(1.0, p, out=h)
+            h *= p
+            leaf = leaves[:, t].astype(np.intp)
+            yield t, leaf, g, h
+            if t == 0:
+                np.take(self.values[0], leaf, out=score)   # tree 0's values include the init score
+            else:
+                score += self.values[t][leaf]
+
+    def _over_blocks(self, work):
+        """work(rows, leaves) for every block of train rows, in order, on the model's threads."""
+        return thread_map(lambda b: work(b, self._block_leaves(b)), row_blocks(len(self.X), BLOCK), self.threads)
+
+    def _sums_block(self, rows, leaves):
+        G = [np.zeros(len(v)) for v in self.values]
+        H = [np.zeros(len(v)) for v in self.values]
+        for t, leaf, g, h in self._forward(rows, leaves, np.empty(len(leaves))):
+            G[t] += np.bincount(leaf, g, minlength=len(G[t]))
+            H[t] += np.bincount(leaf, h, minlength=len(H[t]))
+        return G, H
 
     def _leaf_sums(self) -> None:
-        self.G = [np.zeros(len(v)) for v in self.values]
-        self.H = [np.zeros(len(v)) for v in self.values]
-        for rows in self._chunks():
-            for t, leaf, g, h in self._forward(rows):
-                self.G[t] += np.bincount(leaf, g, minlength=len(self.values[t]))
-                self.H[t] += np.bincount(leaf, h, minlength=len(self.values[t]))
+        parts = self._over_blocks(self._sums_block)
+        self.G = [sum(part[0][t] for part in parts) for t in range(self.T)]
+        self.H = [sum(part[1][t] for part in parts) for t in range(self.T)]
         err = 0.0
         for t in range(self.T):
             mine = -self.shrink[t] * self.G[t] / (self.H[t] + self.lam[t]) + (self.init if t == 0 else 0.0)
             err = max(err, float(np.abs(mine - self.values[t]).max() / np.abs(self.values[t]).max()))
         self.leaf_value_error = err  # our Newton step vs LightGBM's stored leaves (float32 gradients there)
+        self._tables = [(G, H + lam, G / (H + lam)) for G, H, lam in zip(self.G, self.H, self.lam)]
 
     def init_changes(self, rows) -> np.ndarray:
         n, s = len(self.y), self.y.sum()
@@ -143,28 +167,44 @@ class BoostingInfluence(Estimator):
         return np.log(m / (1 - m)) - self.init
 
     def _leaf_change(self, t, leaf, g, h) -> np.ndarray:
-        G, H, lam = self.G[t][leaf], self.H[t][leaf], self.lam[t][leaf]
-        return -self.shrink[t] * ((G - g) / (H - h + lam) - G / (H + lam))
+        """-shrink * ((G - g) / (H - h + lam) - G / (H + lam)) of each row's leaf in tree t."""
+        G, Hl, step = self._tables[t]
+        change = np.take(G, leaf) - g
+        change /= np.take(Hl, leaf) - h
+        change -= np.take(step, leaf)
+        change *= -self.shrink[t]
+        return change
+
+    def _loo_block(self, rows, leaves, sums):
+        n = len(leaves)
+        out = {k: np.zeros(n) for k in sums}
+        own, f = np.zeros(n), np.empty(n)   # the rows' own raw score change and raw score
+        for t, leaf, g, h in self._forward(rows, leaves, f):
+            change = self._leaf_change(t, leaf, g, h)
+            for k, s in sums.items():
+                out[k] += change * np.take(s[t], leaf)
+            own += change
+        return out, own, f
 
     def loo(self) -> dict[str, np.ndarray]:
         sums = {k: [np.bincount(self.leaves_test[:, t], d, minlength=len(self.values[t])) for t in range(self.T)]
                 for k, d in self.directions.items()}
+        parts = self._over_blocks(lambda rows, leaves: self._loo_block(rows, leaves, sums))
         d_init = self.init_changes(np.arange(len(self.y)))
-        out = {k: d_init * d.sum() for k, d in self.directions.items()}
-        f, own = np.zeros(len(self.y)), d_init.copy()   # the rows' own raw score and its change
-        for rows in self._chunks():
-            for t, leaf, g, h in self._forward(rows):
-                change = self._leaf_change(t, leaf, g, h)
-                for k in self.directions:
-                    out[k][rows] += change * sums[k][t][leaf]
-                own[rows] += change
-                f[rows] += self.values[t][leaf]
-        out.update(self.own_terms(f, own))
+        out = {k: d_init * d.sum() + np.concatenate([p[0][k] for p in parts]) for k, d in self.directions.items()}
+        own = d_init + np.concatenate([p[1] for p in parts])
+        out.update(self.own_terms(np.concatenate([p[2] for p in parts]), own))
         return out
+
+    def _path(self, rows: np.ndarray):
+        """(tree, leaf, g, h) of a few train rows in every tree."""
+        rows = np.asarray(rows)
+        leaves = self.leaves[rows] if self.cache else self._predict_leaves(rows)
+        return [(t, leaf, g.copy(), h.copy()) for t, leaf, g, h in self._forward(rows, leaves, np.empty(len(rows)))]
 
     def logit_changes(self, rows: np.ndarray) -> np.ndarray:
         delta = np.repeat(self.init_changes(rows)[:, None], len(self.Xt), axis=1)
-        for t, leaf, g, h in self._forward(rows):
+        for t, leaf, g, h in self._path(rows):
             change = self._leaf_change(t, leaf, g, h)
             delta += change[:, None] * (self.leaves_test[:, t][None, :] == leaf[:, None])
         return delta
@@ -172,30 +212,19 @@ class BoostingInfluence(Estimator):
     def refit_logits(self, row: int) -> tuple[np.ndarray, float]:
         """Write recomputed leaf values into a copy of the LightGBM booster and let it predict.
 
-        When the train leaves are cached, the leaf sums with and without the row are summed afresh
-        over the rows of the leaf (not by subtraction); the change is added to LightGBM's own
-        stored leaf value, and LightGBM predicts.
-        """
+        The leaf's sums without the row are its sums minus the row's g and h (the sums themselves
+        are checked against LightGBM's stored leaf values: leaf_value_error); the change is added
+        to LightGBM's own stored leaf value, and LightGBM predicts."""
         booster = lgb.Booster(model_str=self.booster.model_to_string())
         d_init = float(self.init_changes(np.array([row]))[0])
-        path = {t: (leaf[0], g[0], h[0]) for t, leaf, g, h in self._forward(np.array([row]))}
-        fresh = self._forward() if self.cache else iter(())
-        for t in range(self.T):
-            l, g_i, h_i = path[t]
-            if self.cache:
-                _, leaf, g, h = next(fresh)
-                in_leaf = leaf == l
-                G1, H1 = g[in_leaf].sum(), h[in_leaf].sum()
-                in_leaf[row] = False
-                G0, H0 = g[in_leaf].sum(), h[in_leaf].sum()
-            else:
-                G1, H1 = self.G[t][l], self.H[t][l]
-                G0, H0 = G1 - g_i, H1 - h_i
-            lam = self.lam[t][l]
-            change = -self.shrink[t] * (G0 / (H0 + lam) - G1 / (H1 + lam))
+        for t, leaf, g, h in self._path(np.array([row])):
+            l, lam = int(leaf[0]), self.lam[t][leaf[0]]
+            G1, H1 = self.G[t][l], self.H[t][l]
+            change = -self.shrink[t] * ((G1 - g[0]) / (H1 - h[0] + lam) - G1 / (H1 + lam))
             if t == 0:
                 for other in range(len(self.values[0])):
                     booster.set_leaf_output(0, other, self.values[0][other] + d_init + (change if other == l else 0))
             else:
-                booster.set_leaf_output(t, int(l), self.values[t][l] + change)
-        return booster.predict(self.Xt, raw_score=True), float(booster.predict(self.X[row:row + 1], raw_score=True)[0])
+                booster.set_leaf_output(t, l, self.values[t][l] + change)
+        return (booster.predict(self.Xt, raw_score=True, num_threads=self.threads),
+                float(booster.predict(self.X[row:row + 1], raw_score=True)[0]))

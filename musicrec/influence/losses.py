@@ -14,6 +14,7 @@ from sklearn.metrics import roc_auc_score
 from musicrec.metrics import PROB_CLIP
 
 LOSS_CAP = -np.log(PROB_CLIP)  # the largest per-row log-loss after clipping (~34.5)
+X_CAP = np.log(np.expm1(LOSS_CAP))  # softplus(x) >= LOSS_CAP exactly when x >= X_CAP
 
 
 def logit(p: np.ndarray) -> np.ndarray:
@@ -100,14 +101,21 @@ def loss_change(y: np.ndarray, f: np.ndarray, delta: np.ndarray) -> np.ndarray:
     # loss = softplus(-s f); change = log1p(q * expm1(-s delta)), q = sigmoid(-s f)
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):   # such rows are replaced below
         q = 1.0 / (1.0 + np.exp(s * f))
-        out = np.log1p(q * np.expm1(-s * delta))
+        out = np.expm1(-s * delta)
+        out *= q
+        out = np.log1p(out, out=out)
     old = row_losses(y, f)
-    new_raw = np.logaddexp(0.0, -s * (f + delta))
-    # clipped losses, and moves so large (|delta| > ~700) that the log1p form overflows, where
-    # cancellation does not matter: the plain difference
-    direct = (old >= LOSS_CAP) | (new_raw >= LOSS_CAP) | ~np.isfinite(out)
-    if np.any(direct):
-        out = np.where(direct, np.minimum(new_raw, LOSS_CAP) - old, out)
+    # clipped losses (the new loss clips where -s (f + delta) >= X_CAP), and moves so large
+    # (|delta| > ~700) that the log1p form overflows, where cancellation does not matter: the
+    # plain difference, computed for those rows only
+    direct = -s * (f + delta) >= X_CAP
+    direct |= old >= LOSS_CAP
+    direct |= ~np.isfinite(out)
+    if direct.any():
+        idx = np.nonzero(direct)
+        f_b, s_b, old_b = (np.broadcast_to(v, out.shape)[idx] for v in (f, s, old))
+        new = np.minimum(np.logaddexp(0.0, -s_b * (f_b + np.broadcast_to(delta, out.shape)[idx])), LOSS_CAP)
+        out[idx] = new - old_b
     return out
 
 

@@ -11,8 +11,9 @@ For every row, the log-loss change is sum_j g_j dF_ij + 1/2 sum_j h_j dF_ij^2 wi
 from __future__ import annotations
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
-from musicrec.influence.base import Estimator
+from musicrec.influence.base import Estimator, model_threads, row_blocks, thread_map
 
 CHUNK = 20_000
 
@@ -117,7 +118,7 @@ class NaiveBayesInfluence(Estimator):
         logv_own = np.log1p(-(d_raw + d_eps) / v)
         logv_oth = np.log1p(-d_eps / v_other)
         lp_own = np.log1p(-1.0 / nc[:, 0]) - np.log1p(-1.0 / n)
-        lp_oth = -np.log1p(-1.0 / n) * np.ones(len(rows))
+        lp_oth = -np.log1p(-1.0 / n) * np.ones(len(x))
         sign = np.where(c == 1, 1.0, -1.0)[:, None]       # f = jll_1 - jll_0
         dA = -0.5 * sign * (r_own - r_oth)
         dB = sign * (b_own - b_oth)
@@ -146,14 +147,17 @@ class NaiveBayesInfluence(Estimator):
         u_loss, u_auc, M = self._test_moments()
         w = self.coefficients(self.mu, self.v, np.log(self.nc / self.nc.sum()))
         out = {k: np.empty(self.n) for k in ("logloss", "auc", "self", "own_loss")}
-        for start in range(0, self.n, CHUNK):
-            rows = np.arange(start, min(start + CHUNK, self.n))
+
+        def block(rows: slice) -> None:
             z = self.coefficient_changes(rows)
             out["logloss"][rows] = z @ u_loss + 0.5 * ((z @ M) * z).sum(axis=1)
             out["auc"][rows] = z @ u_auc
             ph = self.phi(self.Z[rows])
             for k, v in self.own_terms(ph @ w, (z * ph).sum(axis=1), rows).items():
                 out[k][rows] = v
+
+        with threadpool_limits(1, "blas"):   # blocks on threads, each owning its output rows
+            thread_map(block, row_blocks(self.n, CHUNK), model_threads(self.model))
         return out
 
     def _fit_without(self, rows) -> tuple:

@@ -50,18 +50,33 @@ class ForestInfluence(Estimator):
         return (tree.apply(X, check_input=False), tree.apply(self.Xt, check_input=False),
                 counts, W, share * W)
 
-    def _trees(self, rows=None):
-        """`_tree` of every tree in order, a few at a time on threads (tree.apply releases the GIL)."""
+    def _trees(self, rows=None, work=None):
+        """`_tree` of every tree in order (or work(*_tree) where given), a few trees at a time on
+        threads (tree.apply and numpy's loops release the GIL)."""
         n = max(1, effective_n_jobs(self.model.n_jobs))
+
+        def one(t):
+            tree = self._tree(t, rows)
+            return tree if work is None else work(*tree)
+
         with ThreadPoolExecutor(n) as pool:
             for s in range(0, self.T, n):
-                yield from pool.map(lambda t: self._tree(t, rows), range(s, min(s + n, self.T)))
+                yield from pool.map(one, range(s, min(s + n, self.T)))
 
     def _share_changes(self, l, b, y, W, W1):
         """Change of the leaf share of rows in leaves l, drawn b times, with labels y, when removed."""
         left = W[l] - b
         new = np.where(left > 0, (W1[l] - b * y) / np.where(left > 0, left, 1.0), W1[l] / W[l])
         return np.where(b > 0, new - W1[l] / W[l], 0.0)
+
+    def _tree_terms(self, leaf, leaf_test, counts, W, W1, weights):
+        """One tree's part of every sum in loo(): metric changes, the rows' own share and its
+        change, and the out-of-bag probability of the own label (NaN where the tree drew the row)."""
+        delta = self._share_changes(leaf, counts, self.y, W, W1) / self.T
+        metric = {k: delta * np.bincount(leaf_test, weights=e, minlength=len(W))[leaf] for k, e in weights.items()}
+        own_share = W1[leaf] / W[leaf]
+        p_oob = np.where(counts == 0, np.where(self.y == 1, own_share, 1 - own_share), np.nan)
+        return metric, own_share, delta, p_oob
 
     def loo(self) -> dict[str, np.ndarray]:
         p = np.clip(self.p_test, PROB_CLIP, 1 - PROB_CLIP)
@@ -70,17 +85,15 @@ class ForestInfluence(Estimator):
         out = {k: np.zeros(len(self.X)) for k in weights}
         oob_sum, oob_n = np.zeros(len(self.X)), np.zeros(len(self.X))
         share, d_share = np.zeros(len(self.X)), np.zeros(len(self.X))   # the rows' own forest share
-        for leaf, leaf_test, counts, W, W1 in self._trees():
-            delta = self._share_changes(leaf, counts, self.y, W, W1) / self.T
-            for k, e in weights.items():
-                E = np.bincount(leaf_test, weights=e, minlength=len(W))
-                out[k] += delta * E[leaf]
-            share += W1[leaf] / W[leaf] / self.T
+        terms = self._trees(work=lambda *tree: self._tree_terms(*tree, weights))
+        for metric, own_share, delta, p_oob in terms:   # summed in tree order: deterministic
+            for k, v in metric.items():
+                out[k] += v
+            share += own_share / self.T
             d_share += delta
-            oob = counts == 0
-            p_own = W1[leaf[oob]] / W[leaf[oob]]
-            oob_sum[oob] += np.where(self.y[oob] == 1, p_own, 1 - p_own)
-            oob_n[oob] += 1
+            oob = ~np.isnan(p_oob)
+            oob_sum[oob] += p_oob[oob]
+            oob_n += oob
         self.data_oob = np.where(oob_n > 0, oob_sum / np.maximum(oob_n, 1), np.nan)
         f = logit(share)
         out.update(self.own_terms(f, logit(share + d_share) - f))

@@ -99,12 +99,25 @@ class NaiveBayesModel(SklearnModel):
 
     def fit_prepared(self, prepared, sample_weight=None, init=None) -> "NaiveBayesModel":
         """0/1 weights delete the zero-weight rows: GaussianNB takes its var_smoothing epsilon from
-        the variance of every row it is given, whatever its weight, so weight 0 is not removal."""
-        if sample_weight is not None and np.isin(sample_weight, (0.0, 1.0)).all():
-            design, X, y = prepared
-            keep = np.asarray(sample_weight) > 0
-            return super().fit_prepared((design, X[keep], y[keep]), None, init)
-        return super().fit_prepared(prepared, sample_weight, init)
+        the variance of every row it is given, whatever its weight, so weight 0 is not removal.
+
+        The deleted rows trade places with kept rows at the end of the design, GaussianNB fits
+        the leading view, and the swap is undone: a copy of the kept rows would be another
+        multi-GB design per refit. Row order only reorders GaussianNB's sums."""
+        if sample_weight is None or not np.isin(sample_weight, (0.0, 1.0)).all():
+            return super().fit_prepared(prepared, sample_weight, init)
+        design, X, y = prepared
+        gone = np.flatnonzero(np.asarray(sample_weight) == 0)
+        n_keep = len(X) - len(gone)
+        a = gone[gone < n_keep]                                   # deleted rows in the kept part
+        b = np.setdiff1d(np.arange(n_keep, len(X)), gone)         # kept rows in the tail
+        y = np.array(y, copy=True)
+        y[a], y[b] = y[b], y[a]
+        X[a], X[b] = X[b], X[a]     # fancy indexing on the right: copies, so this swaps
+        try:
+            return super().fit_prepared((design, X[:n_keep], y[:n_keep]), None, init)
+        finally:
+            X[a], X[b] = X[b], X[a]
 
 
 class LogisticModel(SklearnModel):
