@@ -17,6 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from musicrec.influence.losses import loss_change, metric_changes, row_losses
 from musicrec.influence.retrain import LR_EXACT
+from musicrec.models.sklearn_models import fit_without_rows
 
 LIBRARY = {"nb": "scikit-learn GaussianNB refit without the row (same float64 design)",
            "lr": "scikit-learn LogisticRegression refit without the row (newton-cholesky, tol 1e-10, "
@@ -27,7 +28,8 @@ LIBRARY = {"nb": "scikit-learn GaussianNB refit without the row (same float64 de
 
 
 def gaussian_nb(est, keep: np.ndarray) -> GaussianNB:
-    return GaussianNB(var_smoothing=est.vs).fit(est.Z[keep], est.y[keep])
+    """GaussianNB on the estimator's design rows `keep` (swapped out of a view, not copied)."""
+    return fit_without_rows(GaussianNB(var_smoothing=est.vs).fit, est.Z, est.y, np.flatnonzero(~keep))
 
 
 def nb_logits(nb: GaussianNB, Z: np.ndarray) -> np.ndarray:
@@ -60,7 +62,15 @@ def logistic(est, weights: np.ndarray | None = None, warm: np.ndarray | None = N
         lr.set_params(warm_start=True)
         lr.coef_, lr.intercept_ = warm[None, :-1].copy(), warm[-1:].copy()
     with threadpool_limits(1, "blas"):
-        return lr.fit(est.X[:, :-1], est.y, sample_weight=weights)
+        return lr.fit(_features(est), est.y, sample_weight=weights)
+
+
+def _features(est) -> np.ndarray:
+    """The lr design without its intercept column, contiguous (kept: scikit-learn would copy the
+    strided view on every fit, a design's worth of memory and seconds at millions of rows)."""
+    if getattr(est, "_library_X", None) is None:
+        est._library_X = np.ascontiguousarray(est.X[:, :-1])
+    return est._library_X
 
 
 def lr_theta(lr: LogisticRegression) -> np.ndarray:
@@ -102,14 +112,17 @@ def library_loo(est, rows: np.ndarray, parts: dict[str, np.ndarray], progress=No
     fit: per test part the log-loss and AUROC change (arrays over rows), "self" (the row's own
     log-loss change) and "own_loss" (its log-loss without it)."""
     X, Xt = _design(est)
-    base = library_fit(est)
-    f_test, f_own = library_logits(est, base, Xt), library_logits(est, base, X[rows])
-    dF, d_own = np.empty((len(rows), len(Xt))), np.empty(len(rows))
-    for k, r in enumerate(rows):
-        fit = library_fit(est, int(r))
-        dF[k], d_own[k] = library_change(est, base, fit, Xt), library_change(est, base, fit, X[r:r + 1])[0]
-        if progress is not None:
-            progress.update()
+    try:
+        base = library_fit(est)
+        f_test, f_own = library_logits(est, base, Xt), library_logits(est, base, X[rows])
+        dF, d_own = np.empty((len(rows), len(Xt))), np.empty(len(rows))
+        for k, r in enumerate(rows):
+            fit = library_fit(est, int(r))
+            dF[k], d_own[k] = library_change(est, base, fit, Xt), library_change(est, base, fit, X[r:r + 1])[0]
+            if progress is not None:
+                progress.update()
+    finally:
+        est._library_X = None   # the contiguous copy of the lr design (_features) is not kept
     out = {p: metric_changes(est.y_test[j], f_test[j], dF[:, j]) for p, j in parts.items()}
     y = est.train.y[rows].astype(np.float64)
     out["self"] = loss_change(y, f_own, d_own)

@@ -36,6 +36,25 @@ def varying(data: FeatureSet, chunk: int = 262_144) -> set[str]:
     return {name for j, name in enumerate(data.names) if present[j] and (some_nan[j] or lo[j] < hi[j])}
 
 
+def fit_without_rows(fit, X: np.ndarray, y: np.ndarray, gone: np.ndarray):
+    """fit(X', y') on all rows but `gone`, without a copy of X: the gone rows trade places with
+    kept rows at the end, fit sees the leading view, and the swap is undone (also on error).
+
+    For a multi-GB design a copy per refit cost seconds and a design's worth of memory; row order
+    only reorders the fit's sums (GaussianNB's means and variances)."""
+    gone = np.unique(gone)
+    n_keep = len(X) - len(gone)
+    a = gone[gone < n_keep]                                   # gone rows in the kept part
+    b = np.setdiff1d(np.arange(n_keep, len(X)), gone)         # kept rows in the tail
+    y = np.array(y, copy=True)
+    y[a], y[b] = y[b], y[a]
+    X[a], X[b] = X[b], X[a]     # fancy indexing on the right copies: this swaps
+    try:
+        return fit(X[:n_keep], y[:n_keep])
+    finally:
+        X[a], X[b] = X[b], X[a]
+
+
 class SklearnModel(Model):
     """Shared fit/predict/save for a design + scikit-learn estimator pair."""
 
@@ -101,23 +120,12 @@ class NaiveBayesModel(SklearnModel):
         """0/1 weights delete the zero-weight rows: GaussianNB takes its var_smoothing epsilon from
         the variance of every row it is given, whatever its weight, so weight 0 is not removal.
 
-        The deleted rows trade places with kept rows at the end of the design, GaussianNB fits
-        the leading view, and the swap is undone: a copy of the kept rows would be another
-        multi-GB design per refit. Row order only reorders GaussianNB's sums."""
+        The deleted rows are swapped out of a view (fit_without_rows), not copied away."""
         if sample_weight is None or not np.isin(sample_weight, (0.0, 1.0)).all():
             return super().fit_prepared(prepared, sample_weight, init)
         design, X, y = prepared
-        gone = np.flatnonzero(np.asarray(sample_weight) == 0)
-        n_keep = len(X) - len(gone)
-        a = gone[gone < n_keep]                                   # deleted rows in the kept part
-        b = np.setdiff1d(np.arange(n_keep, len(X)), gone)         # kept rows in the tail
-        y = np.array(y, copy=True)
-        y[a], y[b] = y[b], y[a]
-        X[a], X[b] = X[b], X[a]     # fancy indexing on the right: copies, so this swaps
-        try:
-            return super().fit_prepared((design, X[:n_keep], y[:n_keep]), None, init)
-        finally:
-            X[a], X[b] = X[b], X[a]
+        return fit_without_rows(lambda Xk, yk: super(NaiveBayesModel, self).fit_prepared((design, Xk, yk), None, init),
+                                X, y, np.flatnonzero(np.asarray(sample_weight) == 0))
 
 
 class LogisticModel(SklearnModel):
