@@ -55,31 +55,31 @@ def nb_logit_change(base: GaussianNB, new: GaussianNB, Z: np.ndarray) -> np.ndar
     return out
 
 
-def logistic(est, weights: np.ndarray | None = None, warm: np.ndarray | None = None) -> LogisticRegression:
-    """scikit-learn's fit of the estimator's objective on its design (last column: the intercept)."""
+def logistic(est, X: np.ndarray, weights: np.ndarray | None = None,
+             warm: np.ndarray | None = None) -> LogisticRegression:
+    """scikit-learn's fit of the estimator's objective on its design X (without the intercept column)."""
     lr = LogisticRegression(C=est.C, fit_intercept=True, **LR_EXACT)
     if warm is not None:
         lr.set_params(warm_start=True)
         lr.coef_, lr.intercept_ = warm[None, :-1].copy(), warm[-1:].copy()
     with threadpool_limits(1, "blas"):
-        return lr.fit(_features(est), est.y, sample_weight=weights)
+        return lr.fit(X, est.y, sample_weight=weights)
 
 
-def _features(est) -> np.ndarray:
-    """The lr design without its intercept column, contiguous (kept: scikit-learn would copy the
-    strided view on every fit, a design's worth of memory and seconds at millions of rows)."""
-    if getattr(est, "_library_X", None) is None:
-        est._library_X = np.ascontiguousarray(est.X[:, :-1])
-    return est._library_X
+def library_design(est) -> np.ndarray | None:
+    """lr's design without its intercept column, contiguous, made once for all of library_loo's
+    fits (scikit-learn would copy the strided view on every fit: a design's worth of memory and
+    seconds at millions of rows); nb fits the estimator's own design."""
+    return np.ascontiguousarray(est.X[:, :-1]) if est.name == "lr" else None
 
 
 def lr_theta(lr: LogisticRegression) -> np.ndarray:
     return np.concatenate([lr.coef_.ravel(), lr.intercept_])
 
 
-def library_fit(est, row: int | None = None):
+def library_fit(est, row: int | None = None, X: np.ndarray | None = None):
     """The library's model fitted without `row` (None: on all rows): a GaussianNB, or the
-    LogisticRegression's parameter vector (coefficients, then intercept)."""
+    LogisticRegression's parameter vector (coefficients, then intercept) on X (library_design)."""
     if est.name == "nb":
         keep = np.ones(est.n, dtype=bool)
         if row is not None:
@@ -89,7 +89,7 @@ def library_fit(est, row: int | None = None):
         w = np.ones(len(est.X))
         if row is not None:
             w[row] = 0.0
-        return lr_theta(logistic(est, w, warm=est.theta))
+        return lr_theta(logistic(est, library_design(est) if X is None else X, w, warm=est.theta))
     raise ValueError(f"no closed library refit for {est.name}; retrain it with the Retrainer")
 
 
@@ -112,17 +112,16 @@ def library_loo(est, rows: np.ndarray, parts: dict[str, np.ndarray], progress=No
     fit: per test part the log-loss and AUROC change (arrays over rows), "self" (the row's own
     log-loss change) and "own_loss" (its log-loss without it)."""
     X, Xt = _design(est)
-    try:
-        base = library_fit(est)
-        f_test, f_own = library_logits(est, base, Xt), library_logits(est, base, X[rows])
-        dF, d_own = np.empty((len(rows), len(Xt))), np.empty(len(rows))
-        for k, r in enumerate(rows):
-            fit = library_fit(est, int(r))
-            dF[k], d_own[k] = library_change(est, base, fit, Xt), library_change(est, base, fit, X[r:r + 1])[0]
-            if progress is not None:
-                progress.update()
-    finally:
-        est._library_X = None   # the contiguous copy of the lr design (_features) is not kept
+    X_fit = library_design(est)
+    base = library_fit(est, X=X_fit)
+    f_test, f_own = library_logits(est, base, Xt), library_logits(est, base, X[rows])
+    dF, d_own = np.empty((len(rows), len(Xt))), np.empty(len(rows))
+    for k, r in enumerate(rows):
+        fit = library_fit(est, int(r), X_fit)
+        dF[k], d_own[k] = library_change(est, base, fit, Xt), library_change(est, base, fit, X[r:r + 1])[0]
+        if progress is not None:
+            progress.update()
+    del X_fit
     out = {p: metric_changes(est.y_test[j], f_test[j], dF[:, j]) for p, j in parts.items()}
     y = est.train.y[rows].astype(np.float64)
     out["self"] = loss_change(y, f_own, d_own)

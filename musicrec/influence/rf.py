@@ -13,9 +13,8 @@ import copy
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from joblib import effective_n_jobs
 
-from musicrec.influence.base import Estimator
+from musicrec.influence.base import Estimator, model_threads
 from musicrec.influence.losses import PROB_CLIP, logit
 
 
@@ -53,7 +52,7 @@ class ForestInfluence(Estimator):
     def _trees(self, rows=None, work=None):
         """`_tree` of every tree in order (or work(*_tree) where given), a few trees at a time on
         threads (tree.apply and numpy's loops release the GIL)."""
-        n = max(1, effective_n_jobs(self.model.n_jobs))
+        n = model_threads(self.model)
 
         def one(t):
             tree = self._tree(t, rows)
