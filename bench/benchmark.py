@@ -79,6 +79,22 @@ def run_process(cmd: list[str], log_path: Path) -> dict:
             "peak_rss_gb": round(usage.ru_maxrss / 1024**2, 3), "exit_code": os.waitstatus_to_exitcode(status)}
 
 
+def fresh_memory_seconds_per_gb(gb: float = 1.0, idle: float = 10.0) -> float:
+    """Seconds per GB to touch newly allocated memory `idle` seconds after the same amount was
+    freed. Some virtual machines hand freed memory back to their host, and its next first touch
+    then costs seconds per GB (measured on this project's 2-core VM: 4.7 s/GB, 0.15 s/GB when
+    reused at once); every stage that allocates GB-sized temporaries pays it, so records from
+    different machines are compared with this beside them."""
+    import numpy as np
+
+    n = int(gb * 2**30 / 8)
+    np.ones(n)                      # allocated, touched and freed
+    time.sleep(idle)
+    t0 = time.perf_counter()
+    np.ones(n)
+    return round((time.perf_counter() - t0) / gb, 2)
+
+
 def manifest(out: Path, stage: str) -> dict:
     path = out / stage / "manifest.json"
     return json.loads(path.read_text()) if path.is_file() else {}
@@ -213,6 +229,9 @@ def write_markdown(results_dir: Path, path: Path) -> None:
         profile = r.get("profile", "default")
         lines += [f"## preset `{r['preset']}`" + ("" if profile == "default" else f", profile `{profile}`"), "",
                   f"- machine: {r['machine']}", f"- date: {r['date']}", f"- command: `{r['command']}`",
+                  *([f"- fresh memory: {r['fresh_memory_s_per_gb']} s per GB first touched after 10 s freed "
+                     "(fresh_memory_seconds_per_gb: what this machine charges for GB-sized temporaries)"]
+                    if r.get("fresh_memory_s_per_gb") is not None else []),
                   *([f"- note: {r['note']}"] if r.get("note") else []),
                   "- versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items()), ""]
         lines += ["| step | wall s | CPU s | peak RSS GB | rows | budget (kkbox) |", "|---|---|---|---|---|---|"]
@@ -392,7 +411,8 @@ def main(argv=None) -> int:
     steps = ["generate", *STAGES]
     steps = steps[steps.index(args.start):]
     partial = out / "bench_partial.json"
-    record: dict = {"preset": args.preset, "profile": args.profile, "steps": {}}
+    record: dict = {"preset": args.preset, "profile": args.profile, "steps": {},
+                    "fresh_memory_s_per_gb": fresh_memory_seconds_per_gb()}
     if args.start != "generate" and partial.is_file():
         # resuming: keep the measurements of the steps that are not rerun
         earlier = json.loads(partial.read_text())["steps"]

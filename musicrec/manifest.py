@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import platform
+import resource
 import shutil
 import sys
 import time
@@ -217,6 +218,21 @@ def remove_leftovers(folder: Path) -> list[str]:
     return removed
 
 
+def peak_rss_gb() -> float:
+    """The process's peak resident memory so far (GB): after each step, it tells which step set it."""
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(kb / 1024**2, 2)
+
+
+def rss_gb() -> float:
+    """Resident memory now (GB), from /proc (0.0 where there is none)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 1024**3, 2)
+
+
 class StageRun:
     """One run of one stage: checks upstream, hands out temporary output paths, commits atomically.
 
@@ -235,6 +251,7 @@ class StageRun:
         self.outputs: dict[str, dict] = {}
         self.rows: dict[str, int] = {}
         self.timings: dict[str, float] = {}
+        self.peak_gb: dict[str, float] = {}
         self.info: dict[str, Any] = {}
         self.raw: dict[str, Any] | None = None
         self._t0 = time.perf_counter()
@@ -327,8 +344,11 @@ class StageRun:
         yield
         dt = time.perf_counter() - t0
         self.timings[name] = round(self.timings.get(name, 0.0) + dt, 3)
+        peak = peak_rss_gb()
+        self.peak_gb[name] = peak
         left = self._left_by_last_run(before)
-        log.info("%s: %s done in %.2fs%s", self.stage, name, dt,
+        log.info("%s: %s done in %.2fs, %.2f GB in use, peak so far %.2f GB%s", self.stage, name, dt,
+                 rss_gb(), peak,
                  f", about {left:.0f}s left (by the last run)" if left is not None and left >= 1 else "")
 
     def _left_by_last_run(self, before: dict) -> float | None:
@@ -363,6 +383,7 @@ class StageRun:
             "outputs": records,
             "rows": self.rows,
             "timings_s": self.timings,
+            "peak_rss_gb_after_step": self.peak_gb,
             "info": self.info,
             "versions": library_versions(),
             "command": " ".join(sys.argv),

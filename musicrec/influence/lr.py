@@ -6,6 +6,10 @@ x_i' H^-1 x_i (the leverage; the exact Sherman-Morrison downdate of the Hessian)
 changes by its gradient times that step: one solve v = H^-1 sum_j d_j x_j, then one dot product
 per row. Log-loss adds the second-order term of the test loss in the step. The model is first
 polished by Newton iterations to the exact optimum, so the step starts from a true minimum.
+
+The training design is kept without its intercept column, C-contiguous: scikit-learn's reference
+refits (reference.py) then fit on this very array, where a column of ones would make them copy
+the design (GBs at KKBOX size). Parameters are (coefficients, intercept) throughout.
 """
 from __future__ import annotations
 
@@ -17,16 +21,24 @@ from musicrec.influence.base import Estimator
 CHUNK = 100_000
 
 
-def weighted_gram(X: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """X' diag(w) X in row chunks (no n x d temporary); w >= 0.
+def with_intercept(x: np.ndarray) -> np.ndarray:
+    """Design rows with the intercept's column of ones appended (a small block of rows)."""
+    return np.hstack([x, np.ones((len(x), 1))])
+
+
+def weighted_gram(X: np.ndarray, w: np.ndarray, intercept: bool = False) -> np.ndarray:
+    """X' diag(w) X in row chunks (no n x d temporary); w >= 0; `intercept` appends the column
+    of ones to X first.
 
     Written as A'A with A = sqrt(w) X so that numpy hands it to BLAS syrk (half the flops of a
     general product).
     """
-    out = np.zeros((X.shape[1], X.shape[1]))
+    d = X.shape[1] + int(intercept)
+    out = np.zeros((d, d))
     root = np.sqrt(w)
     for s in range(0, len(X), CHUNK):
-        a = X[s:s + CHUNK] * root[s:s + CHUNK, None]
+        x = with_intercept(X[s:s + CHUNK]) if intercept else X[s:s + CHUNK]
+        a = x * root[s:s + CHUNK, None]
         out += a.T @ a
     return out
 
@@ -42,20 +54,28 @@ class LogisticInfluence(Estimator):
     def __init__(self, model, train, test):
         est = model.estimator_
         self.C = est.C
-        self.X = model.design_.transform(train, intercept=True)
+        self.X = model.design_.transform(train)                  # no intercept column: see above
         self.Xt = model.design_.transform(test, intercept=True)
         self.y = train.y.astype(np.float64)
-        self.penalty = np.full(self.X.shape[1], 1.0 / self.C)
+        self.penalty = np.full(self.X.shape[1] + 1, 1.0 / self.C)
         self.penalty[-1] = 0.0
         self.theta = self.polish(np.concatenate([est.coef_.ravel(), est.intercept_]), self.y)
         self._curvature()
         super().__init__(model, train, test)
 
     # -- the optimum and its curvature -----------------------------------------------------------
+    def logits(self, theta: np.ndarray) -> np.ndarray:
+        """Training-row logits of parameters (coefficients, intercept)."""
+        return self.X @ theta[:-1] + theta[-1]
+
+    def gradient(self, theta: np.ndarray, w: np.ndarray, p: np.ndarray) -> np.ndarray:
+        r = w * (p - self.y)
+        return np.append(self.X.T @ r, r.sum()) + self.penalty * theta
+
     def gradient_hessian(self, theta, w):
-        p = _sigmoid(self.X @ theta)
-        grad = self.X.T @ (w * (p - self.y)) + self.penalty * theta
-        return grad, weighted_gram(self.X, w * p * (1 - p)) + np.diag(self.penalty)
+        p = _sigmoid(self.logits(theta))
+        return (self.gradient(theta, w, p),
+                weighted_gram(self.X, w * p * (1 - p), intercept=True) + np.diag(self.penalty))
 
     def polish(self, theta: np.ndarray, y: np.ndarray, w: np.ndarray | None = None, steps: int = 20) -> np.ndarray:
         """Newton iterations to the exact minimiser (the scikit-learn fit stops at its tolerance).
@@ -77,7 +97,7 @@ class LogisticInfluence(Estimator):
         return theta
 
     def _curvature(self) -> None:
-        p = _sigmoid(self.X @ self.theta)
+        p = _sigmoid(self.logits(self.theta))
         self.r = p - self.y
         self.w = p * (1 - p)
         _, self.H = self.gradient_hessian(self.theta, np.ones(len(self.X)))
@@ -85,7 +105,7 @@ class LogisticInfluence(Estimator):
         self.Hinv = cho_solve(self.H_cho, np.eye(len(self.H)))
         self.q = np.empty(len(self.X))        # x_i' H^-1 x_i
         for s in range(0, len(self.X), CHUNK):
-            x = self.X[s:s + CHUNK]
+            x = with_intercept(self.X[s:s + CHUNK])
             self.q[s:s + CHUNK] = ((x @ self.Hinv) * x).sum(axis=1)
         self.leverage = self.w * self.q
 
@@ -93,13 +113,13 @@ class LogisticInfluence(Estimator):
         return self.Xt @ self.theta
 
     def train_logits(self, rows: np.ndarray) -> np.ndarray:
-        return self.X[rows] @ self.theta
+        return with_intercept(self.X[rows]) @ self.theta
 
     # -- estimates -------------------------------------------------------------------------------
     def steps(self, rows: np.ndarray) -> np.ndarray:
         """Parameter change when each row is removed: H^-1 x_i r_i / (1 - h_i), shape (k, d+1)."""
         scale = self.r[rows] / (1.0 - self.leverage[rows])
-        return (self.X[rows] @ self.Hinv) * scale[:, None]
+        return (with_intercept(self.X[rows]) @ self.Hinv) * scale[:, None]
 
     def logit_changes(self, rows: np.ndarray) -> np.ndarray:
         return self.steps(rows) @ self.Xt.T
@@ -112,18 +132,18 @@ class LogisticInfluence(Estimator):
         scale = self.r / (1.0 - self.leverage)
         out = {"logloss": np.empty(len(self.X)), "auc": np.empty(len(self.X))}
         for s in range(0, len(self.X), CHUNK):
-            x, sc = self.X[s:s + CHUNK], scale[s:s + CHUNK]
+            x, sc = with_intercept(self.X[s:s + CHUNK]), scale[s:s + CHUNK]
             out["logloss"][s:s + CHUNK] = (x @ v_loss) * sc + 0.5 * sc ** 2 * ((x @ K) * x).sum(axis=1)
             out["auc"][s:s + CHUNK] = (x @ v_auc) * sc
         # the row's own logit moves by x_i' (H^-1 x_i r_i / (1 - h_i))
-        out.update(self.own_terms(self.X @ self.theta, self.q * scale))
+        out.update(self.own_terms(self.logits(self.theta), self.q * scale))
         return out
 
     def group_logits(self, rows: np.ndarray) -> np.ndarray:
         """One Newton step without the rows (the group's influence function, with the Hessian
         downdated by all of them): second order in the group, where summing single-row
         estimates is first order and overshoots when many rows pull the same way."""
-        x = self.X[rows]
+        x = with_intercept(self.X[rows])
         H = self.H - weighted_gram(x, self.w[rows])
         theta = self.theta + cho_solve(cho_factor(H), x.T @ self.r[rows])
         return self.Xt @ theta
@@ -138,7 +158,7 @@ class LogisticInfluence(Estimator):
         """
         w = np.ones(len(self.X))
         w[row] = 0.0
-        x = self.X[row]
+        x = with_intercept(self.X[row:row + 1])[0]
         q = cho_solve(self.H_cho, x)
         denom = 1.0 - self.w[row] * (x @ q)
 
@@ -148,9 +168,8 @@ class LogisticInfluence(Estimator):
 
         theta = self.theta.copy()
         for _ in range(steps):
-            p = _sigmoid(self.X @ theta)
-            step = solve(self.X.T @ (w * (p - self.y)) + self.penalty * theta)
+            step = solve(self.gradient(theta, w, _sigmoid(self.logits(theta))))
             theta -= step
             if np.abs(step).max() < 1e-15 * max(1.0, np.abs(theta).max()):
                 break
-        return self.Xt @ theta, float(self.X[row] @ theta)
+        return self.Xt @ theta, float(x @ theta)

@@ -1,6 +1,9 @@
 """Exact leave-one-out by the library's own refit: what every estimate is checked against.
 
-Naive Bayes: scikit-learn's GaussianNB fitted on the same float64 design without the row.
+Naive Bayes: scikit-learn's GaussianNB fitted on the same float64 design without the row, one
+block of columns at a time (its means and variances are per column; only its var_smoothing epsilon,
+var_smoothing times the largest column variance, spans the columns, and it is the largest of the
+blocks' epsilons): GaussianNB's own temporaries are a design's worth per fit, ~5 GB at KKBOX size.
 Logistic regression: scikit-learn's LogisticRegression with the analysed model's C, L2 penalty and
 unpenalised intercept on the same design, newton-cholesky to tol 1e-10, warm-started from the
 all-rows optimum, the row given weight 0 (scikit-learn's objective is a weighted mean, so this is
@@ -16,6 +19,7 @@ from sklearn.naive_bayes import GaussianNB
 from threadpoolctl import threadpool_limits
 
 from musicrec.influence.losses import loss_change, metric_changes, row_losses
+from musicrec.influence.lr import with_intercept
 from musicrec.influence.retrain import LR_EXACT
 from musicrec.models.sklearn_models import fit_without_rows
 
@@ -27,31 +31,74 @@ LIBRARY = {"nb": "scikit-learn GaussianNB refit without the row (same float64 de
            "als": "full retraining of implicit ALS and its calibration with the saved model's arguments"}
 
 
-def gaussian_nb(est, keep: np.ndarray) -> GaussianNB:
+ROWS = 20_000          # test rows per block of the logit computations
+NB_BLOCK = 16          # design columns per GaussianNB fit: ~0.7 GB of temporaries at 5.3M rows
+
+
+class ColumnBlockNB:
+    """GaussianNB fitted column block by column block into one reused buffer, and assembled into one
+    fitted GaussianNB: the library's fit of every column, without a design-sized temporary."""
+
+    def __init__(self, var_smoothing: float, block: int = NB_BLOCK):
+        self.var_smoothing, self.block = var_smoothing, block
+        self.buffer = np.empty(0)
+
+    def fit(self, Z: np.ndarray, y: np.ndarray) -> GaussianNB:
+        n, d = Z.shape
+        width = min(self.block, d)
+        if self.buffer.size < n * width:
+            self.buffer = np.empty(n * width)
+        fits = []
+        for s in range(0, d, width):
+            cols = Z[:, s:s + width]
+            block = self.buffer[:cols.size].reshape(cols.shape)
+            np.copyto(block, cols)
+            fits.append(GaussianNB(var_smoothing=self.var_smoothing).fit(block, y))
+        nb = GaussianNB(var_smoothing=self.var_smoothing)
+        first = fits[0]
+        nb.classes_, nb.class_count_, nb.class_prior_ = first.classes_, first.class_count_, first.class_prior_
+        nb.n_features_in_ = d
+        nb.epsilon_ = max(f.epsilon_ for f in fits)
+        nb.theta_ = np.hstack([f.theta_ for f in fits])
+        # a block's variances carry its own epsilon; the block holding the largest variance is as fitted
+        nb.var_ = np.hstack([f.var_ if f.epsilon_ == nb.epsilon_ else f.var_ - f.epsilon_ + nb.epsilon_
+                             for f in fits])
+        return nb
+
+
+def gaussian_nb(est, keep: np.ndarray, fitter: ColumnBlockNB | None = None) -> GaussianNB:
     """GaussianNB on the estimator's design rows `keep` (swapped out of a view, not copied)."""
-    return fit_without_rows(GaussianNB(var_smoothing=est.vs).fit, est.Z, est.y, np.flatnonzero(~keep))
+    fitter = fitter or ColumnBlockNB(est.vs)
+    return fit_without_rows(fitter.fit, est.Z, est.y, np.flatnonzero(~keep))
 
 
 def nb_logits(nb: GaussianNB, Z: np.ndarray) -> np.ndarray:
-    jll = nb.predict_joint_log_proba(Z)
-    return jll[:, 1] - jll[:, 0]
+    """GaussianNB's log-odds, predicted in row blocks (its temporaries are a few copies of the rows)."""
+    out = np.empty(len(Z))
+    for s in range(0, len(Z), ROWS):
+        jll = nb.predict_joint_log_proba(Z[s:s + ROWS])
+        out[s:s + ROWS] = jll[:, 1] - jll[:, 0]
+    return out
 
 
 def nb_logit_change(base: GaussianNB, new: GaussianNB, Z: np.ndarray) -> np.ndarray:
     """Log-odds of `new` minus those of `base`, from the two fits' parameters (means, variances,
     class counts) without subtracting their joint log-likelihoods: those are ~10 in size, so their
     difference carries ~1e-15 of rounding in a change of ~1e-6, which alone is ~1e-9 relative.
-    Per class, (x - theta')^2 / v' - (x - theta)^2 / v is written in the parameter changes."""
+    Per class, (x - theta')^2 / v' - (x - theta)^2 / v is written in the parameter changes. Rows go
+    in blocks of ROWS: whole-matrix temporaries were ~5 design copies (6 GB of test rows at KKBOX size)."""
     out = np.zeros(len(Z))
     n, n_new = base.class_count_.sum(), new.class_count_.sum()
     for c, sign in ((1, 1.0), (0, -1.0)):
         theta, v = base.theta_[c], base.var_[c]
         d_theta, d_v = new.theta_[c] - theta, new.var_[c] - v
-        a = Z - theta
-        quad = (d_theta * v * (d_theta - 2 * a) - a * a * d_v) / (v * (v + d_v))
         d_prior = (np.log1p((new.class_count_[c] - base.class_count_[c]) / base.class_count_[c])
                    - np.log1p((n_new - n) / n))
-        out += sign * (d_prior - 0.5 * np.log1p(d_v / v).sum() - 0.5 * quad.sum(axis=1))
+        out += sign * (d_prior - 0.5 * np.log1p(d_v / v).sum())
+        for s in range(0, len(Z), ROWS):
+            a = Z[s:s + ROWS] - theta
+            quad = (d_theta * v * (d_theta - 2 * a) - a * a * d_v) / (v * (v + d_v))
+            out[s:s + ROWS] -= sign * 0.5 * quad.sum(axis=1)
     return out
 
 
@@ -66,30 +113,24 @@ def logistic(est, X: np.ndarray, weights: np.ndarray | None = None,
         return lr.fit(X, est.y, sample_weight=weights)
 
 
-def library_design(est) -> np.ndarray | None:
-    """lr's design without its intercept column, contiguous, made once for all of library_loo's
-    fits (scikit-learn would copy the strided view on every fit: a design's worth of memory and
-    seconds at millions of rows); nb fits the estimator's own design."""
-    return np.ascontiguousarray(est.X[:, :-1]) if est.name == "lr" else None
-
-
 def lr_theta(lr: LogisticRegression) -> np.ndarray:
     return np.concatenate([lr.coef_.ravel(), lr.intercept_])
 
 
-def library_fit(est, row: int | None = None, X: np.ndarray | None = None):
-    """The library's model fitted without `row` (None: on all rows): a GaussianNB, or the
-    LogisticRegression's parameter vector (coefficients, then intercept) on X (library_design)."""
+def library_fit(est, row: int | None = None, fitter: ColumnBlockNB | None = None):
+    """The library's model fitted without `row` (None: on all rows): a GaussianNB (`fitter` reuses
+    its buffer across fits), or the LogisticRegression's parameter vector (coefficients, then
+    intercept) fitted on the estimator's own design (C-contiguous, no intercept column: no copy)."""
     if est.name == "nb":
         keep = np.ones(est.n, dtype=bool)
         if row is not None:
             keep[row] = False
-        return gaussian_nb(est, keep)
+        return gaussian_nb(est, keep, fitter)
     if est.name == "lr":
         w = np.ones(len(est.X))
         if row is not None:
             w[row] = 0.0
-        return lr_theta(logistic(est, library_design(est) if X is None else X, w, warm=est.theta))
+        return lr_theta(logistic(est, est.X, w, warm=est.theta))
     raise ValueError(f"no closed library refit for {est.name}; retrain it with the Retrainer")
 
 
@@ -102,26 +143,27 @@ def library_change(est, base, fit, X: np.ndarray) -> np.ndarray:
     return nb_logit_change(base, fit, X) if est.name == "nb" else X @ (fit - base)
 
 
-def _design(est) -> tuple[np.ndarray, np.ndarray]:
-    """The estimator's (train, test) design matrices, as the library is fitted on them."""
-    return (est.Z, est.Zt) if est.name == "nb" else (est.X, est.Xt)
+def _train_rows(est, rows) -> np.ndarray:
+    """Training design rows as the library's parameters apply to them (lr: with the intercept)."""
+    return est.Z[rows] if est.name == "nb" else with_intercept(est.X[rows])
 
 
 def library_loo(est, rows: np.ndarray, parts: dict[str, np.ndarray], progress=None) -> dict:
     """Exact leave-one-out of each row by the library refit, against the library's own all-rows
     fit: per test part the log-loss and AUROC change (arrays over rows), "self" (the row's own
     log-loss change) and "own_loss" (its log-loss without it)."""
-    X, Xt = _design(est)
-    X_fit = library_design(est)
-    base = library_fit(est, X=X_fit)
-    f_test, f_own = library_logits(est, base, Xt), library_logits(est, base, X[rows])
+    Xt = est.Zt if est.name == "nb" else est.Xt
+    fitter = ColumnBlockNB(est.vs) if est.name == "nb" else None
+    base = library_fit(est, fitter=fitter)
+    f_test, f_own = library_logits(est, base, Xt), library_logits(est, base, _train_rows(est, rows))
     dF, d_own = np.empty((len(rows), len(Xt))), np.empty(len(rows))
     for k, r in enumerate(rows):
-        fit = library_fit(est, int(r), X_fit)
-        dF[k], d_own[k] = library_change(est, base, fit, Xt), library_change(est, base, fit, X[r:r + 1])[0]
+        fit = library_fit(est, int(r), fitter)
+        dF[k] = library_change(est, base, fit, Xt)
+        d_own[k] = library_change(est, base, fit, _train_rows(est, [r]))[0]
         if progress is not None:
             progress.update()
-    del X_fit
+    del fitter
     out = {p: metric_changes(est.y_test[j], f_test[j], dF[:, j]) for p, j in parts.items()}
     y = est.train.y[rows].astype(np.float64)
     out["self"] = loss_change(y, f_own, d_own)

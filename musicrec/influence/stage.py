@@ -78,10 +78,11 @@ def run(cfg: dict, force: bool = False) -> dict:
                     st.input("04_train", f)
             train, valid, test = data["train"], data["valid"], data["test"]
             time_order = train.keys["time_order"].to_numpy()
-            split_train = pl.read_parquet(st.input("02_split", "train.parquet"))
-            keep_cols = [c for c in (*GROUP_COLUMNS, "label_flipped") if c in split_train.columns]
+            split_path = st.input("02_split", "train.parquet")
+            present = pl.read_parquet_schema(split_path)
+            keep_cols = [c for c in (*GROUP_COLUMNS, "label_flipped") if c in present]
             rows = (pl.DataFrame({"time_order": time_order}).join(
-                split_train.select(keep_cols), on="time_order", how="left", maintain_order="left"))
+                pl.read_parquet(split_path, columns=keep_cols), on="time_order", how="left", maintain_order="left"))
             names_map = category_names(pl.read_parquet(st.input("01_preprocess", "categories.parquet")))
             flipped, noise_report = flipped_labels(cfg, st, rows, train.y, stage_rng(cfg, 6, 98))
         skipped = [m for m in icfg["models"] if m not in trained]
