@@ -6,6 +6,7 @@ and naive leave-one-out retraining against the influence estimators.
     .venv/bin/python bench/benchmark.py --preset small --profile proof
     .venv/bin/python bench/benchmark.py --preset small --profile noise
     .venv/bin/python bench/benchmark.py --preset kkbox --naive-seconds 120
+    .venv/bin/python bench/benchmark.py --preset kkbox --profile fullsize-proof --from 06_influence --naive-seconds 0
     .venv/bin/python bench/benchmark.py --preset listens-m18 --naive-seconds 0
 
 Presets tiny, small and kkbox generate KKBOX-format data; listens-<preset> generates a listening log
@@ -18,7 +19,8 @@ refits for nb and lr, >= 50 full retrainings under two seeds for rf, lgbm and al
 removal curves, random ablations and every meaningful group) and is recorded as
 bench/results/<preset>-proof.json; `noise` flips 10% of the training labels (split.train_label_noise,
 clean test labels) and runs the held-out removal curves of lr and lgbm, one-shot and iterative, so
-that there are harmful rows to find.
+that there are harmful rows to find; `fullsize-proof` (for kkbox and listens-m18) validates 30 rows
+per model with the checks that stay cheap at millions of rows (FULLSIZE_PROOF).
 
 Each stage runs as its own process (as users run it) into a separate output folder; its peak RSS
 and CPU time come from the OS (os.wait4 rusage of that process). The result is written to
@@ -60,7 +62,16 @@ NOISE = [  # flipped training labels (clean test labels): held-out removal of ha
     "influence.validate.removal_fractions=[0.01, 0.02, 0.05]",
     "influence.validate.removal_step=0.005",
 ]
-PROFILES = {"default": [], "proof": PROOF, "noise": NOISE}
+FULLSIZE_PROOF = [  # the proof at KKBOX size: 30 rows per model by the checks that stay cheap at millions of
+    # rows (library refits for nb and lr, fixed-structure refits for rf, lgbm and als; no full retraining
+    # of the trees, no removal curves or groups): ~40 min of stage 06 at kkbox on 2 cores
+    "influence.validate.rows={nb: 30, lr: 30, rf: 30, lgbm: 30, als: 30}",
+    "influence.validate.full_retrain=false",
+    "influence.validate.removal_fractions=[]",
+    "influence.ablation.repeats=0",
+    "influence.groups.enabled=false",
+]
+PROFILES = {"default": [], "proof": PROOF, "noise": NOISE, "fullsize-proof": FULLSIZE_PROOF}
 RANKING_COLUMNS = ("precision@10", "ndcg@10", "map@10", "hit_rate@10", "coverage", "users")
 LISTEN_PRESETS = ("listens-tiny", "listens-small", "listens-m18")
 SIZED_LIKE_KKBOX = ("kkbox", "listens-m18")  # checked against BUDGETS
@@ -384,7 +395,8 @@ def main(argv=None) -> int:
     ap.add_argument("--preset", choices=("tiny", "small", "kkbox", *LISTEN_PRESETS), default="small")
     ap.add_argument("--profile", choices=tuple(PROFILES), default="default",
                     help="default: config.yaml as it is; proof: stage 06's full validation; noise: 10%% flipped training "
-                         "labels with held-out removal curves")
+                         "labels with held-out removal curves; fullsize-proof: 30 rows per model by the checks that "
+                         "stay cheap at KKBOX size")
     ap.add_argument("--out", type=Path, help="output folder (default bench/out/<preset>)")
     ap.add_argument("--naive-seconds", type=float, default=60.0, help="time box per model for naive LOO (0: skip)")
     ap.add_argument("--from", dest="start", default="generate", choices=("generate", *STAGES),

@@ -77,15 +77,15 @@ def test_lr_estimator_optimum_is_scikit_learns(splits):
     assert np.abs(est.theta - theta).max() <= 1e-8 * np.abs(theta).max()
 
 
-@pytest.mark.parametrize("block", [1, 3, 16])
-def test_nb_column_block_fit_is_gaussian_nbs_whole_fit(splits, block):
+@pytest.mark.parametrize("block, threads", [(1, 1), (3, 2), (16, 2)])
+def test_nb_column_block_fit_is_gaussian_nbs_whole_fit(splits, block, threads):
     """The reference fits GaussianNB a block of columns at a time; assembled, it is GaussianNB
     fitted on the whole design (the epsilon from the block with the largest variance)."""
     from sklearn.naive_bayes import GaussianNB
 
     est = estimator("nb", splits)
     whole = GaussianNB(var_smoothing=est.vs).fit(est.Z, est.y)
-    blocks = reference.ColumnBlockNB(est.vs, block).fit(est.Z, est.y)
+    blocks = reference.ColumnBlockNB(est.vs, block, threads).fit(est.Z, est.y)
     assert blocks.epsilon_ == pytest.approx(whole.epsilon_, rel=1e-13)   # summation order: an ulp
     np.testing.assert_array_equal(blocks.class_count_, whole.class_count_)
     np.testing.assert_allclose(blocks.theta_, whole.theta_, rtol=1e-13, atol=0)

@@ -18,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import GaussianNB
 from threadpoolctl import threadpool_limits
 
+from musicrec.influence.base import model_threads, thread_map
 from musicrec.influence.losses import loss_change, metric_changes, row_losses
 from musicrec.influence.lr import with_intercept
 from musicrec.influence.retrain import LR_EXACT
@@ -32,28 +33,38 @@ LIBRARY = {"nb": "scikit-learn GaussianNB refit without the row (same float64 de
 
 
 ROWS = 20_000          # test rows per block of the logit computations
-NB_BLOCK = 16          # design columns per GaussianNB fit: ~0.7 GB of temporaries at 5.3M rows
+NB_BLOCK = 16          # columns per GaussianNB fit: a block costs a strided pass over the rows, whatever
+                       # its width; 16 columns: ~0.7 GB per worker's buffer at 5.3M rows
 
 
 class ColumnBlockNB:
-    """GaussianNB fitted column block by column block into one reused buffer, and assembled into one
-    fitted GaussianNB: the library's fit of every column, without a design-sized temporary."""
+    """GaussianNB fitted column block by column block, each worker thread copying its blocks into
+    one reused buffer, and assembled into one fitted GaussianNB: the library's fit of every column,
+    without a design-sized temporary."""
 
-    def __init__(self, var_smoothing: float, block: int = NB_BLOCK):
-        self.var_smoothing, self.block = var_smoothing, block
-        self.buffer = np.empty(0)
+    def __init__(self, var_smoothing: float, block: int = NB_BLOCK, threads: int = 1):
+        self.var_smoothing, self.block, self.threads = var_smoothing, block, max(1, threads)
+        self.buffers: dict[int, np.ndarray] = {}
 
-    def fit(self, Z: np.ndarray, y: np.ndarray) -> GaussianNB:
-        n, d = Z.shape
-        width = min(self.block, d)
-        if self.buffer.size < n * width:
-            self.buffer = np.empty(n * width)
+    def _fit_blocks(self, worker: int, Z: np.ndarray, y: np.ndarray, starts: list[int], width: int) -> list:
         fits = []
-        for s in range(0, d, width):
+        for s in starts:
             cols = Z[:, s:s + width]
-            block = self.buffer[:cols.size].reshape(cols.shape)
+            if self.buffers.get(worker, np.empty(0)).size < cols.size:
+                self.buffers[worker] = np.empty(len(Z) * width)
+            block = self.buffers[worker][:cols.size].reshape(cols.shape)
             np.copyto(block, cols)
             fits.append(GaussianNB(var_smoothing=self.var_smoothing).fit(block, y))
+        return fits
+
+    def fit(self, Z: np.ndarray, y: np.ndarray) -> GaussianNB:
+        d = Z.shape[1]
+        width = min(self.block, d)
+        starts = list(range(0, d, width))
+        workers = min(self.threads, len(starts))
+        shares = [starts[w::workers] for w in range(workers)]      # worker w fits blocks w, w+workers, ...
+        done = thread_map(lambda w: self._fit_blocks(w, Z, y, shares[w], width), range(workers), workers)
+        fits = [done[k % workers][k // workers] for k in range(len(starts))]   # back in column order
         nb = GaussianNB(var_smoothing=self.var_smoothing)
         first = fits[0]
         nb.classes_, nb.class_count_, nb.class_prior_ = first.classes_, first.class_count_, first.class_prior_
@@ -68,7 +79,7 @@ class ColumnBlockNB:
 
 def gaussian_nb(est, keep: np.ndarray, fitter: ColumnBlockNB | None = None) -> GaussianNB:
     """GaussianNB on the estimator's design rows `keep` (swapped out of a view, not copied)."""
-    fitter = fitter or ColumnBlockNB(est.vs)
+    fitter = fitter or ColumnBlockNB(est.vs, threads=model_threads(est.model))
     return fit_without_rows(fitter.fit, est.Z, est.y, np.flatnonzero(~keep))
 
 
@@ -153,7 +164,7 @@ def library_loo(est, rows: np.ndarray, parts: dict[str, np.ndarray], progress=No
     fit: per test part the log-loss and AUROC change (arrays over rows), "self" (the row's own
     log-loss change) and "own_loss" (its log-loss without it)."""
     Xt = est.Zt if est.name == "nb" else est.Xt
-    fitter = ColumnBlockNB(est.vs) if est.name == "nb" else None
+    fitter = ColumnBlockNB(est.vs, threads=model_threads(est.model)) if est.name == "nb" else None
     base = library_fit(est, fitter=fitter)
     f_test, f_own = library_logits(est, base, Xt), library_logits(est, base, _train_rows(est, rows))
     dF, d_own = np.empty((len(rows), len(Xt))), np.empty(len(rows))
