@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
+from threadpoolctl import threadpool_limits
 
-from musicrec.influence.base import Estimator
+from musicrec.influence.base import Estimator, model_threads, row_blocks, thread_map
 
 CHUNK = 100_000
+LOO_BLOCK = 8_192
 
 
 def with_intercept(x: np.ndarray) -> np.ndarray:
@@ -53,6 +55,7 @@ class LogisticInfluence(Estimator):
 
     def __init__(self, model, train, test):
         est = model.estimator_
+        self.model = model                    # its threads, before Estimator.__init__
         self.C = est.C
         self.X = model.design_.transform(train)                  # no intercept column: see above
         self.Xt = model.design_.transform(test, intercept=True)
@@ -104,10 +107,19 @@ class LogisticInfluence(Estimator):
         self.H_cho = cho_factor(self.H)
         self.Hinv = cho_solve(self.H_cho, np.eye(len(self.H)))
         self.q = np.empty(len(self.X))        # x_i' H^-1 x_i
-        for s in range(0, len(self.X), CHUNK):
-            x = with_intercept(self.X[s:s + CHUNK])
-            self.q[s:s + CHUNK] = ((x @ self.Hinv) * x).sum(axis=1)
+
+        def block(rows: slice) -> None:
+            x = with_intercept(self.X[rows])
+            self.q[rows] = ((x @ self.Hinv) * x).sum(axis=1)
+
+        self._by_blocks(block)
         self.leverage = self.w * self.q
+
+    def _by_blocks(self, work) -> None:
+        """work(rows) over row blocks of the training design on the model's threads, each block
+        owning its output rows; blocks of LOO_BLOCK rows keep their temporaries in cache."""
+        with threadpool_limits(1, "blas"):
+            thread_map(work, row_blocks(len(self.X), LOO_BLOCK), model_threads(self.model))
 
     def test_logits(self) -> np.ndarray:
         return self.Xt @ self.theta
@@ -131,10 +143,13 @@ class LogisticInfluence(Estimator):
         K = self.Hinv @ weighted_gram(self.Xt, h) @ self.Hinv
         scale = self.r / (1.0 - self.leverage)
         out = {"logloss": np.empty(len(self.X)), "auc": np.empty(len(self.X))}
-        for s in range(0, len(self.X), CHUNK):
-            x, sc = with_intercept(self.X[s:s + CHUNK]), scale[s:s + CHUNK]
-            out["logloss"][s:s + CHUNK] = (x @ v_loss) * sc + 0.5 * sc ** 2 * ((x @ K) * x).sum(axis=1)
-            out["auc"][s:s + CHUNK] = (x @ v_auc) * sc
+
+        def block(rows: slice) -> None:
+            x, sc = with_intercept(self.X[rows]), scale[rows]
+            out["logloss"][rows] = (x @ v_loss) * sc + 0.5 * sc ** 2 * ((x @ K) * x).sum(axis=1)
+            out["auc"][rows] = (x @ v_auc) * sc
+
+        self._by_blocks(block)
         # the row's own logit moves by x_i' (H^-1 x_i r_i / (1 - h_i))
         out.update(self.own_terms(self.logits(self.theta), self.q * scale))
         return out

@@ -16,6 +16,7 @@ from threadpoolctl import threadpool_limits
 from musicrec.influence.base import Estimator, model_threads, row_blocks, thread_map
 
 CHUNK = 20_000
+LOO_BLOCK = 2_048     # rows per loo() block: its ~30 (rows x columns) temporaries stay in cache and in the heap
 
 
 class NaiveBayesInfluence(Estimator):
@@ -157,7 +158,7 @@ class NaiveBayesInfluence(Estimator):
                 out[k][rows] = v
 
         with threadpool_limits(1, "blas"):   # blocks on threads, each owning its output rows
-            thread_map(block, row_blocks(self.n, CHUNK), model_threads(self.model))
+            thread_map(block, row_blocks(self.n, LOO_BLOCK), model_threads(self.model))
         return out
 
     def _fit_without(self, rows) -> tuple:
