@@ -17,6 +17,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from musicrec.influence.losses import (logloss_derivatives, loss_change, metric_changes, row_losses,
                                       test_directions)
@@ -42,6 +43,14 @@ def thread_map(work, items, threads: int) -> list:
 
 def row_blocks(n: int, size: int) -> list[slice]:
     return [slice(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+def map_row_blocks(work, n: int, size: int, threads: int) -> None:
+    """work(rows) for every block of `size` of n rows, on `threads` threads with one BLAS thread
+    each (the blocks' small matrix products would otherwise oversubscribe the cores); each block
+    writes only its own output rows."""
+    with threadpool_limits(1, "blas"):
+        thread_map(work, row_blocks(n, size), threads)
 
 
 class Estimator:

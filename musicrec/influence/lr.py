@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
-from threadpoolctl import threadpool_limits
 
-from musicrec.influence.base import Estimator, model_threads, row_blocks, thread_map
+from musicrec.influence.base import Estimator, map_row_blocks, model_threads
 
 CHUNK = 100_000
 LOO_BLOCK = 8_192
@@ -116,10 +115,8 @@ class LogisticInfluence(Estimator):
         self.leverage = self.w * self.q
 
     def _by_blocks(self, work) -> None:
-        """work(rows) over row blocks of the training design on the model's threads, each block
-        owning its output rows; blocks of LOO_BLOCK rows keep their temporaries in cache."""
-        with threadpool_limits(1, "blas"):
-            thread_map(work, row_blocks(len(self.X), LOO_BLOCK), model_threads(self.model))
+        """work(rows) over blocks of LOO_BLOCK training rows (temporaries stay in cache) on the model's threads."""
+        map_row_blocks(work, len(self.X), LOO_BLOCK, model_threads(self.model))
 
     def test_logits(self) -> np.ndarray:
         return self.Xt @ self.theta

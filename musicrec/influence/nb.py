@@ -11,9 +11,8 @@ For every row, the log-loss change is sum_j g_j dF_ij + 1/2 sum_j h_j dF_ij^2 wi
 from __future__ import annotations
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
-from musicrec.influence.base import Estimator, model_threads, row_blocks, thread_map
+from musicrec.influence.base import Estimator, map_row_blocks, model_threads
 
 CHUNK = 20_000
 LOO_BLOCK = 2_048     # rows per loo() block: its ~30 (rows x columns) temporaries stay in cache and in the heap
@@ -157,8 +156,7 @@ class NaiveBayesInfluence(Estimator):
             for k, v in self.own_terms(ph @ w, (z * ph).sum(axis=1), rows).items():
                 out[k][rows] = v
 
-        with threadpool_limits(1, "blas"):   # blocks on threads, each owning its output rows
-            thread_map(block, row_blocks(self.n, LOO_BLOCK), model_threads(self.model))
+        map_row_blocks(block, self.n, LOO_BLOCK, model_threads(self.model))
         return out
 
     def _fit_without(self, rows) -> tuple:

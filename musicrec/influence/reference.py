@@ -77,9 +77,14 @@ class ColumnBlockNB:
         return nb
 
 
+def nb_fitter(est) -> ColumnBlockNB:
+    """The column-block GaussianNB of the estimator's var_smoothing, on its model's threads."""
+    return ColumnBlockNB(est.vs, threads=model_threads(est.model))
+
+
 def gaussian_nb(est, keep: np.ndarray, fitter: ColumnBlockNB | None = None) -> GaussianNB:
     """GaussianNB on the estimator's design rows `keep` (swapped out of a view, not copied)."""
-    fitter = fitter or ColumnBlockNB(est.vs, threads=model_threads(est.model))
+    fitter = fitter or nb_fitter(est)
     return fit_without_rows(fitter.fit, est.Z, est.y, np.flatnonzero(~keep))
 
 
@@ -164,7 +169,7 @@ def library_loo(est, rows: np.ndarray, parts: dict[str, np.ndarray], progress=No
     fit: per test part the log-loss and AUROC change (arrays over rows), "self" (the row's own
     log-loss change) and "own_loss" (its log-loss without it)."""
     Xt = est.Zt if est.name == "nb" else est.Xt
-    fitter = ColumnBlockNB(est.vs, threads=model_threads(est.model)) if est.name == "nb" else None
+    fitter = nb_fitter(est) if est.name == "nb" else None
     base = library_fit(est, fitter=fitter)
     f_test, f_own = library_logits(est, base, Xt), library_logits(est, base, _train_rows(est, rows))
     dF, d_own = np.empty((len(rows), len(Xt))), np.empty(len(rows))
