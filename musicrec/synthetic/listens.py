@@ -34,12 +34,10 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
-from musicrec.readers.listen_formats import TRACK_SEP
+from musicrec.listen_schema import DAY, GENERATOR, TRACK_SEP
 
-DAY = 86_400
 LOG_START = 1_230_768_000  # 2009-01-01 UTC
 FORMATS = ("lastfm1k", "listenbrainz", "table")
-MARKER = "musicrec.synthetic.listens"
 
 
 @dataclass(frozen=True)
@@ -257,7 +255,7 @@ def generate(out: Path, preset: str | Preset, fmt: str = "lastfm1k", random_stat
     finally:
         if writer is not None:
             writer.close()
-    info = {"generator": MARKER, "preset": asdict(p), "format": fmt, "listens": n_listens,
+    info = {"generator": GENERATOR, "preset": asdict(p), "format": fmt, "listens": n_listens,
             "pairs": n_pairs, "seed": np.atleast_1d(random_state).tolist(),
             "window_days": p.window_days}
     (out / "source.json").write_text(json.dumps(info, indent=2) + "\n")
