@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from musicrec.errors import InputError
+from musicrec.outputs.quality import Quality
 from musicrec.readers.schema import CATEGORICAL, OUTPUT_ORDER, WIDE_CODES
 
 log = logging.getLogger("musicrec")
@@ -134,4 +135,5 @@ def read(cfg: dict, st) -> dict:
     return {"interactions": inter, "kaggle_test": None,
             "rejects": rejects.select("line", "reason", pl.col("user").alias("msno"), pl.col("track").alias("song_id"),
                                       "raw_weight"),
-            "users": users, "songs": songs, "categories": categories, "quality": quality}
+            "users": users, "songs": songs, "categories": categories,
+            "quality": Quality.validated(quality, "quality.json (hetrec reader)")}

@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 
 from musicrec.errors import InputError
+from musicrec.outputs.quality import Quality
 from musicrec.readers import empty_rows, kkbox_files
 from musicrec.readers.kkbox_cleaning import UNKNOWN, clean_members, clean_songs, fill_value
 from musicrec.readers.schema import (
@@ -204,10 +205,22 @@ def preprocess(files: dict, pcfg: dict) -> dict:
     for name, counts in quality["entities"].items():  # an empty row is a data row of its file
         counts["rows"] += empty[name]
         counts["empty_rows"] = empty[name]
-    assert quality["rows"]["in"] == quality["rows"]["out"] + quality["rows"]["rejected"]
+    check_rows(quality["rows"])
     return {"interactions": interactions, "kaggle_test": kaggle, "rejects": rejects.select(
         "time_order", "reason", "msno", "song_id", *SOURCE_COLS, pl.col("target").cast(pl.Int8)),
-        "quality": quality, **mappings}
+        "quality": Quality.validated(quality, "quality.json (kkbox reader)"), **mappings}
+
+
+def check_rows(rows: dict) -> None:
+    """rows in = out + rejected.
+
+    A RuntimeError, not an InputError: `split_rejects` puts every row on exactly one side, so a
+    mismatch is a bug in this reader, never a rule the user's data broke; unlike `assert`, it
+    survives `python -O`.
+    """
+    if rows["in"] != rows["out"] + rows["rejected"]:
+        raise RuntimeError(f"train.csv row accounting does not add up: in {rows['in']} != out {rows['out']} "
+                           f"+ rejected {rows['rejected']}")
 
 
 def read_folder(folder: Path, cfg: dict, st) -> dict:
