@@ -9,7 +9,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from musicrec import config, preprocess
-from musicrec.readers import listens as reader
+from musicrec.readers import listen_events, listens as reader
 from musicrec.synthetic import listens as synthetic_listens
 
 from conftest import REPO, make_cfg
@@ -40,8 +40,8 @@ def tables(data):
 def test_bucketed_derivation_equals_one_bucket(tiny_log, tmp_path, monkeypatch, rows_per_bucket, max_bits):
     one = stage01(tmp_path / "one", tiny_log)
     # many buckets (and, with max_bits 0, the frame sort in place of the packed 64-bit keys)
-    monkeypatch.setattr(reader, "ROWS_PER_BUCKET", rows_per_bucket)
-    monkeypatch.setattr(reader, "MAX_KEY_BITS", max_bits)
+    monkeypatch.setattr(listen_events, "ROWS_PER_BUCKET", rows_per_bucket)
+    monkeypatch.setattr(listen_events, "MAX_KEY_BITS", max_bits)
     many = stage01(tmp_path / "many", tiny_log)
     assert one == many
     a, b = tables(tmp_path / "one"), tables(tmp_path / "many")
@@ -60,7 +60,7 @@ def test_derive_events_is_the_same_for_any_bucket_count(tmp_path):
     ref = brute_force([tuple(r) for r in rows], 30 * 86_400, 10)
     results = []
     for b in (1, 3, 8):
-        d = reader.derive_events(lf, 30.0, 10.0, tmp_path / f"s{b}", buckets=b, max_key_bits=64 if b < 8 else 0)
+        d = listen_events.derive_events(lf, 30.0, 10.0, tmp_path / f"s{b}", buckets=b, max_key_bits=64 if b < 8 else 0)
         assert not (tmp_path / f"s{b}").exists()  # the bucket files are removed
         out = reader.build(d, lcfg, tmp_path / f"i{b}.parquet")
         inter = pl.read_parquet(out["interactions"])
@@ -99,7 +99,7 @@ def test_user_sample_is_seeded_counted_and_keeps_whole_users(tiny_log, tmp_path)
 
 def test_user_hash_is_stable():
     users = pl.Series(["user_000001", "", "ünïcode", "x" * 70])
-    h = reader.fnv1a(users, "42:")
+    h = listen_events.fnv1a(users, "42:")
     # FNV-1a 64 of the UTF-8 bytes, computed byte by byte
     def fnv(text: str) -> int:
         v = 0xCBF29CE484222325

@@ -5,6 +5,9 @@ Every format becomes a polars LazyFrame with the columns of `LISTEN_SCHEMA` (plu
 read until a stage collects it, so a log far larger than memory can be aggregated with the
 streaming engine.
 
+A log the fast parsers refuse (a byte that is not UTF-8, a broken JSON line) is read again by
+`unreadable_lines`, which builds on the same column mappings and adds UNREADABLE, the reason.
+
 Track identity per format (what "the same track" means for a replay):
 - listenbrainz: `recording_mbid` where MusicBrainz matched the listen, else `recording_msid`
   (ListenBrainz's own id of the submitted text, always present);
@@ -16,14 +19,16 @@ from __future__ import annotations
 
 import glob
 from pathlib import Path
+from typing import Callable
 
 import polars as pl
 
 from musicrec.errors import InputError
+from musicrec.listen_schema import TRACK_SEP
 
 LISTEN_SCHEMA = {"user": pl.String, "track": pl.String, "time": pl.Int64, "artist": pl.String,
                  "album": pl.String, "track_name": pl.String}
-TRACK_SEP = "\u241f"  # joins artist and track name into one key; never in real names
+UNREADABLE = "unreadable"  # tolerant scans only: why the line cannot be read (null: it can)
 LASTFM1K_COLUMNS = ("user", "time", "artist_mbid", "artist", "track_mbid", "track_name")
 PARQUET = (".parquet",)
 JSONL = (".jsonl", ".json", ".ndjson")
@@ -52,9 +57,12 @@ def resolve(path: str, suffixes: tuple[str, ...], key: str = "data.listens.path"
     return files
 
 
+def kind_of(f: Path) -> str:
+    return "parquet" if f.suffix.lower() in PARQUET else "jsonl" if f.suffix.lower() in JSONL else "text"
+
+
 def _single_kind(files: list[Path], path: str) -> str:
-    kinds = {"parquet" if f.suffix.lower() in PARQUET else "jsonl" if f.suffix.lower() in JSONL else "text"
-             for f in files}
+    kinds = {kind_of(f) for f in files}
     if len(kinds) != 1:
         raise InputError(path, "data.listens.path", "mixes parquet, JSON-lines and text files; give one kind "
                                                 "(a glob such as DIR/*.parquet picks them)")
@@ -89,11 +97,37 @@ def time_seconds(lf: pl.LazyFrame, col: str, file: str) -> pl.Expr:
     return c.str.strip_chars().str.to_datetime(strict=False, time_zone="UTC").dt.epoch("s")
 
 
-def _finish(lf: pl.LazyFrame, time: pl.Expr) -> pl.LazyFrame:
+def finish(lf: pl.LazyFrame, time: pl.Expr) -> pl.LazyFrame:
     lf = lf.with_columns(time.alias("_time"))
     lf = lf.with_columns(*(blank_to_null(c) for c in ("user", "track", "artist", "album", "track_name")))
-    return (lf.with_columns(pl.col("_time").alias("time")).select(*LISTEN_SCHEMA)
+    reason = [UNREADABLE] if UNREADABLE in lf.collect_schema().names() else []
+    return (lf.with_columns(pl.col("_time").alias("time")).select(*LISTEN_SCHEMA, *reason)
             .with_columns(pl.col(c).cast(t) for c, t in LISTEN_SCHEMA.items()).with_row_index("line"))
+
+
+def struct_field(path: tuple[str, ...]) -> pl.Expr:
+    """A (nested) field of a JSON object as polars' JSON reader gives it: a column, then struct fields."""
+    e = pl.col(path[0])
+    for name in path[1:]:
+        e = e.struct.field(name)
+    return e
+
+
+def listenbrainz_export(lf: pl.LazyFrame, stem: str, field: Callable[[tuple[str, ...]], pl.Expr]) -> pl.LazyFrame:
+    """One export file's listens; `field` reads a JSON field by its path (struct fields, or JSON paths on text).
+
+    An export is one user's listens: the file name stands in where user_name is absent.
+    """
+    meta = ("track_metadata",)
+    keep = [UNREADABLE] if UNREADABLE in lf.collect_schema().names() else []
+    return lf.select(
+        pl.coalesce(field(("user_name",)), pl.lit(stem)).alias("user"),
+        pl.coalesce(blank_to_null_expr(field(meta + ("mbid_mapping", "recording_mbid"))),
+                    field(meta + ("recording_msid",)), field(("recording_msid",))).alias("track"),
+        field(meta + ("artist_name",)).alias("artist"),
+        field(meta + ("release_name",)).alias("album"),
+        field(meta + ("track_name",)).alias("track_name"),
+        field(("listened_at",)).alias("listened_at"), *keep)
 
 
 def scan_listenbrainz(files: list[Path], path: str) -> pl.LazyFrame:
@@ -113,22 +147,11 @@ def scan_listenbrainz(files: list[Path], path: str) -> pl.LazyFrame:
             pl.coalesce(blank_to_null_expr(mbid), pl.col("recording_msid")).alias("track"),
             _opt(names, "artist_name").alias("artist"), _opt(names, "release_name").alias("album"),
             _opt(names, "recording_name").alias("track_name"))
-        return _finish(lf, time_seconds(lf, "listened_at", str(files[0])))
+        return finish(lf, time_seconds(lf, "listened_at", str(files[0])))
     if kind == "jsonl":
-        frames = []
-        for f in files:  # an export is one user's listens: the file name stands in where user_name is absent
-            lf = pl.scan_ndjson(f, schema=JSONL_SCHEMA)
-            meta = pl.col("track_metadata")
-            frames.append(lf.select(
-                pl.coalesce(pl.col("user_name"), pl.lit(f.stem)).alias("user"),
-                pl.coalesce(blank_to_null_expr(meta.struct.field("mbid_mapping").struct.field("recording_mbid")),
-                            meta.struct.field("recording_msid"), pl.col("recording_msid")).alias("track"),
-                meta.struct.field("artist_name").alias("artist"),
-                meta.struct.field("release_name").alias("album"),
-                meta.struct.field("track_name").alias("track_name"),
-                pl.col("listened_at")))
-        lf = pl.concat(frames)
-        return _finish(lf, pl.col("listened_at"))
+        lf = pl.concat([listenbrainz_export(pl.scan_ndjson(f, schema=JSONL_SCHEMA), f.stem, struct_field)
+                        for f in files])
+        return finish(lf, pl.col("listened_at"))
     raise InputError(path, "data.listens.format", "listenbrainz reads .parquet dumps or .jsonl exports")
 
 
@@ -136,30 +159,44 @@ def _opt(names: list[str], col: str) -> pl.Expr:
     return pl.col(col).cast(pl.String) if col in names else pl.lit(None, pl.String)
 
 
-def scan_lastfm1k(files: list[Path], path: str) -> pl.LazyFrame:
+def lastfm1k_csv(files: list[Path], **options) -> pl.LazyFrame:
     """Last.fm 1K-users TSV: user, ISO time, artist MBID, artist, track MBID, track; no header, no quoting."""
-    lf = pl.scan_csv(files, separator="\t", has_header=False, quote_char=None, new_columns=list(LASTFM1K_COLUMNS),
-                     schema={c: pl.String for c in LASTFM1K_COLUMNS}, truncate_ragged_lines=True)
+    return pl.scan_csv(files, separator="\t", has_header=False, quote_char=None, new_columns=list(LASTFM1K_COLUMNS),
+                       schema={c: pl.String for c in LASTFM1K_COLUMNS}, truncate_ragged_lines=True, **options)
+
+
+def scan_lastfm1k(files: list[Path], path: str, raw: pl.LazyFrame | None = None) -> pl.LazyFrame:
+    """Listens of a Last.fm 1K TSV (`raw`: the file's columns as `lastfm1k_csv` reads them)."""
+    lf = lastfm1k_csv(files) if raw is None else raw
     lf = lf.with_columns(blank_to_null("artist"), blank_to_null("track_name"))
     lf = lf.with_columns(
         pl.when(pl.col("track_name").is_not_null())
         .then(pl.concat_str(pl.col("artist").fill_null(""), pl.lit(TRACK_SEP), pl.col("track_name")))
         .alias("track"),
         pl.lit(None, pl.String).alias("album"))
-    return _finish(lf, pl.col("time").str.strip_chars().str.to_datetime("%Y-%m-%dT%H:%M:%SZ", strict=False,
+    return finish(lf, pl.col("time").str.strip_chars().str.to_datetime("%Y-%m-%dT%H:%M:%SZ", strict=False,
                                                                          time_zone="UTC").dt.epoch("s"))
 
 
-def scan_table(files: list[Path], path: str, lcfg: dict) -> pl.LazyFrame:
-    """Any listen table: CSV/TSV (separator, header from config), parquet or JSON lines; columns named in config."""
+def table_csv(files: list[Path], lcfg: dict, **options) -> pl.LazyFrame:
+    return pl.scan_csv(files, separator=lcfg["separator"], has_header=lcfg["header"], infer_schema=False,
+                       quote_char='"', **options)
+
+
+def scan_table(files: list[Path], path: str, lcfg: dict, raw: pl.LazyFrame | None = None) -> pl.LazyFrame:
+    """Any listen table: CSV/TSV (separator, header from config), parquet or JSON lines; columns named in config.
+
+    `raw`: the file's columns read otherwise (a tolerant rescan) in place of the format's own scan.
+    """
     kind = _single_kind(files, path)
-    if kind == "parquet":
+    if raw is not None:
+        lf = raw
+    elif kind == "parquet":
         lf = pl.scan_parquet(files)
     elif kind == "jsonl":
         lf = pl.scan_ndjson(files, infer_schema_length=1000)
     else:
-        lf = pl.scan_csv(files, separator=lcfg["separator"], has_header=lcfg["header"], infer_schema=False,
-                         quote_char='"')
+        lf = table_csv(files, lcfg)
     names = lf.collect_schema().names()
     cols = lcfg["columns"]
     for role in ("user", "track", "time", "artist", "album"):
@@ -174,19 +211,25 @@ def scan_table(files: list[Path], path: str, lcfg: dict) -> pl.LazyFrame:
         (pl.col(cols["album"]).cast(pl.String) if cols["album"] else pl.lit(None, pl.String)).alias("album"),
         pl.col(cols["track"]).cast(pl.String).alias("track_name"),
         pl.col(cols["time"]).alias("_raw_time"))
-    return _finish(lf, time_seconds(lf, "_raw_time", str(files[0])))
+    return finish(lf, time_seconds(lf, "_raw_time", str(files[0])))
 
 
-def scan(lcfg: dict) -> tuple[pl.LazyFrame, list[Path]]:
-    """The configured log as a lazy frame of listens (see LISTEN_SCHEMA) and the files behind it."""
+SUFFIXES = {"listenbrainz": PARQUET + JSONL, "lastfm1k": TEXT, "table": PARQUET + JSONL + TEXT}
+
+
+def files_of(lcfg: dict) -> list[Path]:
+    """The files of the configured log."""
+    fmt, path = lcfg["format"], lcfg["path"]
+    if fmt not in SUFFIXES:
+        raise InputError(path, "data.listens.format", f"{fmt} is not a timed listen log")
+    return resolve(path, SUFFIXES[fmt])
+
+
+def scan(lcfg: dict, files: list[Path]) -> pl.LazyFrame:
+    """The configured log (its `files_of`) as a lazy frame of listens (see LISTEN_SCHEMA)."""
     fmt, path = lcfg["format"], lcfg["path"]
     if fmt == "listenbrainz":
-        files = resolve(path, PARQUET + JSONL)
-        return scan_listenbrainz(files, path), files
+        return scan_listenbrainz(files, path)
     if fmt == "lastfm1k":
-        files = resolve(path, TEXT)
-        return scan_lastfm1k(files, path), files
-    if fmt == "table":
-        files = resolve(path, PARQUET + JSONL + TEXT)
-        return scan_table(files, path, lcfg), files
-    raise InputError(path, "data.listens.format", f"{fmt} is not a timed listen log")
+        return scan_lastfm1k(files, path)
+    return scan_table(files, path, lcfg)
