@@ -214,6 +214,21 @@ def scan_table(files: list[Path], path: str, lcfg: dict, raw: pl.LazyFrame | Non
     return finish(lf, time_seconds(lf, "_raw_time", str(files[0])))
 
 
+def check_parquet(files: list[Path]) -> None:
+    """InputError naming the first parquet file whose footer cannot be read (a download cut short)."""
+    for f in files:
+        try:
+            pl.read_parquet_schema(f)
+        except (pl.exceptions.ComputeError, OSError) as err:
+            raise InputError(f, None, f"not a readable parquet file ({one_line(err)})") from None
+
+
+def one_line(err: Exception, limit: int = 200) -> str:
+    """A library's error message on one line (polars' may span several)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 SUFFIXES = {"listenbrainz": PARQUET + JSONL, "lastfm1k": TEXT, "table": PARQUET + JSONL + TEXT}
 
 

@@ -9,7 +9,8 @@ Every listen is one of: an event, a repeat (any later listen of its pair, same-p
 included), an unlabellable first listen, a rejected row, or (with `user_sample` < 1) a listen of a
 user left out of the sample -- and these add up to the rows read.
 
-The work is split by concern: `listen_formats` scans the files, `listen_events` derives the events out of core (with
+The work is split by concern: `listen_formats` scans the files, `unreadable_lines` rescans a log
+whose bytes the fast parsers refuse, `listen_events` derives the events out of core (with
 `listen_pairs`), `listen_tables` encodes them, `listen_quality` accounts for every listen and
 `listen_truth` attaches a generated log's truth.
 """
@@ -20,9 +21,11 @@ from pathlib import Path
 
 import polars as pl
 
+from musicrec.errors import InputError
 from musicrec.outputs.quality import Quality
-from musicrec.readers import listen_formats, listen_quality, listen_tables, listen_truth
+from musicrec.readers import listen_formats, listen_quality, listen_tables, listen_truth, unreadable_lines
 from musicrec.readers.listen_events import derive_events
+from musicrec.readers.listen_formats import one_line
 
 log = logging.getLogger("musicrec")
 
@@ -46,16 +49,37 @@ def build(derived: dict, lcfg: dict, interactions_path: Path) -> dict:
 
 
 def scan_and_derive(lcfg: dict, cfg: dict, st) -> tuple[dict, list[Path]]:
-    """The derived events of the configured log."""
+    """The derived events of the configured log, read by the fast parsers or, if they refuse it, tolerantly.
+
+    Polars' CSV and JSON readers stop at the first byte that is not UTF-8 or line that is not JSON.
+    Only then is the log read a second time by `unreadable_lines`, which turns such lines into
+    rejected rows with their reason; a log the fast parsers accept is read exactly as before.
+    """
     with st.step("scan listens"):
         files = listen_formats.files_of(lcfg)
         for f in files:
             st.external_input(f)
         log.info("01_preprocess: %s log, %d file(s) under %s", lcfg["format"], len(files), lcfg["path"])
-        listens = listen_formats.scan(lcfg, files)
+    try:
+        return derive(listen_formats.scan, lcfg, files, cfg, st), files
+    except pl.exceptions.ComputeError as err:
+        if not unreadable_lines.applies(lcfg, files):
+            listen_formats.check_parquet(files)  # a broken file is named; anything else is a bug
+            raise
+        log.warning("01_preprocess: the fast parser refused the log (%s); reading it again, rejecting the "
+                    "lines it cannot read", one_line(err))
+    try:
+        return derive(unreadable_lines.scan, lcfg, files, cfg, st), files
+    except pl.exceptions.ComputeError as err:
+        raise InputError(lcfg["path"], None, f"cannot be read, even line by line: {one_line(err)}") from None
+
+
+def derive(scan, lcfg: dict, files: list[Path], cfg: dict, st) -> dict:
+    with st.step("scan listens"):
+        listens = scan(lcfg, files)
     with st.step("derive events (streaming, bucketed)"):
         return derive_events(listens, lcfg["window_days"], lcfg["same_play_seconds"], st.tmp / "listens-buckets",
-                             user_sample=lcfg["user_sample"], seed=cfg["seed"]), files
+                             user_sample=lcfg["user_sample"], seed=cfg["seed"])
 
 
 def read(cfg: dict, st) -> dict:
