@@ -74,8 +74,9 @@ def our_rankings(data: Path, loo: pl.DataFrame, validation: dict) -> tuple[dict,
     for m, s in validation["loo_seconds"].items():
         seconds[m] = fits[m]["fit_seconds"] + s
         cols = {key: loo[f"{m}_{key}"].to_numpy() for key, _ in RANKINGS.values()}
-        oob = loo[f"{m}_data_oob"].to_numpy() if f"{m}_data_oob" in loo.columns else None
-        scores |= {f"{m} {name}": v for name, v in suspicion(cols, oob).items()}
+        extra = ({"data_oob": oob_suspicion(loo[f"{m}_data_oob"].to_numpy())} if f"{m}_data_oob" in loo.columns
+                 else None)
+        scores |= {f"{m} {name}": v for name, v in suspicion(cols, extra).items()}
     return scores, seconds
 
 

@@ -31,10 +31,13 @@ def _on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
 
 
 def build_parser(stage: str, description: str) -> argparse.ArgumentParser:
+    from musicrec.stages import help_text
+
     parser = argparse.ArgumentParser(
         prog=f"{stage}.py",
         description=description,
-        epilog="Example: python %(prog)s --set seed=7 --set paths.data=/tmp/out",
+        epilog=help_text(stage).replace("%", "%%") + "\n\nExample: python %(prog)s --set seed=7 --set paths.data=/tmp/out",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", default="config.yaml", metavar="PATH",
                         help="config file (default: %(default)s)")

@@ -1,169 +1,30 @@
 """Load and validate config.yaml.
 
-Every key is declared once in SCHEMA with its type, default and allowed values, so a typo or an
-out-of-range value stops the run at load time with one line that names the key, the value and what
-is allowed, instead of failing minutes later inside a stage.
+Every key is declared once in SCHEMA with its type, default and allowed values (musicrec.configspec),
+so a typo or an out-of-range value stops the run at load time with one line that names the key,
+the value and what is allowed, instead of failing minutes later inside a stage. A model family
+named in `train.families` adds its own section, `train.<name>` (musicrec.families).
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A config key or value is not allowed; the message is one line meant for the user."""
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML as users write numbers: YAML 1.1 reads `1e-9`, `1E9` and `1.0e9` as strings (its
-    exponent needs a dot and a sign); YAML 1.2 and every other tool read them as numbers."""
-
-
-_EXPONENT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT, list("-+.0123456789"))
-
-
-def read_yaml(text: str) -> Any:
-    """Parse YAML text with numbers read as users write them (see _Loader)."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-
-
-@dataclass(frozen=True)
-class Spec:
-    """One leaf of the schema: the default and the rule a value must follow."""
-
-    default: Any
-    kind: str  # int | float | bool | str | choice | choices | float_pair | optional_int
-    lo: float | None = None
-    hi: float | None = None
-    options: tuple = ()
-    open_lo: bool = False
-    open_hi: bool = False
-
-    def describe(self) -> str:
-        if self.kind == "choice":
-            return "one of " + ", ".join(map(str, self.options))
-        if self.kind == "choices":
-            return "a list of distinct values from " + ", ".join(map(str, self.options))
-        if self.kind == "bool":
-            return "true or false"
-        if self.kind == "str":
-            return "a non-empty string"
-        if self.kind == "float_list":
-            return f"a list of numbers{self._range()}"
-        if self.kind == "float_pair":
-            return f"a list [low, high] of numbers with low < high{self._range()}"
-        if self.kind == "optional_str":
-            return "null or a non-empty string"
-        noun = {"int": "an integer", "float": "a number", "optional_int": "null or an integer"}[self.kind]
-        return noun + self._range()
-
-    def _range(self) -> str:
-        if self.lo is None and self.hi is None:
-            return ""
-        lo = "-inf" if self.lo is None else _fmt(self.lo)
-        hi = "inf" if self.hi is None else _fmt(self.hi)
-        left = "(" if self.open_lo or self.lo is None else "["
-        right = ")" if self.open_hi or self.hi is None else "]"
-        return f" in {left}{lo}, {hi}{right}"
-
-    def _in_range(self, v: float) -> bool:
-        if self.lo is not None and (v < self.lo or (self.open_lo and v == self.lo)):
-            return False
-        if self.hi is not None and (v > self.hi or (self.open_hi and v == self.hi)):
-            return False
-        return True
-
-    def check(self, key: str, value: Any) -> Any:
-        """Return the value in its canonical type, or raise ConfigError."""
-        ok, out = self._coerce(value)
-        if not ok:
-            raise ConfigError(f"config key '{key}' = {value!r} is not allowed: must be {self.describe()}")
-        return out
-
-    def _coerce(self, v: Any) -> tuple[bool, Any]:
-        is_num = isinstance(v, (int, float)) and not isinstance(v, bool)
-        if self.kind == "int" or (self.kind == "optional_int" and v is not None):
-            if isinstance(v, float) and v.is_integer():  # 1e6 or 5000.0 written for a count
-                v = int(v)
-            return (isinstance(v, int) and not isinstance(v, bool) and self._in_range(v)), v
-        if self.kind == "optional_int":
-            return True, None
-        if self.kind == "float":
-            return (is_num and self._in_range(float(v))), (float(v) if is_num else v)
-        if self.kind == "bool":
-            return isinstance(v, bool), v
-        if self.kind == "str":
-            return (isinstance(v, str) and v != ""), v
-        if self.kind == "optional_str":
-            return (v is None or (isinstance(v, str) and v != "")), v
-        if self.kind == "choice":
-            return v in self.options, v
-        if self.kind == "choices":
-            ok = isinstance(v, list) and len(v) == len(set(map(str, v))) and all(x in self.options for x in v)
-            return ok, (list(v) if ok else v)
-        if self.kind == "float_list":
-            ok = (isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                              and self._in_range(float(x)) for x in v))
-            return ok, ([float(x) for x in v] if ok else v)
-        if self.kind == "float_pair":
-            ok = (isinstance(v, list) and len(v) == 2
-                  and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
-                  and v[0] < v[1] and all(self._in_range(float(x)) for x in v))
-            return ok, ([float(x) for x in v] if ok else v)
-        raise AssertionError(self.kind)
-
-
-def _fmt(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
-
-
-def Int(default, lo=None, hi=None):
-    return Spec(default, "int", lo, hi)
-
-
-def OptInt(default=None, lo=None, hi=None):
-    return Spec(default, "optional_int", lo, hi)
-
-
-def Float(default, lo=None, hi=None, open_lo=False, open_hi=False):
-    return Spec(default, "float", lo, hi, open_lo=open_lo, open_hi=open_hi)
-
-
-def OptStr(default=None):
-    return Spec(default, "optional_str")
-
-
-def Bool(default):
-    return Spec(default, "bool")
-
-
-def Str(default):
-    return Spec(default, "str")
-
-
-def Choice(default, *options):
-    return Spec(default, "choice", options=tuple(options))
-
-
-def Choices(default, *options):
-    return Spec(default, "choices", options=tuple(options))
-
-
-def FloatPair(default, lo=None, hi=None):
-    return Spec(default, "float_pair", lo, hi)
+from musicrec import families
+from musicrec.configspec import (Bool, Choice, Choices, ConfigError, Float, FloatPair, Int, OptInt, OptStr, Spec,
+                                 Str, read_yaml)
+from musicrec.families import BUILTIN, FamilyError
 
 
 FEATURE_SOURCES = ("base", "count", "share", "target_stat", "time", "als", "cluster")
-INFLUENCE_MODELS = ("nb", "lr", "rf", "lgbm", "als")
-MODEL_NAMES = ("prior", "nb", "lr", "rf", "lgbm", "als")
+MODEL_NAMES = tuple(BUILTIN)                          # the built-in model families (musicrec.families)
+INFLUENCE_MODELS = ("nb", "lr", "rf", "lgbm", "als")  # those stage 06 explains by default
 NUMERIC_IMPUTE = ("median", "mode", "constant")
 CATEGORICAL_IMPUTE = ("mode", "unknown")
 OUTLIER_METHODS = ("robust", "cap", "none")
@@ -259,7 +120,8 @@ SCHEMA: dict = {
         },
     },
     "train": {
-        "models": Choices(["prior", "nb", "lr", "rf", "lgbm", "als"], *MODEL_NAMES),
+        "models": Choices(list(MODEL_NAMES), *MODEL_NAMES),
+        "families": Spec([], "str_list"),   # further families: modules or .py files that register one
         "threads": Int(2, 1, 256),
         "nb": {
             "var_smoothing": Float(1e-9, 0.0, open_lo=True),
@@ -339,9 +201,30 @@ def _walk_defaults(schema: dict, prefix: str = "") -> dict:
             for k, v in schema.items()}
 
 
-def defaults() -> dict:
+def defaults(schema: dict | None = None) -> dict:
     """The config every key at its default."""
-    return _walk_defaults(SCHEMA)
+    return _walk_defaults(SCHEMA if schema is None else schema)
+
+
+def with_families(names: list[str]) -> dict:
+    """SCHEMA with the families of `train.families` added: their `train.<name>` section, their
+    name among the models' choices, and their `influence.validate.rows.<name>`."""
+    if not names:
+        return SCHEMA
+    schema = copy.deepcopy(SCHEMA)
+
+    def add(spec: Spec, name: str) -> Spec:
+        return dataclasses.replace(spec, options=(*spec.options, name))
+
+    for name in names:
+        family = families.get(name)
+        schema["train"][name] = dict(family.params)
+        schema["train"]["models"] = add(schema["train"]["models"], name)
+        schema["predict"]["submission_model"] = add(schema["predict"]["submission_model"], name)
+        if family.estimator is not None:
+            schema["influence"]["models"] = add(schema["influence"]["models"], name)
+            schema["influence"]["validate"]["rows"][name] = Int(family.validate_rows, 0)
+    return schema
 
 
 def _merge(schema: dict, base: dict, user: Any, prefix: str) -> None:
@@ -359,8 +242,8 @@ def _merge(schema: dict, base: dict, user: Any, prefix: str) -> None:
             base[key] = spec.check(path, value)
 
 
-def _spec_at(path: str):
-    node: Any = SCHEMA
+def _spec_at(path: str, schema: dict | None = None):
+    node: Any = SCHEMA if schema is None else schema
     parts = path.split(".")
     for i, part in enumerate(parts):
         if not isinstance(node, dict) or part not in node:
@@ -371,18 +254,18 @@ def _spec_at(path: str):
     return node
 
 
-def parse_override(text: str) -> tuple[str, Any]:
+def parse_override(text: str, schema: dict | None = None) -> tuple[str, Any]:
     """Parse one `--set a.b=value`; the value is read as YAML so numbers, lists and null work."""
     if "=" not in text:
         raise ConfigError(f"--set {text!r} is not allowed: must be KEY.PATH=VALUE")
     key, raw = text.split("=", 1)
     key = key.strip()
-    spec = _spec_at(key)
+    spec = _spec_at(key, schema)
     if isinstance(spec, dict):
         value = read_yaml(raw) if raw.strip() else None
         if not isinstance(value, dict):
             raise ConfigError(f"--set {key}: '{key}' is a section; give a mapping such as "
-                              f"{key}={{{next(iter(spec))}: ...}} or set one of its keys: {', '.join(spec)}")
+                              f"{key}={{{next(iter(spec), 'key')}: ...}} or set one of its keys: {', '.join(spec)}")
         return key, value
     if spec.kind == "str":
         return key, raw
@@ -393,8 +276,8 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def apply_override(cfg: dict, key: str, value: Any) -> None:
-    spec = _spec_at(key)
+def apply_override(cfg: dict, key: str, value: Any, schema: dict | None = None) -> None:
+    spec = _spec_at(key, schema)
     *parents, leaf = key.split(".")
     node = cfg
     for p in parents:
@@ -405,8 +288,32 @@ def apply_override(cfg: dict, key: str, value: Any) -> None:
         node[leaf] = spec.check(key, value)
 
 
+def _family_specs(user: Any, overrides) -> list[str]:
+    """`train.families` as the file and the overrides give it (the last word wins), validated."""
+    spec = SCHEMA["train"]["families"]
+    found = user.get("train", {}).get("families", []) if isinstance(user, dict) and isinstance(
+        user.get("train"), dict) else []
+    for text in overrides:
+        key, value = parse_override(text) if text.split("=", 1)[0].strip() == "train.families" else (None, None)
+        if key is not None:
+            found = value
+    return spec.check("train.families", found)
+
+
+def load_families(specs: list[str]) -> list[str]:
+    """Import the families `train.families` names; their names, for the schema."""
+    names = []
+    for spec in specs:
+        try:
+            names += families.load(spec)
+        except FamilyError as exc:
+            raise ConfigError(f"config key 'train.families': {exc}") from None
+    return names
+
+
 def load(path: str | Path = "config.yaml", overrides: list[str] | tuple = ()) -> dict:
-    """Read the YAML file, fill defaults, validate, then apply `--set` overrides (validated too)."""
+    """Read the YAML file, fill defaults, validate, then apply `--set` overrides (validated too).
+    The families of `train.families` are imported first: they extend what the schema allows."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
@@ -415,10 +322,11 @@ def load(path: str | Path = "config.yaml", overrides: list[str] | tuple = ()) ->
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0]
         raise ConfigError(f"config file {path} is not valid YAML: {first}") from None
-    cfg = defaults()
-    _merge(SCHEMA, cfg, user, "")
+    schema = with_families(load_families(_family_specs(user, overrides)))
+    cfg = defaults(schema)
+    _merge(schema, cfg, user, "")
     for text in overrides:
-        apply_override(cfg, *parse_override(text))
+        apply_override(cfg, *parse_override(text, schema), schema)
     check_combinations(cfg)
     return cfg
 

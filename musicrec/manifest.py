@@ -23,21 +23,14 @@ from typing import Any, Iterator
 
 import polars as pl
 
+from musicrec import stages
 from musicrec.config import section_hash
 
 log = logging.getLogger("musicrec")
 
-STAGES = ("01_preprocess", "02_split", "03_features", "04_train", "05_predict", "06_influence")
-
-# Config sections each stage reads itself; a stage's manifest records their hashes.
-STAGE_SECTIONS = {
-    "01_preprocess": ("seed", "data", "preprocess"),
-    "02_split": ("seed", "split"),
-    "03_features": ("seed", "features"),
-    "04_train": ("seed", "train"),
-    "05_predict": ("seed", "predict"),
-    "06_influence": ("seed", "influence"),
-}
+STAGES = tuple(stages.STAGES)
+# Config sections each stage reads itself (musicrec.stages); a stage's manifest records their hashes.
+STAGE_SECTIONS = {name: s.sections for name, s in stages.STAGES.items()}
 
 LIBRARIES = ("polars", "pyarrow", "numpy", "scipy", "scikit-learn", "lightgbm", "implicit", "matplotlib")
 
@@ -281,7 +274,10 @@ class StageRun:
 
     # -- inputs --------------------------------------------------------------------------------
     def input(self, stage: str, name: str) -> Path:
-        """Path of an upstream stage's output, verified against that stage's manifest."""
+        """Path of an upstream stage's output, verified against that stage's manifest; only what
+        musicrec.stages declares this stage reads."""
+        if not stages.declared(self.stage, stage, name):
+            raise RuntimeError(f"{self.stage} reads {stage}/{name}, which musicrec.stages does not declare")
         if stage not in self._upstream:
             m = read_manifest(self.cfg, stage)
             if m is None:

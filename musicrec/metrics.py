@@ -14,6 +14,9 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.metrics import accuracy_score, brier_score_loss, log_loss, roc_auc_score
 
+from musicrec.outputs.common import Interval
+from musicrec.stats import BOOTSTRAP, bootstrap_interval
+
 PROB_CLIP = 1e-15
 
 
@@ -56,9 +59,9 @@ def classification_metrics(y_true, p) -> dict:
     }
 
 
-def oracle_auc(y_true, p_true) -> float | None:
-    """AUC of the generating probabilities (synthetic data): the ceiling any model can reach."""
-    y, q = _as_xy(y_true, p_true)
+def auc(y_true, p) -> float | None:
+    """ROC AUC of scores `p` for labels `y_true` (None when one class only)."""
+    y, q = _as_xy(y_true, p)
     return _auc(y, q)
 
 
@@ -327,16 +330,12 @@ def per_user_accuracy(recs, relevant, k: int) -> dict[str, np.ndarray]:
     return {f"precision@{k}": precision[:, -1], f"ndcg@{k}": ndcg[:, -1]}
 
 
-def mean_ci(values: np.ndarray, rng: np.random.Generator, draws: int = 1000, chunk: int = 100) -> dict:
-    """{value, n, ci95} of a mean over users, the interval a percentile bootstrap over the users.
-
-    Given per-user differences of two models on the same users, it is the paired interval of the
-    difference of their means."""
+def mean_ci(values: np.ndarray, rng: np.random.Generator, draws: int = BOOTSTRAP) -> Interval:
+    """A mean over users with its 95% interval, a percentile bootstrap over the users
+    (scipy.stats.bootstrap, 100 resamples at a time). Given per-user differences of two models on
+    the same users, it is the paired interval of the difference of their means."""
     values = np.asarray(values, dtype=np.float64)
     n = len(values)
     if n < 2:
-        return {"value": float(values.mean()) if n else None, "n": n, "ci95": None}
-    means = np.concatenate([values[rng.integers(0, n, (min(chunk, draws - i), n))].mean(axis=1)
-                            for i in range(0, draws, chunk)])
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return {"value": float(values.mean()), "n": n, "ci95": [float(lo), float(hi)]}
+        return Interval(float(values.mean()) if n else None, n, None)
+    return Interval(float(values.mean()), n, bootstrap_interval((values,), np.mean, rng, draws, batch=100))

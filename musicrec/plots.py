@@ -22,12 +22,12 @@ DPI = 110
 MAX_CURVE_POINTS = 2000
 
 
-def _colours(names) -> dict[str, tuple]:
+def model_colours(names) -> dict[str, tuple]:
     cmap = plt.get_cmap("tab10")
     return {name: cmap(i % 10) for i, name in enumerate(names)}
 
 
-def _save(fig, path) -> Path:
+def save_figure(fig, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
@@ -54,7 +54,7 @@ def roc_curves(y_true, probs: dict[str, np.ndarray], path, oracle: np.ndarray | 
     fig, ax = plt.subplots(figsize=(6.4, 6.0))
     ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls=":", label="chance (AUC 0.500)")
     one_class = y.min() == y.max()
-    colours = _colours(probs)
+    colours = model_colours(probs)
     series = [(name, p, dict(color=colours[name], lw=1.8)) for name, p in probs.items()]
     if oracle is not None:
         series.append(("oracle (true p)", oracle, dict(color="k", ls="--", lw=1.5)))
@@ -71,7 +71,7 @@ def roc_curves(y_true, probs: dict[str, np.ndarray], path, oracle: np.ndarray | 
     ax.set_aspect("equal")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=9, framealpha=0.9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def calibration_curves(y_true, probs: dict[str, np.ndarray], path, bins: int = 10,
@@ -79,7 +79,7 @@ def calibration_curves(y_true, probs: dict[str, np.ndarray], path, bins: int = 1
     """Reliability diagram (observed replay rate vs mean predicted probability per bin, bins by
     `strategy` 'quantile' or 'uniform') for all models, and the distribution of predictions."""
     y = _binary(y_true)
-    colours = _colours(probs)
+    colours = model_colours(probs)
     fig, (ax, axh) = plt.subplots(1, 2, figsize=(12, 5.2), gridspec_kw={"width_ratios": [1, 1.1]})
     ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls=":", label="perfectly calibrated")
     edges = np.linspace(0, 1, 51)
@@ -97,7 +97,7 @@ def calibration_curves(y_true, probs: dict[str, np.ndarray], path, bins: int = 1
     axh.set_yscale("log")
     axh.grid(alpha=0.3)
     axh.legend(loc="upper center", fontsize=9, framealpha=0.9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def confusion_matrices(y_true, probs: dict[str, np.ndarray], path, threshold: float = 0.5) -> Path:
@@ -124,7 +124,7 @@ def confusion_matrices(y_true, probs: dict[str, np.ndarray], path, threshold: fl
         ax.axis("off")
     fig.suptitle(f"Confusion matrices at threshold {threshold:g} (share of true row, count)")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def feature_importance(names, gains, path, top: int = 30) -> Path:
@@ -146,7 +146,7 @@ def feature_importance(names, gains, path, top: int = 30) -> Path:
     ax.set(xlabel="share of total gain (%)",
            title=f"Feature importance (gain), top {len(order)} of {len(g)}")
     ax.grid(axis="x", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def auc_by_segment(segment_metrics: dict, path) -> Path:
@@ -156,7 +156,7 @@ def auc_by_segment(segment_metrics: dict, path) -> Path:
     undefined (one class) gets no bar and 'n/a'; tick labels carry the row counts.
     """
     models = list(segment_metrics)
-    colours = _colours(models)
+    colours = model_colours(models)
     segments = list(dict.fromkeys(s for m in models for s in segment_metrics[m]))
     fig, axes = plt.subplots(len(segments), 1, figsize=(10, 3.6 * len(segments)), squeeze=False)
     width = 0.8 / max(len(models), 1)
@@ -190,7 +190,7 @@ def auc_by_segment(segment_metrics: dict, path) -> Path:
         ax.grid(axis="y", alpha=0.3)
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 _PANELS = (
@@ -210,8 +210,8 @@ def ranking_curves(curves: dict, path) -> Path:
     """
     multi = all(isinstance(v, dict) for v in curves.values())
     per_model = curves if multi else {"": curves}
-    colours = _colours(per_model)
-    metric_colours = _colours([m for _, ms in _PANELS for m in ms])
+    colours = model_colours(per_model)
+    metric_colours = model_colours([m for _, ms in _PANELS for m in ms])
     panels = [(t, ms) for t, ms in _PANELS
               if any(m in c for c in per_model.values() for m in ms)]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.4 * len(panels), 4.4), squeeze=False)
@@ -237,4 +237,4 @@ def ranking_curves(curves: dict, path) -> Path:
             ax.legend(loc="lower right" if metrics == ("coverage",) else "best", fontsize=8,
                       framealpha=0.9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -1,8 +1,8 @@
-"""Top-k song recommendations: from the ALS model, and the popularity baseline it is judged against.
+"""Top-k song lists by factor scores, and the popularity baseline every ranking family is judged against.
 
-Both rank through implicit's public `recommend` (batch, `filter_already_liked_items`,
+Every list is ranked through implicit's public `recommend` (batch, `filter_already_liked_items`,
 `filter_items`): the popularity ranking is the one-factor model whose item factor is the song's
-score, so both lists are filtered the same way (no song the user played in train, no song unseen
+score, so every list is filtered the same way (no song the user played in train, no song unseen
 in train).
 """
 from __future__ import annotations
@@ -11,8 +11,6 @@ import numpy as np
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
-
-from musicrec.models.als import ALSModel
 
 POPULARITY_METHODS = ("listeners", "damped")
 
@@ -24,7 +22,7 @@ def train_plays(user: np.ndarray, song: np.ndarray, shape: tuple[int, int]) -> s
     return m
 
 
-def _top_k(user_factors: np.ndarray, item_factors: np.ndarray, k: int, plays: sp.csr_matrix,
+def top_k_by_factors(user_factors: np.ndarray, item_factors: np.ndarray, k: int, plays: sp.csr_matrix,
            filter_items: np.ndarray | None, n_threads: int) -> tuple[np.ndarray, np.ndarray]:
     """implicit's batch recommend for factor matrices set by hand."""
     with threadpool_limits(1, "blas"):
@@ -37,7 +35,7 @@ def _top_k(user_factors: np.ndarray, item_factors: np.ndarray, k: int, plays: sp
         np.asarray(sc, dtype=np.float64).reshape(len(user_factors), -1)
 
 
-def _pad(ids: np.ndarray, sc: np.ndarray, k: int, n_songs: int) -> tuple[np.ndarray, np.ndarray]:
+def pad_lists(ids: np.ndarray, sc: np.ndarray, k: int, n_songs: int) -> tuple[np.ndarray, np.ndarray]:
     out_ids = np.full((ids.shape[0], k), -1, dtype=np.int64)
     out_sc = np.full((ids.shape[0], k), np.nan, dtype=np.float64)
     w = min(k, ids.shape[1])
@@ -45,36 +43,6 @@ def _pad(ids: np.ndarray, sc: np.ndarray, k: int, n_songs: int) -> tuple[np.ndar
     bad = (out_ids < 0) | (out_ids >= n_songs) | ~np.isfinite(out_sc)
     out_ids[bad], out_sc[bad] = -1, np.nan  # fewer than k candidates
     return out_ids, out_sc
-
-
-def recommend(model: ALSModel, users: np.ndarray, k: int, plays: sp.csr_matrix,
-              n_threads: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """(songs, scores), each (len(users), k), best first.
-
-    Known users get the songs with the highest ALS score among songs seen in train that they have
-    not played in train; users unseen in train get the most played train songs.
-    """
-    users = np.asarray(users, dtype=np.int64)
-    n_songs = model.shape_[1]
-    songs_out = np.full((len(users), k), -1, dtype=np.int64)
-    scores_out = np.full((len(users), k), np.nan, dtype=np.float64)
-    known = (users < model.shape_[0])
-    known[known] &= model.user_count_[users[known]] > 0
-
-    if known.any():
-        rows = users[known]
-        unseen_songs = np.flatnonzero(model.song_count_ == 0).astype(np.int32)
-        ids, sc = _top_k(model.user_factors_[rows], model.item_factors_, k, plays[rows].tocsr(), unseen_songs,
-                         n_threads)
-        songs_out[known], scores_out[known] = _pad(ids, sc, k, n_songs)
-
-    if (~known).any():
-        order = np.argsort(-model.song_count_, kind="stable")[:k]
-        share = model.song_count_[order] / max(model.song_count_.sum(), 1.0)
-        songs_out[~known, :len(order)], scores_out[~known, :len(order)] = order, share
-    bad = (songs_out < 0) | (songs_out >= n_songs) | ~np.isfinite(scores_out)
-    songs_out[bad], scores_out[bad] = -1, np.nan  # fewer than k candidates
-    return songs_out, scores_out
 
 
 def popularity_scores(user: np.ndarray, song: np.ndarray, plays: np.ndarray, n_songs: int, method: str,
@@ -99,23 +67,7 @@ def recommend_popular(scores: np.ndarray, users: np.ndarray, k: int, plays: sp.c
     rank_value = np.empty(n_songs, dtype=np.float64)
     rank_value[order] = n_songs - np.arange(n_songs)  # exact in float32 up to 16M songs
     rows = plays[np.asarray(users, dtype=np.int64)].tocsr()
-    ids, sc = _top_k(np.ones((len(users), 1)), rank_value[:, None], k, rows, unseen, n_threads)
-    ids, _ = _pad(ids, sc, k, n_songs)
+    ids, sc = top_k_by_factors(np.ones((len(users), 1)), rank_value[:, None], k, rows, unseen, n_threads)
+    ids, _ = pad_lists(ids, sc, k, n_songs)
     out_sc = np.where(ids >= 0, scores[np.maximum(ids, 0)], np.nan)
     return ids, out_sc
-
-
-def similar_songs(model: ALSModel, songs: np.ndarray, k: int, n_threads: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """The k songs most similar to each of `songs` by cosine of the ALS item factors (implicit's
-    similar_items; the song itself and songs unseen in train left out): (ids, cosines), each (len(songs), k)."""
-    unseen = np.flatnonzero(model.song_count_ == 0)
-    with threadpool_limits(1, "blas"):
-        als = AlternatingLeastSquares(factors=model.item_factors_.shape[1], num_threads=n_threads)
-        als.item_factors = np.ascontiguousarray(model.item_factors_, dtype=np.float32)
-        als.user_factors = np.zeros((1, model.item_factors_.shape[1]), dtype=np.float32)
-        ids, sc = als.similar_items(np.asarray(songs, dtype=np.int64), N=k + 1,
-                                    filter_items=unseen if len(unseen) else None)
-    ids, sc = np.atleast_2d(ids).astype(np.int64), np.atleast_2d(sc).astype(np.float64)
-    not_self = ids != np.asarray(songs)[:, None]
-    order = np.argsort(~not_self, axis=1, kind="stable")[:, :k]  # drop the song itself, keep rank order
-    return np.take_along_axis(ids, order, axis=1), np.take_along_axis(sc, order, axis=1)

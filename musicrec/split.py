@@ -18,7 +18,7 @@ from sklearn.model_selection import train_test_split
 
 from musicrec.config import ConfigError
 from musicrec.manifest import StageRun
-from musicrec.rng import derived_seed, stage_rng
+from musicrec.rng import seed, stream
 from musicrec.sources import untimed
 
 log = logging.getLogger("musicrec")
@@ -133,15 +133,15 @@ def run(cfg: dict, force: bool = False) -> dict:
         with st.step("read"):
             df = pl.read_parquet(st.input("01_preprocess", "interactions.parquet"))
         with st.step("split"):
-            seed = derived_seed(stage_rng(cfg, 2))
+            split_seed = seed(cfg, STAGE, "split")
             scfg = cfg["split"]
             if untimed(cfg) and scfg["method"] != "user_holdout":
                 log.info("%s: hetrec play counts have no time: a seeded per-user holdout of pairs instead of "
                          "split.method %s", STAGE, scfg["method"])
                 scfg = {**scfg, "method": "user_holdout"}
-            parts = split(df, scfg, seed)
+            parts = split(df, scfg, split_seed)
             share = cfg["split"]["train_label_noise"]
-            parts["train"] = flip_train_labels(parts["train"], share, stage_rng(cfg, 2, 1))
+            parts["train"] = flip_train_labels(parts["train"], share, stream(cfg, STAGE, "train_label_noise"))
             summary = summarize(parts)
             summary["train_label_noise"] = {"share": share, "flipped": int(parts["train"]["label_flipped"].sum())}
         with st.step("write"):

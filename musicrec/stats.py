@@ -5,9 +5,13 @@ One normal quantile (Z95) for every closed-form interval; Wilson intervals of ra
 """
 from __future__ import annotations
 
-from scipy.stats import binomtest, norm
+import math
+
+import numpy as np
+from scipy.stats import binomtest, bootstrap, norm
 
 Z95 = float(norm.ppf(0.975))   # the two-sided 95% normal quantile, 1.959964...
+BOOTSTRAP = 1000               # resamples of every bootstrap interval
 
 
 def wilson_interval(k: int, n: int) -> list[float] | None:
@@ -16,3 +20,26 @@ def wilson_interval(k: int, n: int) -> list[float] | None:
         return None
     ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=0.95, method="wilson")
     return [float(ci.low), float(ci.high)]
+
+
+def hanley_mcneil_interval(auc: float, n_pos: int, n_neg: int) -> list[float] | None:
+    """95% interval of an AUC from Hanley & McNeil (1982): its standard error from the AUC and the
+    class sizes (scipy has no AUC interval). None when a class is empty."""
+    if n_pos < 1 or n_neg < 1:
+        return None
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc * auc) + (n_neg - 1) * (q2 - auc * auc)) / (n_pos * n_neg)
+    se = math.sqrt(max(var, 0.0))
+    return [max(0.0, auc - Z95 * se), min(1.0, auc + Z95 * se)]
+
+
+def bootstrap_interval(data: tuple[np.ndarray, ...], statistic, rng: np.random.Generator, draws: int = BOOTSTRAP,
+                       paired: bool = False, batch: int | None = None) -> list[float] | None:
+    """Percentile bootstrap 95% interval of `statistic` (vectorised: it takes `axis`) by
+    scipy.stats.bootstrap; `paired` resamples the arrays' rows together; `batch` resamples at a
+    time (bounds memory). None where the statistic is undefined on too many resamples."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        res = bootstrap(data, statistic, n_resamples=draws, batch=batch, vectorized=True, paired=paired,
+                        method="percentile", rng=rng)
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return None if not (np.isfinite(low) and np.isfinite(high)) else [low, high]

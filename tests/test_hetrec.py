@@ -47,11 +47,11 @@ def test_hetrec_runs_01_to_05_with_ranking_models_only(tmp_path):
     assert set(parts["valid"].group_by("user").len()["len"]) == {1}
     features.run(cfg)
     report = train.run(cfg)
-    assert list(report["models"]) == ["als"]
+    assert list(report.models) == ["als"]
     metrics = predict.run(cfg)
-    assert set(metrics["ranking"]) == {"als", "popularity"} and metrics["models"] == {}
+    assert set(metrics.ranking) == {"als", "popularity"} and metrics.models == {}
     # taste blocks: ALS finds the block, popularity cannot
-    assert metrics["ranking"]["als"]["ndcg@10"] > metrics["ranking"]["popularity"]["ndcg@10"]
+    assert metrics.ranking["als"].ndcg > metrics.ranking["popularity"].ndcg
     recs = pl.read_parquet(tmp_path / "data" / "05_predict" / "recommendations.parquet")
     assert recs["artist_name"].str.starts_with("Band \"").all() and recs["rank"].max() == 10
     similar = pl.read_parquet(tmp_path / "data" / "05_predict" / "similar_songs.parquet")

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 from scipy.stats import pearsonr, spearmanr
 
-from musicrec.influence import ESTIMATORS
+from musicrec import families
 from musicrec.influence.losses import auc_gradient, logloss, loss_change, metric_changes
-from musicrec.influence import reference
+from musicrec.families.nb import reference as nb_reference
+from musicrec.influence.reference import library_loo
 from musicrec.influence.groups import group_effects, random_ablations, summarize
 from musicrec.influence.heldout import half_influence, user_halves
 from musicrec.influence.noise import oracle_posterior
@@ -15,7 +16,7 @@ from musicrec.influence.retrain import Retrainer
 from musicrec.influence.stats import ceiling, correlation, detector, share_of_ceiling
 from musicrec.influence.validate import (compare, guarded_size, iterative_removal, removal_curves, rescore,
                                         validate_model)
-from musicrec.models import load_model, make_model
+from musicrec.families import load_model, make_model
 
 from conftest import make_set, small_cfg
 
@@ -28,7 +29,7 @@ def splits():
 def estimator(name, splits):
     train, valid, test = splits
     model = make_model(name, small_cfg(), 4).fit(train, valid)
-    return ESTIMATORS[name](model, train, test)
+    return families.get(name).influence(model, train, test)
 
 
 ROWS = np.array([3, 50, 177, 400, 901, 1333, 2000, 2499])
@@ -59,7 +60,7 @@ def test_lr_newton_step_ranks_like_exact_retraining(splits):
     est = estimator("lr", splits)
     rows = np.arange(0, 2500, 125)
     # scikit-learn's LogisticRegression refitted without each row (newton-cholesky, tol 1e-10)
-    retrained = reference.library_loo(est, rows, {"all": np.arange(len(est.y_test))})["all"]
+    retrained = library_loo(families.get(est.name).reference(est), rows, {"all": np.arange(len(est.y_test))})["all"]
     loo = est.loo()["logloss"][rows]
     assert spearmanr(loo, retrained["logloss"])[0] > 0.98
     assert np.abs(loo - retrained["logloss"]).max() < 0.05 * np.abs(retrained["logloss"]).max()
@@ -85,7 +86,7 @@ def test_nb_column_block_fit_is_gaussian_nbs_whole_fit(splits, block, threads):
 
     est = estimator("nb", splits)
     whole = GaussianNB(var_smoothing=est.vs).fit(est.Z, est.y)
-    blocks = reference.ColumnBlockNB(est.vs, block, threads).fit(est.Z, est.y)
+    blocks = nb_reference.ColumnBlockNB(est.vs, block, threads).fit(est.Z, est.y)
     assert blocks.epsilon_ == pytest.approx(whole.epsilon_, rel=1e-13)   # summation order: an ulp
     np.testing.assert_array_equal(blocks.class_count_, whole.class_count_)
     np.testing.assert_allclose(blocks.theta_, whole.theta_, rtol=1e-13, atol=0)
@@ -96,7 +97,7 @@ def test_nb_column_block_fit_is_gaussian_nbs_whole_fit(splits, block, threads):
 
 def test_nb_library_loo_is_gaussian_nb(splits):
     est = estimator("nb", splits)
-    lib = reference.library_loo(est, ROWS, {"all": np.arange(len(est.y_test))})
+    lib = library_loo(families.get(est.name).reference(est), ROWS, {"all": np.arange(len(est.y_test))})
     own = est.exact(ROWS)["logloss"]
     assert np.abs(own - lib["all"]["logloss"]).max() <= 1e-9 * np.abs(lib["all"]["logloss"]).max()
     np.testing.assert_allclose(est.loo()["self"][ROWS], lib["self"], rtol=1e-6)
@@ -107,11 +108,11 @@ def test_nb_library_logit_change_is_the_difference_of_gaussian_nb_fits(splits):
     plain difference of their joint log-likelihoods (up to that difference's rounding)."""
     est = estimator("nb", splits)
     keep = np.ones(est.n, dtype=bool)
-    base = reference.gaussian_nb(est, keep)
+    base = nb_reference.gaussian_nb(est, keep)
     keep[[5, 99]] = False
-    fit = reference.gaussian_nb(est, keep)
-    direct = reference.nb_logits(fit, est.Zt) - reference.nb_logits(base, est.Zt)
-    np.testing.assert_allclose(reference.nb_logit_change(base, fit, est.Zt), direct, rtol=1e-6, atol=1e-12)
+    fit = nb_reference.gaussian_nb(est, keep)
+    direct = nb_reference.nb_logits(fit, est.Zt) - nb_reference.nb_logits(base, est.Zt)
+    np.testing.assert_allclose(nb_reference.nb_logit_change(base, fit, est.Zt), direct, rtol=1e-6, atol=1e-12)
 
 
 def test_retrainer_uses_the_saved_models_arguments_not_the_config(splits, tmp_path):
@@ -128,7 +129,7 @@ def test_retrainer_uses_the_saved_models_arguments_not_the_config(splits, tmp_pa
     r = Retrainer(lr, train, valid, test)
     base = r.base_model(r.seed)
     assert base.C == 0.05 and base.random_state == 4
-    est = ESTIMATORS["lr"](lr, train, test)
+    est = families.get("lr").influence(lr, train, test)
     theta = np.concatenate([base.estimator_.coef_.ravel(), base.estimator_.intercept_])
     assert np.abs(theta - est.theta).max() <= 1e-6 * np.abs(est.theta).max()  # the analysed optimum
     rf = load_model("rf", tmp_path)
@@ -184,7 +185,7 @@ def test_self_influence_finds_flipped_labels(name, splits):
     flipped[rng.choice(len(train), len(train) // 10, replace=False)] = True
     noisy = dataclasses.replace(train, y=np.where(flipped, 1 - train.y, train.y).astype(train.y.dtype))
     model = make_model(name, small_cfg(), 4).fit(noisy, valid)
-    loo = ESTIMATORS[name](model, noisy, test).loo()
+    loo = families.get(name).influence(model, noisy, test).loo()
     assert detector(loo["own_loss"], flipped, rng)["lift_10pct"]["value"] > 2.5
     assert detector(loo["self"], flipped, rng)["lift_10pct"]["value"] > 2.0
 
@@ -200,8 +201,8 @@ def test_a_saved_and_loaded_model_gives_the_same_influence(name, splits, tmp_pat
     train, valid, test = splits
     model = make_model(name, small_cfg(), 4).fit(train, valid)
     model.save(tmp_path)
-    again = ESTIMATORS[name](load_model(name, tmp_path), train, test)
-    before = ESTIMATORS[name](model, train, test).loo()
+    again = families.get(name).influence(load_model(name, tmp_path), train, test)
+    before = families.get(name).influence(model, train, test).loo()
     after = again.loo()
     for k in before:
         np.testing.assert_allclose(after[k], before[k], rtol=1e-9, atol=1e-15)
@@ -439,7 +440,7 @@ def test_held_out_halves_are_disjoint_by_user_and_influence_adds_up(splits):
         # B derived from the whole and A equals B estimated directly
         np.testing.assert_allclose(inf["B"], est.loo_on(halves["B"]), rtol=1e-6, atol=1e-9 * np.abs(loo).max())
         # and A is the influence on half A's own loss: the estimator built on those test rows alone
-        alone = ESTIMATORS[name](est.model, train, test.take(halves["A"])).loo()["logloss"]
+        alone = families.get(name).influence(est.model, train, test.take(halves["A"])).loo()["logloss"]
         np.testing.assert_allclose(inf["A"], alone, rtol=1e-6, atol=1e-9 * np.abs(alone).max())
 
 
@@ -481,7 +482,7 @@ def test_group_prediction_against_retraining_on_a_planted_case(splits):
     y = train.y.copy()
     y[planted] = 1 - y[planted]
     noisy = dataclasses.replace(train, y=y)
-    est = ESTIMATORS["nb"](make_model("nb", small_cfg(), 4).fit(noisy, valid), noisy, test)
+    est = families.get("nb").influence(make_model("nb", small_cfg(), 4).fit(noisy, valid), noisy, test)
     loo = est.loo()["logloss"]
     halves = user_halves(test.keys["user"].to_numpy(), np.random.default_rng(0))
     influence = half_influence(est, loo, halves)
@@ -538,8 +539,8 @@ def test_removal_curves_alone_with_no_sampled_rows(splits):
             "removal_step_until": 0.05}
     report = validate_model(est, loo, Retrainer(est.model, train, valid, test, parts=halves), vcfg, (0, 1),
                             np.random.default_rng(0), half_influence(est, loo["logloss"], halves))
-    assert report["exact"] is None and report["sample_rows"] == []
-    assert report["removal"]["harmful"]["0.05"]["rows"] == round(0.05 * len(train))
+    assert report.report.exact is None and len(report.sample_rows) == 0 and report.exact_logloss is None
+    assert report.report.removal["harmful"]["0.05"]["rows"] == round(0.05 * len(train))
 
 
 def test_lgbm_test_logits_are_lightgbms_own(splits):
@@ -550,7 +551,7 @@ def test_lgbm_test_logits_are_lightgbms_own(splits):
 
 def test_lgbm_uncached_leaves_give_the_same_influence(splits, monkeypatch):
     """Above CACHE_BYTES the train leaves are predicted again block by block, on threads."""
-    from musicrec.influence import lgbm
+    from musicrec.families.lgbm import influence as lgbm
     cached = estimator("lgbm", splits).loo()
     monkeypatch.setattr(lgbm, "CACHE_BYTES", 0)
     monkeypatch.setattr(lgbm, "BLOCK", 64)

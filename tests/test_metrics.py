@@ -56,8 +56,8 @@ def test_logloss_is_clipped_and_one_class_auc_is_none():
     assert one["auc"] is None
     assert one["accuracy"] == pytest.approx(2 / 3)
     assert json.loads(json.dumps(one))["auc"] is None
-    assert metrics.oracle_auc([0, 0], [0.1, 0.2]) is None
-    assert metrics.oracle_auc([0, 1, 1], [0.1, 0.8, 0.05]) == pytest.approx(0.5)
+    assert metrics.auc([0, 0], [0.1, 0.2]) is None
+    assert metrics.auc([0, 1, 1], [0.1, 0.8, 0.05]) == pytest.approx(0.5)
     with pytest.raises(ValueError):
         metrics.classification_metrics([0, 1], [0.5])
 
@@ -338,8 +338,8 @@ def test_mean_ci_covers_the_true_mean_about_95_percent_of_the_time():
     rng = np.random.default_rng(0)
     covered = 0
     for _ in range(200):
-        ci = metrics.mean_ci(rng.binomial(1, 0.3, 300).astype(float), rng, draws=400)["ci95"]
+        ci = metrics.mean_ci(rng.binomial(1, 0.3, 300).astype(float), rng, draws=400).ci95
         covered += ci[0] <= 0.3 <= ci[1]
     assert 0.88 <= covered / 200 <= 0.99
     one = metrics.mean_ci(np.array([0.5]), rng)
-    assert one == {"value": 0.5, "n": 1, "ci95": None}
+    assert one.to_dict() == {"value": 0.5, "n": 1, "ci95": None}

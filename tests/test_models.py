@@ -4,7 +4,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from conftest import make_set, small_cfg
-from musicrec.models import FAMILIES, load_model, make_model
+from musicrec import families
+from musicrec.families import load_model, make_model
 
 
 @pytest.fixture(scope="module")
@@ -12,7 +13,7 @@ def data():
     return make_set(4000, 1), make_set(1500, 2)
 
 
-@pytest.mark.parametrize("name", list(FAMILIES))
+@pytest.mark.parametrize("name", list(families.BUILTIN))
 def test_family_learns_and_round_trips(name, data, tmp_path):
     train, valid = data
     model = make_model(name, small_cfg(), random_state=3).fit(train, valid)
@@ -102,7 +103,7 @@ def test_columns_without_variation_are_left_out_of_the_design(name, data):
     """A constant or all-NaN column moves no prediction; it is left out, the rest is unchanged."""
     from dataclasses import replace
 
-    from musicrec.models.sklearn_models import varying
+    from musicrec.models.sklearn_base import varying
 
     train, valid = data
     def widen(d, nan_share=0.0):

@@ -1,5 +1,6 @@
 """The six scripts as processes on the tiny preset, the way a user runs them."""
 import json
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -25,18 +26,36 @@ def test_every_stage_wrote_a_manifest(pipeline):
         assert m["stage"] == stage and m["outputs"]
 
 
+def test_every_stage_read_only_what_it_declares(pipeline):
+    """Each manifest's inputs are reads declared in musicrec.stages, and every read declared without
+    a condition was made (the table the staleness check, --help and the README use is true)."""
+    from musicrec.stages import STAGES, declared
+
+    for name, stage in STAGES.items():
+        m = json.loads((pipeline / name / "manifest.json").read_text())
+        made = {(rec["stage"], Path(path).name) for path, rec in m["inputs"].items() if rec.get("stage")}
+        assert all(declared(name, up, f) for up, f in made), (name, made)
+        for r in stage.reads:
+            if not r.when and not r.pattern:
+                assert (r.stage, r.file) in made, (name, r)
+        assert m["config"].keys() == set(stage.sections)
+
+
 def test_predict_outputs(pipeline):
-    metrics = json.loads((pipeline / "05_predict" / "metrics.json").read_text())
-    assert set(metrics["models"]) == {"prior", "nb", "lr", "rf", "lgbm", "als"}
+    from musicrec.outputs.predict import PredictMetrics
+
+    metrics = PredictMetrics.read(pipeline / "05_predict" / "metrics.json")
+    assert set(metrics.models) == {"prior", "nb", "lr", "rf", "lgbm", "als"}
     # the oracle scores the true probabilities against the labels of the test rows
-    assert metrics["oracle"]["auc"] > max(m["auc"] for m in metrics["models"].values())
-    for name, m in metrics["models"].items():
-        assert set(m) == {"auc", "logloss", "accuracy", "brier"}, name
-    assert metrics["models"]["lgbm"]["auc"] > metrics["models"]["prior"]["auc"]
-    assert set(metrics["ranking"]) == {"als", "popularity"}
-    for ranking in metrics["ranking"].values():
-        assert {"precision@10", "recall@10", "ndcg@10", "map@10", "hit_rate@10", "f1@10", "coverage", "novelty",
-                "genre_diversity@10", "artist_diversity@10", "ils_genre@10"} <= set(ranking)
+    assert metrics.oracle.auc > max(m.auc for m in metrics.models.values())
+    for name, m in metrics.models.items():
+        lo, hi = m.auc_ci95                   # Hanley & McNeil, computed by stage 05
+        assert lo < m.auc < hi and m.accuracy_ci95[0] < m.accuracy < m.accuracy_ci95[1], name
+    assert metrics.models["lgbm"].auc > metrics.models["prior"].auc
+    assert set(metrics.ranking) == {"als", "popularity"}
+    for ranking in metrics.ranking.values():
+        assert ranking.k == 10 and 0 < ranking.ndcg <= 1 and ranking.ndcg_ci95[0] <= ranking.ndcg <= ranking.ndcg_ci95[1]
+    assert metrics.ranking["als"].minus_popularity["ndcg"].n == metrics.ranking["als"].users
     pred = pl.read_parquet(pipeline / "05_predict" / "predictions.parquet")
     split = json.loads((pipeline / "02_split" / "split.json").read_text())
     assert pred.height == split["test"]["rows"] and {"p_lgbm", "p_als", "target", "p_true"} <= set(pred.columns)
@@ -56,24 +75,29 @@ def test_influence_outputs(pipeline):
         for metric in ("logloss", "auc", "self", "own_loss"):
             assert loo[f"{m}_{metric}"].is_finite().all(), (m, metric)
         assert (loo[f"{m}_own_loss"] >= 0).all()
-    report = json.loads((pipeline / "06_influence" / "validation.json").read_text())
-    assert report["label_noise"]["flipped"] == round(0.1 * split["train"]["rows"]) == split["train_label_noise"]["flipped"]
-    assert loo["label_flipped"].sum() == report["label_noise"]["flipped"]
-    assert report["label_noise"]["oracle"]["lift_10pct"]["value"] > 1
+    from musicrec.outputs.influence import Validation
+
+    report = Validation.read(pipeline / "06_influence" / "validation.json")
+    assert report.label_noise.flipped == round(0.1 * split["train"]["rows"]) == split["train_label_noise"]["flipped"]
+    assert loo["label_flipped"].sum() == report.label_noise.flipped
+    assert report.label_noise.oracle.lift_10pct.value > 1
     for m in ("nb", "lr", "rf", "lgbm", "als"):
-        r = report["models"][m]
-        assert {"exact", "removal", "label_noise", "reference"} <= set(r)
-        assert r["exact"]["n"] > 0 and r["exact"]["spearman"]["n"] == r["exact"]["n"]
-        assert r["self"]["exact"]["n"] == r["exact"]["n"]
-        assert ("noise_ceiling" in r) == (m in ("rf", "lgbm", "als"))    # deterministic fits have none
-        assert {"test_loss_influence", "self_influence", "loo_own_loss"} <= set(r["label_noise"])
-        assert r["label_noise"]["loo_own_loss"]["lift_10pct"]["ci95"] is not None
+        r = report.models[m]
+        assert r.family == m and r.reference and r.removal and r.label_noise
+        assert r.exact.n > 0 and r.exact.spearman.n == r.exact.n
+        assert r.self_influence.exact.n == r.exact.n
+        assert (r.noise_ceiling is not None) == (not r.deterministic) == (m in ("rf", "lgbm", "als"))
+        assert {"test_loss_influence", "self_influence", "loo_own_loss"} <= set(r.label_noise.rankings)
+        assert r.label_noise.rankings["loo_own_loss"].lift_10pct.ci95 is not None
         for kind in ("harmful", "helpful", "random"):
-            assert set(r["removal"][kind]["0.05"]) == {"rows", "scored_on_A", "scored_on_B", "mean"}
-        assert {"A", "B", "mean"} <= set(report["groups"][m]["predicted"])
-    assert "data_oob" in report["models"]["rf"]["label_noise"]
-    assert report["models"]["nb"]["closed_form_vs_library"]["max_rel_err"] < 1e-7
-    assert report["test_halves"]["A"]["users"] + report["test_halves"]["B"]["users"] > 0
+            assert set(r.removal[kind]["0.05"]) == {"rows", "scored_on_A", "scored_on_B", "mean"}
+        assert {"A", "B", "mean"} <= set(report.groups[m].predicted)
+    assert "data_oob" in report.models["rf"].label_noise.rankings
+    assert report.models["rf"].extras["data_oob_spearman_with_loo"]["n"] > 0
+    assert report.models["lgbm"].extras["leaf_value_reproduction_error"] < 1e-6
+    assert report.models["nb"].removal_check == "closed_form" and report.models["rf"].removal_check == "fixed_structure"
+    assert report.models["nb"].own_vs_library.max_rel_err < 1e-7
+    assert report.test_halves["A"]["users"] + report.test_halves["B"]["users"] > 0
     groups = pl.read_parquet(pipeline / "06_influence" / "groups.parquet")
     assert {"power_users", "source_system_tab", "genre", "language", "user_activity_decile",
             "song_activity_decile", "age_band"} <= set(groups["kind"].to_list())

@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from musicrec.models.als import ALSModel
-from musicrec.recommend import popularity_scores, recommend, recommend_popular, train_plays
+from musicrec.families.als.model import ALSModel
+from musicrec.families.als.recommend import recommend
+from musicrec.recommend import popularity_scores, recommend_popular, train_plays
 
 
 def _train(rng, n_users=30, n_songs=25, n_rows=200):
@@ -55,7 +56,7 @@ def test_als_lists_are_the_best_unplayed_dot_products():
 
 
 def test_confidence_weightings_match_their_formulas():
-    from musicrec.models.als import confidence_matrix
+    from musicrec.families.als.model import confidence_matrix
 
     rng = np.random.default_rng(6)
     n_users, n_songs = 15, 12
@@ -75,7 +76,7 @@ def test_confidence_weightings_match_their_formulas():
 
 
 def test_similar_songs_are_the_best_cosines():
-    from musicrec.recommend import similar_songs
+    from musicrec.families.als.recommend import similar_songs
 
     rng = np.random.default_rng(8)
     model = ALSModel(factors=4)

@@ -13,11 +13,11 @@ from PIL import Image
 
 from musicrec import cli
 from musicrec.report import SECTIONS, render
-from musicrec.report.sections import auc_interval
 
 from conftest import REPO, make_cfg
 
-FAST = ["data.synthetic.preset=tiny", "train.models=[prior, nb, als]", "influence.models=[nb]",
+FAST = ["data.synthetic.preset=tiny", "split.train_label_noise=0.1", "train.models=[prior, nb, als]",
+        "influence.models=[nb]",
         "influence.validate.rows={nb: 6, lr: 0, rf: 0, lgbm: 0, als: 0}", "influence.validate.removal_fractions=[]",
         "influence.ablation.repeats=0", "influence.groups.enabled=true", "influence.groups.deciles=2",
         "influence.groups.top_genres=1"]
@@ -87,8 +87,31 @@ def test_every_section_present_and_every_image_decodes(run_dir):
         assert "<h3>Timings (seconds)</h3>" in chunk and "<h3>Config</h3>" in chunk
         assert "<span class='state fresh'>fresh</span>" in chunk
     assert "<span class='state fresh'>fresh</span>" in text.split("</section>")[0]
-    ci = page.cells[page.cells.index("als.minus_popularity.ndcg@10.ci95") + 1]   # ranking intervals reach the page
-    assert re.fullmatch(r"\[-?[0-9.e-]+, -?[0-9.e-]+\]", ci)
+    ranking = text[text.index("<h3>Ranking of unseen songs"):]
+    ranking = Page()
+    ranking.feed(text[text.index("<h3>Ranking of unseen songs"):].split("</table>")[0])
+    als = ranking.cells[ranking.cells.index("als"):][:12]
+    assert re.fullmatch(r"-?[0-9.]+ \[-?[0-9.]+, -?[0-9.]+\]", als[-1])   # ALS minus popularity, paired interval
+    assert re.fullmatch(r"[0-9.]+ \[[0-9.]+, [0-9.]+\]", als[2])        # NDCG@10 with its interval
+
+
+def test_the_noisy_label_table_shows_every_ranking_and_the_oracle(run_dir):
+    """With flipped training labels, each ranking of nb is scored as a detector beside the oracle,
+    with the lift's interval, as validation.json holds them."""
+    from musicrec.outputs.influence import Validation
+
+    text = (run_dir / "report.html").read_text()
+    block = text[text.index("<h3>Noisy labels"):].split("</table>")[0]
+    page = Page()
+    page.feed(block)
+    v = Validation.read(run_dir / "06_influence" / "validation.json")
+    rankings = v.models["nb"].label_noise.rankings
+    assert set(rankings) == {"test_loss_influence", "self_influence", "loo_own_loss"}
+    for name, d in rankings.items():
+        row = page.cells[page.cells.index(name) - 1:][:5]
+        assert row[0] == "nb" and row[2] == f"{d.lift_10pct.value:.2f} [{d.lift_10pct.ci95[0]:.2f}, {d.lift_10pct.ci95[1]:.2f}]"
+    oracle = page.cells[page.cells.index("oracle"):][:5]
+    assert float(oracle[2].split()[0]) == pytest.approx(v.label_noise.oracle.lift_10pct.value, abs=0.005)
 
 
 def test_most_harmful_rows_are_the_input_files_rows(run_dir):
@@ -123,29 +146,3 @@ def test_a_stale_stage_is_marked_and_a_missing_one_named(run_dir, tmp_path):
     assert "config.split changed" in first and "02_split is not fresh" in first
     empty = render(make_cfg(tmp_path / "nothing"))
     assert empty.count("has not run: run ./run.sh") == 6
-
-
-def test_auc_interval_has_the_spread_of_simulated_aucs():
-    """Hanley & McNeil's SE is exact for exponential scores: compare with the spread of simulated AUCs."""
-    from scipy.stats import rankdata
-
-    rng = np.random.default_rng(0)
-    n_pos, n_neg, reps = 40, 60, 4000
-    neg = rng.exponential(1.0, (reps, n_neg))
-    pos = rng.exponential(4.0, (reps, n_pos))  # P(pos > neg) = 4 / (1 + 4) = 0.8
-    ranks = rankdata(np.hstack([pos, neg]), axis=1)
-    aucs = (ranks[:, :n_pos].sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-    lo, hi = auc_interval(0.8, n_pos, n_neg)
-    assert (hi - lo) / (2 * 1.959964) == pytest.approx(aucs.std(), rel=0.05)
-    assert np.mean((aucs >= lo) & (aucs <= hi)) == pytest.approx(0.95, abs=0.015)
-
-
-def test_wilson_interval_matches_scipy():
-    """The same 95% Wilson interval as scipy's binomtest gives."""
-    from scipy.stats import binomtest
-
-    from musicrec.report.sections import wilson_interval
-
-    lo, hi = wilson_interval(0.7, 200)
-    ref = binomtest(140, 200).proportion_ci(confidence_level=0.95, method="wilson")
-    assert (lo, hi) == pytest.approx((ref.low, ref.high), abs=1e-9)

@@ -32,13 +32,12 @@ from musicrec.features.target import (
 )
 from musicrec.features.temporal import time_features
 from musicrec.manifest import StageRun, read_manifest
-from musicrec.rng import derived_seed, stage_rng
+from musicrec.rng import seed, stream
 from musicrec.sources import untimed
 
 log = logging.getLogger("musicrec")
 
 STAGE = "03_features"
-STAGE_NO = 3
 PARTS = ("train", "valid", "test")
 KAGGLE = "kaggle"
 KEYS = ("time_order", "user", "song")
@@ -51,8 +50,6 @@ BASE_NUMERIC = ("bd", "song_length", "membership_days", "registration_year", "is
                 "song_extra_missing")
 ID_COLS = ("artist", "composer", "lyricist")  # used as keys, never exposed as features
 WORK_COLS = (*KEYS, *ID_COLS, *BASE_CATEGORICAL, *BASE_NUMERIC)
-# rng streams inside stage 3, so that one family's draws never shift another's
-STREAM_FOLDS, STREAM_ALS_SONG, STREAM_ALS_ARTIST, STREAM_CLUSTERS = 0, 1, 2, 3
 
 Step = Callable[[str], ContextManager]
 
@@ -93,7 +90,7 @@ def build_features(parts: dict[str, pl.DataFrame], cfg: dict,
     """Feature columns for every part (same rows, same order) and one spec per feature."""
     fcfg = cfg["features"]
     k = fcfg["target_stats"]["folds"]
-    folds = assign_folds(parts["train"].height, k, stage_rng(cfg, STAGE_NO, STREAM_FOLDS))
+    folds = assign_folds(parts["train"].height, k, stream(cfg, STAGE, "target_folds"))
     work = stack(parts, folds, k, fcfg["use_test_interactions"])
     keys = KeyCodes(work)
     families: list[tuple[str, tuple[str, str], pl.DataFrame, list[dict]]] = []
@@ -114,13 +111,13 @@ def build_features(parts: dict[str, pl.DataFrame], cfg: dict,
     fitted: dict = {}
     if fcfg["als"]["enabled"]:
         with step("als"):
-            seeds = (derived_seed(stage_rng(cfg, STAGE_NO, STREAM_ALS_SONG)),
-                     derived_seed(stage_rng(cfg, STAGE_NO, STREAM_ALS_ARTIST)))
+            seeds = (seed(cfg, STAGE, "als_song"),
+                     seed(cfg, STAGE, "als_artist"))
             add("als", als_features, work, fcfg["als"], seeds, fitted)
     te_keys, bias_effects, bias_iterations, taste = TE_KEYS, BIAS_EFFECTS, BIAS_ITERATIONS, None
     if fcfg["clusters"]["enabled"]:
         with step("taste clusters"):
-            taste = Taste(work, fcfg["clusters"], stage_rng(cfg, STAGE_NO, STREAM_CLUSTERS), fitted.get("user_factors"))
+            taste = Taste(work, fcfg["clusters"], stream(cfg, STAGE, "clusters"), fitted.get("user_factors"))
             add("cluster", taste.label_free)  # collaborative, label-free: exclude_sources [cluster]
             work = work.with_columns(pl.Series("song_cluster", taste.song_cluster),
                                      pl.Series("user_cluster", taste.user_cluster))

@@ -57,6 +57,9 @@ class Estimator:
     name = "model"
     #: how the estimate relates to the retrained model, for reports
     method = ""
+    #: an estimator rebuilt on a model retrained without some rows keeps every train row (removed
+    #: ones with weight 0): the forest, whose bootstrap draws are indexed by the full train split
+    keeps_removed_rows = False
 
     def __init__(self, model, train: FeatureSet, test: FeatureSet):
         self.model, self.train, self.test = model, train, test
@@ -87,6 +90,18 @@ class Estimator:
 
     def test_logits(self) -> np.ndarray:
         raise NotImplementedError
+
+    def extra_columns(self) -> dict[str, np.ndarray]:
+        """Per-row values beside loo() worth a loo.parquet column of their own (after loo())."""
+        return {}
+
+    def extra_validation(self, loo: dict, rng: np.random.Generator) -> dict:
+        """Family-specific checks for validation.json's `extras` (after loo())."""
+        return {}
+
+    def rankings(self) -> dict[str, np.ndarray]:
+        """Further mislabel rankings of the training rows (larger = more suspect), after loo()."""
+        return {}
 
     def loo(self) -> dict[str, np.ndarray]:
         raise NotImplementedError

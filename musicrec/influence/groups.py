@@ -18,6 +18,7 @@ import logging
 import numpy as np
 import polars as pl
 
+from musicrec import families
 from musicrec.influence.losses import loss_change
 from musicrec.influence.retrain import Retrainer
 from musicrec.influence.stats import correlation
@@ -127,19 +128,17 @@ def random_ablations(retrainer: Retrainer, seed: int, fractions, repeats: int, e
     return out
 
 
-FIXED = {"rf": "the trees", "lgbm": "the trees", "als": "the item factors and the calibration"}
 TRUSTED = 0.8   # lower end of the Spearman interval on both halves above which group predictions rank groups
 
 
 def trust(name: str | None, summary: dict) -> str:
     """How far a model's group predictions can be trusted, in words, from the measured correlations."""
-    if name == "nb":
-        return "exact: the prediction is naive Bayes refitted without the group (equal to retraining up to rounding)"
+    family = families.get(name) if name else None
+    if family is not None and family.group_exact:
+        return family.group_predictor
     lows = [(summary["predicted"][h]["spearman"]["ci95"] or [None])[0] for h in ("A", "B")]
     measured = ", ".join(f"half {h}: Spearman {_txt(summary['predicted'][h]['spearman'])}" for h in ("A", "B"))
-    how = ("one Newton step with the Hessian downdated by the group" if name == "lr" else
-           f"the sum of the rows' leave-one-out estimates with {FIXED.get(name, 'the model')} held fixed, which "
-           "retraining without a large group does not do")
+    how = family.group_predictor if family is not None else "the sum of the rows' leave-one-out estimates"
     if all(x is not None and x >= TRUSTED for x in lows):
         verdict = f"the prediction ranks groups reliably (both intervals above {TRUSTED})"
     else:

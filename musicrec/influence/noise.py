@@ -36,17 +36,15 @@ def oob_suspicion(values: np.ndarray) -> np.ndarray:
     return -np.nan_to_num(values, nan=np.inf)
 
 
-def suspicion(loo: dict, data_oob: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Each of one model's rankings as a score, larger = more suspect."""
-    out = {name: sign * loo[key] for name, (key, sign) in RANKINGS.items()}
-    if data_oob is not None:
-        out["data_oob"] = oob_suspicion(data_oob)
-    return out
+def suspicion(loo: dict, extra: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Each of one model's rankings as a score, larger = more suspect; `extra`: the estimator's
+    own further rankings (Estimator.rankings(), e.g. the forest's Data-OOB)."""
+    return {**{name: sign * loo[key] for name, (key, sign) in RANKINGS.items()}, **(extra or {})}
 
 
-def model_rankings(loo: dict, flipped: np.ndarray, rng, data_oob: np.ndarray | None = None) -> dict:
+def model_rankings(loo: dict, flipped: np.ndarray, rng, extra: dict[str, np.ndarray] | None = None) -> dict:
     """Each of one model's rankings as a detector of the flipped rows."""
-    return {name: detector(s, flipped, rng) for name, s in suspicion(loo, data_oob).items()}
+    return {name: detector(s, flipped, rng) for name, s in suspicion(loo, extra).items()}
 
 
 def report(flipped: np.ndarray, source: str, rng, p_true: np.ndarray | None, observed: np.ndarray) -> dict:

@@ -10,14 +10,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
-from musicrec.plots import _colours, _save  # noqa: E402
+from musicrec.outputs.common import Comparison  # noqa: E402
+from musicrec.plots import model_colours, save_figure  # noqa: E402
 
 
 def loo_distributions(loo: dict[str, np.ndarray], path) -> Path:
     """Histogram of each model's LOO log-loss influence (symmetric log axis: heavy tails)."""
     names = list(loo)
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
-    colours = _colours(names)
+    colours = model_colours(names)
     for ax, name in zip(axes[0], names):
         v = loo[name]
         lim = np.abs(v).max() or 1.0
@@ -30,29 +31,29 @@ def loo_distributions(loo: dict[str, np.ndarray], path) -> Path:
         ax.set(title=f"{name}: LOO test log-loss change", xlabel="loss without row - loss with row", ylabel="rows")
         _sparse_symlog_ticks(ax)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def estimate_vs_exact(pairs: dict[str, tuple[np.ndarray, np.ndarray, dict]], path) -> Path:
+def estimate_vs_exact(pairs: dict[str, tuple[np.ndarray, np.ndarray, Comparison]], path) -> Path:
     """Scatter of estimated vs exactly retrained LOO change, per model, with the y = x line."""
     names = list(pairs)
     fig, axes = plt.subplots(1, len(names), figsize=(4.0 * len(names), 3.8), squeeze=False)
-    colours = _colours(names)
+    colours = model_colours(names)
     for ax, name in zip(axes[0], names):
         est, exact, stats = pairs[name]
         ax.scatter(exact, est, s=12, alpha=0.7, color=colours[name])
         lo, hi = min(est.min(), exact.min()), max(est.max(), exact.max())
         ax.plot([lo, hi], [lo, hi], color="k", lw=0.8, ls="--")
-        sp = stats.get("spearman") or {}
-        ci = sp.get("ci95")
-        title = name if sp.get("value") is None else f"{name}: Spearman {sp['value']:.3f}, n = {sp['n']}"
+        sp = stats.spearman
+        ci = sp.ci95
+        title = name if sp.value is None else f"{name}: Spearman {sp.value:.3f}, n = {sp.n}"
         if ci:
             title += f"\n95% CI [{ci[0]:.2f}, {ci[1]:.2f}]"
         ax.set(title=title, xlabel="library refit / retraining", ylabel="estimate")
         ax.title.set_fontsize(9)
         ax.ticklabel_format(style="sci", scilimits=(-3, 3))
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def removal_curves(removal: dict[str, dict], path) -> Path:
@@ -83,7 +84,7 @@ def removal_curves(removal: dict[str, dict], path) -> Path:
                    ylabel=f"test {metric} change")
             ax.legend(fontsize=7)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def ablation_curves(runs: pl.DataFrame, path) -> Path:
@@ -91,7 +92,7 @@ def ablation_curves(runs: pl.DataFrame, path) -> Path:
     fraction, and (dotted) the mean predicted change."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     names = runs["model"].unique(maintain_order=True).to_list()
-    colours = _colours(names)
+    colours = model_colours(names)
     for ax, metric in zip(axes, ("logloss", "auc")):
         for name in names:
             g = (runs.filter(pl.col("model") == name).group_by("fraction")
@@ -108,7 +109,7 @@ def ablation_curves(runs: pl.DataFrame, path) -> Path:
         ax.set(xlabel="% of training rows removed at random", ylabel=f"test {metric} change (per half)", title=title)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def group_scatter(groups: pl.DataFrame, summary: dict, path) -> Path:
@@ -116,7 +117,7 @@ def group_scatter(groups: pl.DataFrame, summary: dict, path) -> Path:
     meaningful group and random ablation on both halves, with y = x and the Spearman per half."""
     names = groups["model"].unique(maintain_order=True).to_list()
     fig, axes = plt.subplots(1, len(names), figsize=(4.0 * len(names), 4.0), squeeze=False)
-    colours = _colours(names)
+    colours = model_colours(names)
     for ax, name in zip(axes[0], names):
         g = groups.filter(pl.col("model") == name)
         for h, marker in (("A", "o"), ("B", "^")):
@@ -137,7 +138,7 @@ def group_scatter(groups: pl.DataFrame, summary: dict, path) -> Path:
         ax.title.set_fontsize(9)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _linthresh(v: np.ndarray) -> float:
@@ -173,7 +174,7 @@ def group_bars(groups: pl.DataFrame, kind: str, path) -> Path:
          .agg(pl.col("delta_logloss").mean(), pl.col("delta_auc").mean()))
     values = g["group"].unique(maintain_order=True).to_list()
     names = g["model"].unique(maintain_order=True).to_list()
-    colours = _colours(names)
+    colours = model_colours(names)
     fig, axes = plt.subplots(2, len(names), figsize=(max(3.2 * len(names), 0.5 * len(values) * len(names)), 6.4),
                              squeeze=False)
     x = np.arange(len(values))
@@ -191,4 +192,4 @@ def group_bars(groups: pl.DataFrame, kind: str, path) -> Path:
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     fig.suptitle(f"retrained without each {kind} group (mean of the two test halves)", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -1,185 +1,57 @@
 """Exact leave-one-out by the library's own refit: what every estimate is checked against.
 
-Naive Bayes: scikit-learn's GaussianNB fitted on the same float64 design without the row, one
-block of columns at a time (its means and variances are per column; only its var_smoothing epsilon,
-var_smoothing times the largest column variance, spans the columns, and it is the largest of the
-blocks' epsilons): GaussianNB's own temporaries are a design's worth per fit, ~5 GB at KKBOX size.
-Logistic regression: scikit-learn's LogisticRegression with the analysed model's C, L2 penalty and
-unpenalised intercept on the same design, newton-cholesky to tol 1e-10, warm-started from the
-all-rows optimum, the row given weight 0 (scikit-learn's objective is a weighted mean, so this is
-the optimum without the row). The randomised families (rf, lgbm, als) are retrained in full by
-the Retrainer with the saved model's arguments. The estimators' own refits stay as a fast path
-and as a check of their bookkeeping, but the reported agreement is against these.
+A family with a closed library refit (naive Bayes: GaussianNB; logistic regression: scikit-learn's
+LogisticRegression) declares a LibraryReference; the randomised families are retrained in full by
+the Retrainer with the saved model's arguments. The estimators' own refits stay as a fast path and
+as a check of their bookkeeping, but the reported agreement is against these.
 """
 from __future__ import annotations
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.naive_bayes import GaussianNB
-from threadpoolctl import threadpool_limits
 
-from musicrec.influence.base import model_threads, thread_map
 from musicrec.influence.losses import loss_change, metric_changes, row_losses
-from musicrec.influence.lr import with_intercept
-from musicrec.influence.retrain import LR_EXACT
-from musicrec.models.sklearn_models import fit_without_rows
-
-LIBRARY = {"nb": "scikit-learn GaussianNB refit without the row (same float64 design)",
-           "lr": "scikit-learn LogisticRegression refit without the row (newton-cholesky, tol 1e-10, "
-                 "the analysed model's C, L2 penalty, unpenalised intercept, same design, warm start)",
-           "rf": "full retraining of the forest with the saved model's arguments",
-           "lgbm": "full retraining of LightGBM with the saved model's arguments and number of trees",
-           "als": "full retraining of implicit ALS and its calibration with the saved model's arguments"}
 
 
-ROWS = 20_000          # test rows per block of the logit computations
-NB_BLOCK = 16          # columns per GaussianNB fit: a block costs a strided pass over the rows, whatever
-                       # its width; 16 columns: ~0.7 GB per worker's buffer at 5.3M rows
+class LibraryReference:
+    """The library's model of an estimator's family fitted without one row.
+
+    `test_design`: the test rows as the library's parameters apply to them; `fit(row)` (None: all
+    rows) the library's fit; `logits(fit, X)` its log-odds on design rows; `change(base, fit, X)`
+    the log-odds of `fit` minus those of `base`, from the parameters' change (no cancellation);
+    `train_rows(rows)` training design rows as the parameters apply to them."""
+
+    test_design: np.ndarray
+
+    def __init__(self, est):
+        self.est = est
+
+    def fit(self, row: int | None = None):
+        raise NotImplementedError
+
+    def logits(self, fit, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def change(self, base, fit, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def train_rows(self, rows) -> np.ndarray:
+        raise NotImplementedError
 
 
-class ColumnBlockNB:
-    """GaussianNB fitted column block by column block, each worker thread copying its blocks into
-    one reused buffer, and assembled into one fitted GaussianNB: the library's fit of every column,
-    without a design-sized temporary."""
-
-    def __init__(self, var_smoothing: float, block: int = NB_BLOCK, threads: int = 1):
-        self.var_smoothing, self.block, self.threads = var_smoothing, block, max(1, threads)
-        self.buffers: dict[int, np.ndarray] = {}
-
-    def _fit_blocks(self, worker: int, Z: np.ndarray, y: np.ndarray, starts: list[int], width: int) -> list:
-        fits = []
-        for s in starts:
-            cols = Z[:, s:s + width]
-            if self.buffers.get(worker, np.empty(0)).size < cols.size:
-                self.buffers[worker] = np.empty(len(Z) * width)
-            block = self.buffers[worker][:cols.size].reshape(cols.shape)
-            np.copyto(block, cols)
-            fits.append(GaussianNB(var_smoothing=self.var_smoothing).fit(block, y))
-        return fits
-
-    def fit(self, Z: np.ndarray, y: np.ndarray) -> GaussianNB:
-        d = Z.shape[1]
-        width = min(self.block, d)
-        starts = list(range(0, d, width))
-        workers = min(self.threads, len(starts))
-        shares = [starts[w::workers] for w in range(workers)]      # worker w fits blocks w, w+workers, ...
-        done = thread_map(lambda w: self._fit_blocks(w, Z, y, shares[w], width), range(workers), workers)
-        fits = [done[k % workers][k // workers] for k in range(len(starts))]   # back in column order
-        nb = GaussianNB(var_smoothing=self.var_smoothing)
-        first = fits[0]
-        nb.classes_, nb.class_count_, nb.class_prior_ = first.classes_, first.class_count_, first.class_prior_
-        nb.n_features_in_ = d
-        nb.epsilon_ = max(f.epsilon_ for f in fits)
-        nb.theta_ = np.hstack([f.theta_ for f in fits])
-        # a block's variances carry its own epsilon; the block holding the largest variance is as fitted
-        nb.var_ = np.hstack([f.var_ if f.epsilon_ == nb.epsilon_ else f.var_ - f.epsilon_ + nb.epsilon_
-                             for f in fits])
-        return nb
-
-
-def nb_fitter(est) -> ColumnBlockNB:
-    """The column-block GaussianNB of the estimator's var_smoothing, on its model's threads."""
-    return ColumnBlockNB(est.vs, threads=model_threads(est.model))
-
-
-def gaussian_nb(est, keep: np.ndarray, fitter: ColumnBlockNB | None = None) -> GaussianNB:
-    """GaussianNB on the estimator's design rows `keep` (swapped out of a view, not copied)."""
-    fitter = fitter or nb_fitter(est)
-    return fit_without_rows(fitter.fit, est.Z, est.y, np.flatnonzero(~keep))
-
-
-def nb_logits(nb: GaussianNB, Z: np.ndarray) -> np.ndarray:
-    """GaussianNB's log-odds, predicted in row blocks (its temporaries are a few copies of the rows)."""
-    out = np.empty(len(Z))
-    for s in range(0, len(Z), ROWS):
-        jll = nb.predict_joint_log_proba(Z[s:s + ROWS])
-        out[s:s + ROWS] = jll[:, 1] - jll[:, 0]
-    return out
-
-
-def nb_logit_change(base: GaussianNB, new: GaussianNB, Z: np.ndarray) -> np.ndarray:
-    """Log-odds of `new` minus those of `base`, from the two fits' parameters (means, variances,
-    class counts) without subtracting their joint log-likelihoods: those are ~10 in size, so their
-    difference carries ~1e-15 of rounding in a change of ~1e-6, which alone is ~1e-9 relative.
-    Per class, (x - theta')^2 / v' - (x - theta)^2 / v is written in the parameter changes. Rows go
-    in blocks of ROWS: whole-matrix temporaries were ~5 design copies (6 GB of test rows at KKBOX size)."""
-    out = np.zeros(len(Z))
-    n, n_new = base.class_count_.sum(), new.class_count_.sum()
-    for c, sign in ((1, 1.0), (0, -1.0)):
-        theta, v = base.theta_[c], base.var_[c]
-        d_theta, d_v = new.theta_[c] - theta, new.var_[c] - v
-        d_prior = (np.log1p((new.class_count_[c] - base.class_count_[c]) / base.class_count_[c])
-                   - np.log1p((n_new - n) / n))
-        out += sign * (d_prior - 0.5 * np.log1p(d_v / v).sum())
-        for s in range(0, len(Z), ROWS):
-            a = Z[s:s + ROWS] - theta
-            quad = (d_theta * v * (d_theta - 2 * a) - a * a * d_v) / (v * (v + d_v))
-            out[s:s + ROWS] -= sign * 0.5 * quad.sum(axis=1)
-    return out
-
-
-def logistic(est, X: np.ndarray, weights: np.ndarray | None = None,
-             warm: np.ndarray | None = None) -> LogisticRegression:
-    """scikit-learn's fit of the estimator's objective on its design X (without the intercept column)."""
-    lr = LogisticRegression(C=est.C, fit_intercept=True, **LR_EXACT)
-    if warm is not None:
-        lr.set_params(warm_start=True)
-        lr.coef_, lr.intercept_ = warm[None, :-1].copy(), warm[-1:].copy()
-    with threadpool_limits(1, "blas"):
-        return lr.fit(X, est.y, sample_weight=weights)
-
-
-def lr_theta(lr: LogisticRegression) -> np.ndarray:
-    return np.concatenate([lr.coef_.ravel(), lr.intercept_])
-
-
-def library_fit(est, row: int | None = None, fitter: ColumnBlockNB | None = None):
-    """The library's model fitted without `row` (None: on all rows): a GaussianNB (`fitter` reuses
-    its buffer across fits), or the LogisticRegression's parameter vector (coefficients, then
-    intercept) fitted on the estimator's own design (C-contiguous, no intercept column: no copy)."""
-    if est.name == "nb":
-        keep = np.ones(est.n, dtype=bool)
-        if row is not None:
-            keep[row] = False
-        return gaussian_nb(est, keep, fitter)
-    if est.name == "lr":
-        w = np.ones(len(est.X))
-        if row is not None:
-            w[row] = 0.0
-        return lr_theta(logistic(est, est.X, w, warm=est.theta))
-    raise ValueError(f"no closed library refit for {est.name}; retrain it with the Retrainer")
-
-
-def library_logits(est, fit, X: np.ndarray) -> np.ndarray:
-    return nb_logits(fit, X) if est.name == "nb" else X @ fit
-
-
-def library_change(est, base, fit, X: np.ndarray) -> np.ndarray:
-    """Logits of `fit` minus those of `base` on design rows X, from the parameters' change."""
-    return nb_logit_change(base, fit, X) if est.name == "nb" else X @ (fit - base)
-
-
-def _train_rows(est, rows) -> np.ndarray:
-    """Training design rows as the library's parameters apply to them (lr: with the intercept)."""
-    return est.Z[rows] if est.name == "nb" else with_intercept(est.X[rows])
-
-
-def library_loo(est, rows: np.ndarray, parts: dict[str, np.ndarray], progress=None) -> dict:
+def library_loo(ref: LibraryReference, rows: np.ndarray, parts: dict[str, np.ndarray], progress=None) -> dict:
     """Exact leave-one-out of each row by the library refit, against the library's own all-rows
     fit: per test part the log-loss and AUROC change (arrays over rows), "self" (the row's own
     log-loss change) and "own_loss" (its log-loss without it)."""
-    Xt = est.Zt if est.name == "nb" else est.Xt
-    fitter = nb_fitter(est) if est.name == "nb" else None
-    base = library_fit(est, fitter=fitter)
-    f_test, f_own = library_logits(est, base, Xt), library_logits(est, base, _train_rows(est, rows))
+    est, Xt = ref.est, ref.test_design
+    base = ref.fit()
+    f_test, f_own = ref.logits(base, Xt), ref.logits(base, ref.train_rows(rows))
     dF, d_own = np.empty((len(rows), len(Xt))), np.empty(len(rows))
     for k, r in enumerate(rows):
-        fit = library_fit(est, int(r), fitter)
-        dF[k] = library_change(est, base, fit, Xt)
-        d_own[k] = library_change(est, base, fit, _train_rows(est, [r]))[0]
+        fit = ref.fit(int(r))
+        dF[k] = ref.change(base, fit, Xt)
+        d_own[k] = ref.change(base, fit, ref.train_rows([r]))[0]
         if progress is not None:
             progress.update()
-    del fitter
     out = {p: metric_changes(est.y_test[j], f_test[j], dF[:, j]) for p, j in parts.items()}
     y = est.train.y[rows].astype(np.float64)
     out["self"] = loss_change(y, f_own, d_own)

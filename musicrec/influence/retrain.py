@@ -2,9 +2,10 @@
 
 The family is rebuilt from the arguments saved with the analysed model (`Model.init_args()`),
 never from the current `train` config, so a config edit after stage 04 cannot make stage 06
-retrain a different model from the one it explains. Two settings differ on purpose: LightGBM keeps
-the number of trees of the analysed model (no early stopping when retraining), and logistic
-regression is retrained to the exact optimum (newton-cholesky, tol 1e-10), not lbfgs's tolerance.
+retrain a different model from the one it explains. A family may change settings on purpose
+(Family.retrain_arguments / retrain_model / retrain_valid): LightGBM keeps the number of trees of
+the analysed model (no early stopping when retraining), and logistic regression is retrained to
+the exact optimum (newton-cholesky, tol 1e-10), not lbfgs's tolerance.
 Rows are removed by giving them sample weight 0, which for every family here is the same as
 deleting them while keeping the random draws coupled (the forest's bootstrap draws, LightGBM's
 feature sampling and bins, ALS's initialisation all stay as they were); naive Bayes deletes them
@@ -18,26 +19,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from musicrec import families
 from musicrec.influence.losses import auc, logit, loss_change
 from musicrec.models.base import FeatureSet, Model
 
-LR_EXACT = {"solver": "newton-cholesky", "tol": 1e-10, "max_iter": 100}
-
 
 def saved_arguments(model: Model, seed: int | None = None) -> dict:
-    """The analysed model's constructor arguments, with the retraining settings of this module."""
-    args = model.init_args()
-    if seed is not None:
-        args["random_state"] = seed
-    if model.name == "lgbm":
-        # the number of trees early stopping chose on all rows is kept: retraining without a
-        # row then differs only by the row, not by where a noisy validation curve stops
-        args["n_estimators"] = model.booster_.num_trees()
-    if model.name == "lr":
-        # the exact optimum, like the estimator's own polished fit: lbfgs stopped at its
-        # tolerance would add its own stopping noise to every retrained metric
-        args.update(LR_EXACT)
-    return args
+    """The analysed model's constructor arguments, with its family's retraining settings."""
+    return families.get(model.name).retrain_arguments(model, seed)
 
 
 def part_changes(y: np.ndarray, base: np.ndarray, new: np.ndarray, parts: dict[str, np.ndarray]) -> dict:
@@ -55,9 +44,9 @@ class Retrainer:
     def __init__(self, model: Model, train: FeatureSet, valid: FeatureSet, test: FeatureSet,
                  parts: dict[str, np.ndarray] | None = None):
         self.model, self.name = model, model.name
+        self.family = families.get(model.name)
         self.train, self.test = train, test
-        # LightGBM retrains a fixed number of trees (no early stopping on valid)
-        self.valid = None if self.name == "lgbm" else valid
+        self.valid = self.family.retrain_valid(valid)
         self.y_test = test.y.astype(np.float64)
         self.parts = {"all": np.arange(len(test)), **(parts or {})}
         self.fits = 0
@@ -71,12 +60,7 @@ class Retrainer:
 
     def fresh(self, seed: int) -> Model:
         """An unfitted model with the analysed model's saved arguments and this seed."""
-        model = type(self.model)(**saved_arguments(self.model, seed))
-        if self.name == "nb":
-            # float64, like the estimator and GaussianNB's reference refit: a float32 design's
-            # rounding (~1e-7 of a logit) is larger than many small groups' effect
-            model.dtype = np.float64
-        return model
+        return self.family.retrain_model(self.model, seed)
 
     def _fit(self, seed: int, weights: np.ndarray, init=None):
         model = self.fresh(seed)

@@ -14,18 +14,21 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
-from musicrec.influence import reference
+from musicrec import families
 from musicrec.influence.heldout import HALVES, OTHER, mean_of
+from musicrec.influence.reference import library_loo
 from musicrec.influence.retrain import Retrainer
 from musicrec.influence.stats import ceiling, correlation, share_of_ceiling
+from musicrec.outputs.common import Comparison
+from musicrec.outputs.influence import Ceiling, ExactCheck, FixedStructure, ModelValidation, SelfCheck
 from musicrec.progress import Progress
 
 log = logging.getLogger("musicrec")
 
-DETERMINISTIC = ("nb", "lr")
 MAX_HALVINGS = 3
 METRICS = ("logloss", "auc")
 ALL_ROWS = "the whole test split"
@@ -52,9 +55,10 @@ def compare(estimate: np.ndarray, exact: np.ndarray, rng: np.random.Generator) -
 
 def exact_loo(est, retrainer: Retrainer, rows: np.ndarray, seed: int, progress: Progress | None = None) -> dict:
     """Exact leave-one-out of each row by the library: {"logloss", "auc", "self"} arrays over rows
-    (whole test split). nb and lr: the library's closed refit; the others: full retraining."""
-    if est.name in DETERMINISTIC:
-        out = reference.library_loo(est, rows, {"all": np.arange(len(est.y_test))}, progress)
+    (whole test split): the family's closed library refit where it has one, else full retraining."""
+    family = families.get(est.name)
+    if family.reference is not None:
+        out = library_loo(family.reference(est), rows, {"all": np.arange(len(est.y_test))}, progress)
         return {**out["all"], "self": out["self"]}
     runs = []
     for r in rows:
@@ -102,11 +106,11 @@ def removal_curves(retrainer: Retrainer, seed: int, influence: dict[str, np.ndar
 def rescore(est, model, removed: np.ndarray) -> tuple[np.ndarray, object, np.ndarray]:
     """Test log-loss influence of the rows not yet removed, for `model` retrained without `removed`
     (a mask); removed rows get +inf. Also the estimator built on that model and the train-split
-    position of each of its rows. The forest's estimator keeps every row, because its bootstrap
-    draws are indexed by the full train split (removed rows have weight 0 in the refit trees); the
-    other families' estimators see only the kept rows."""
+    position of each of its rows. An estimator that keeps removed rows (the forest, whose bootstrap
+    draws are indexed by the full train split: removed rows have weight 0 in the refit trees) is
+    rebuilt on every row; the others see only the kept rows."""
     cls = type(est)
-    if est.name == "rf":
+    if est.keeps_removed_rows:
         fresh, rows = cls(model, est.train, est.test), np.arange(len(removed))
         scores = fresh.loo()["logloss"]
     else:
@@ -163,55 +167,66 @@ def iterative_removal(est, retrainer: Retrainer, seed: int, scores: np.ndarray, 
     return out
 
 
+@dataclass
+class Validated:
+    """validate_model's result: the model's figures for validation.json, the rows it checked, and
+    the library's exact log-loss changes of those rows (for the estimate-vs-exact plot)."""
+
+    report: ModelValidation
+    sample_rows: np.ndarray
+    exact_logloss: np.ndarray | None
+
+
 def validate_model(est, loo: dict, retrainer: Retrainer, vcfg: dict, seeds: tuple[int, int], rng,
-                   influence: dict[str, np.ndarray] | None = None, half_estimators=None) -> dict:
+                   influence: dict[str, np.ndarray] | None = None, half_estimators=None,
+                   loo_seconds: float = 0.0) -> Validated:
     """Every validation figure of one model; see the module docstring.
 
     influence: LOO log-loss influence on each test half (for the held-out removal curves);
     half_estimators: a callable half -> estimator on that half's test rows (iterative removal).
     """
     name = est.name
+    family = families.get(name)
     t0 = time.perf_counter()
     n_rows = min(vcfg["rows"][name], len(loo["logloss"]))
     rows = np.sort(rng.choice(len(loo["logloss"]), n_rows, replace=False))
-    report: dict = {"method": est.method, "reference": reference.LIBRARY[name], "sample_rows": rows.tolist()}
+    report = ModelValidation(family=name, method=est.method, reference=family.library,
+                             deterministic=family.deterministic, loo_seconds=loo_seconds)
+    exact = None
     # no sampled rows (influence.validate.rows 0): only the removal curves, if any, are run
-    retrain = n_rows > 0 and (name in DETERMINISTIC or vcfg["full_retrain"])
-    randomised = name not in DETERMINISTIC and retrain
+    retrain = n_rows > 0 and (family.deterministic or vcfg["full_retrain"])
+    randomised = not family.deterministic and retrain
     fractions = vcfg["removal_fractions"] if influence is not None else []
     total = (n_rows * (2 if randomised else 1) if retrain else 0) + 5 * len(fractions)
     with Progress(total, f"validate {name}", unit="retrains") as progress:
         if retrain:
             exact = exact_loo(est, retrainer, rows, seeds[0], progress)
-            report["exact"] = {"rows": ALL_ROWS, **compare(loo["logloss"][rows], exact["logloss"], rng),
-                               "auc": compare(loo["auc"][rows], exact["auc"], rng)}
-            report["_exact_logloss"] = exact["logloss"]  # for the scatter plot; popped by the stage
-            report["self"] = {"exact": compare(loo["self"][rows], exact["self"], rng)}
-        else:
-            report["exact"] = None
+            report.exact = ExactCheck.from_dict({**compare(loo["logloss"][rows], exact["logloss"], rng),
+                                                 "rows": ALL_ROWS, "auc": compare(loo["auc"][rows], exact["auc"], rng)})
+            report.self_influence = SelfCheck(Comparison.from_dict(compare(loo["self"][rows], exact["self"], rng)))
 
         if n_rows:   # the estimator's own removal model (every test row re-scored) against the library
             own = est.exact(rows)
-            if name in DETERMINISTIC:
-                key = "closed_form_vs_library" if name == "nb" else "newton_step_vs_library"
-                report[key] = compare(own["logloss"], exact["logloss"], rng)
+            report.removal_check = family.removal_check
+            if family.deterministic:
+                report.own_vs_library = Comparison.from_dict(compare(own["logloss"], exact["logloss"], rng))
             else:
                 lib = est.refit(rows)  # the same removal written into the library's model
-                report["fixed_structure"] = {
+                report.fixed_structure = FixedStructure.from_dict({
                     "estimate_vs_refit": compare(loo["logloss"][rows], lib["logloss"], rng),
                     "exact_path_vs_refit_max_rel_err": compare(own["logloss"], lib["logloss"], rng)["max_rel_err"],
                     "self_vs_refit": compare(loo["self"][rows], est.refit_self(rows), rng),
-                }
+                })
         if randomised:          # deterministic families have no ceiling: a refit is the same model
             again = exact_loo(est, retrainer, rows, seeds[1], progress)
-            report["noise_ceiling"] = {"rows": ALL_ROWS, "seeds": list(seeds),
-                                       **ceiling(exact["logloss"], again["logloss"], rng)}
-            report["share_of_ceiling"] = share_of_ceiling(report["exact"]["spearman"], report["noise_ceiling"])
-        elif name not in DETERMINISTIC:
-            report["noise_ceiling"] = {"value": None, "note": "influence.validate.full_retrain is false"}
+            ceil = ceiling(exact["logloss"], again["logloss"], rng)
+            report.noise_ceiling = Ceiling.from_dict({"rows": ALL_ROWS, "seeds": list(seeds), **ceil})
+            report.share_of_ceiling = share_of_ceiling(report.exact.spearman.to_dict(), ceil)
+        elif not family.deterministic:
+            report.noise_ceiling = Ceiling(value=None, note="influence.validate.full_retrain is false")
 
-        report["removal"] = (removal_curves(retrainer, seeds[0], influence, fractions, rng, progress)
-                             if fractions else None)
+        report.removal = (removal_curves(retrainer, seeds[0], influence, fractions, rng, progress)
+                          if fractions else None)
     if fractions and vcfg["removal_step"] > 0 and half_estimators is not None:
         it = {}
         for h in HALVES:   # select on the other half (its estimator re-estimates), score on h
@@ -221,10 +236,10 @@ def validate_model(est, loo: dict, retrainer: Retrainer, vcfg: dict, seeds: tupl
                 vcfg["removal_step_until"], score_on=h)
         it["mean"] = {f: {k: float(np.mean([it[f"scored_on_{h}"][f][k] for h in HALVES])) for k in METRICS}
                       for f in it["scored_on_A"]}
-        report["removal"]["harmful_iterative"] = it
-    report["seconds"] = round(time.perf_counter() - t0, 2)
-    report["retrains"] = retrainer.fits
-    sp = None if report["exact"] is None else report["exact"]["spearman"]
+        report.removal["harmful_iterative"] = it
+    report.seconds = round(time.perf_counter() - t0, 2)
+    report.retrains = retrainer.fits
+    sp = None if report.exact is None else report.exact.spearman
     log.info("influence: %s validated on %d rows in %.1fs (Spearman vs library: %s, 95%% CI %s)", name, n_rows,
-             report["seconds"], None if sp is None else round(sp["value"] or 0, 4), None if sp is None else sp["ci95"])
-    return report
+             report.seconds, None if sp is None else round(sp.value or 0, 4), None if sp is None else sp.ci95)
+    return Validated(report, rows, None if exact is None else exact["logloss"])

@@ -88,7 +88,8 @@ class Model(BaseEstimator):
     def predict_proba(self, data: FeatureSet) -> np.ndarray:
         raise NotImplementedError
 
-    def save(self, folder: Path) -> list[Path]:
+    def save(self, folder: Path) -> list[str]:
+        """Write the model in its library's own format into `folder`; the names of the files written."""
         raise NotImplementedError
 
     @classmethod
@@ -96,8 +97,12 @@ class Model(BaseEstimator):
         raise NotImplementedError
 
     def info(self) -> dict:
-        """Fitted facts worth recording in metrics.json (iterations, trees, ...)."""
+        """Fitted facts worth recording in 04's models.json (iterations, trees, ...)."""
         return {}
+
+    def importance(self) -> tuple[list[str], np.ndarray] | None:
+        """(feature names, importances) where the library reports them (stage 05 plots them)."""
+        return None
 
 
 def two_columns(p1: np.ndarray) -> np.ndarray:

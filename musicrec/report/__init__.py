@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from musicrec.manifest import STAGES, read_manifest, stage_states
-from musicrec.report import sections
+from musicrec.report import influence, sections
 from musicrec.report.html import CSS, esc, fmt, section, state_badge
 
 SECTIONS = (  # (stage, section id, title, body builder)
@@ -21,7 +21,7 @@ SECTIONS = (  # (stage, section id, title, body builder)
     ("03_features", "features", "Features", sections.features_part),
     ("04_train", "training", "Training", sections.training_part),
     ("05_predict", "models", "The models on the test split", sections.test_part),
-    ("06_influence", "influence", "Data influence", sections.influence_part),
+    ("06_influence", "influence", "Data influence", influence.influence_part),
 )
 REPORT_NAME = "report.html"
 

@@ -7,7 +7,6 @@ tables, so the report keeps up when stages grow new outputs.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import polars as pl
@@ -15,14 +14,16 @@ import yaml
 
 from musicrec.manifest import STAGE_SECTIONS
 from musicrec.report.html import esc, flatten, fmt, image, kv_table, share, state_badge, table
-from musicrec.report.influence_rows import extreme_rows
+from musicrec.outputs.predict import PredictMetrics, Ranking
+from musicrec.outputs.quality import Quality, Rows
+from musicrec.outputs.train import TrainMetrics
 
 
 def _json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _plots(folder: Path, captions: dict[str, str]) -> str:
+def plots_grid(folder: Path, captions: dict[str, str]) -> str:
     """Every PNG of a plots folder, known ones first with their caption, the rest by file name."""
     if not folder.is_dir():
         return ""
@@ -40,7 +41,7 @@ def _plots(folder: Path, captions: dict[str, str]) -> str:
     return f"<div class='grid'>{''.join(figs)}</div>" if figs else ""
 
 
-def _all_figures(obj: dict, title: str) -> str:
+def all_figures(obj: dict, title: str) -> str:
     rows = [(k, v) for k, v in flatten(obj) if not isinstance(v, (dict, list))]
     return f"<details><summary>{esc(title)} ({len(rows)} values)</summary>{kv_table(rows)}</details>"
 
@@ -65,25 +66,33 @@ def stage_footer(cfg: dict, stage: str, manifest: dict, state: tuple[str, str]) 
             + "</pre></div></div>")
 
 
+def accounting(rows: Rows) -> list[tuple[str, object]]:
+    """Where every input row went: in = out + rejected (+ what a listen log or the k-core filter sets aside)."""
+    parts = [("out (interactions.parquet)", rows.out), ("rejected (rejects.parquet)", rows.rejected)]
+    parts += [(label, v) for label, v in (("repeats (later listens of a pair)", rows.repeats),
+                                          ("unlabellable (window past the log's end)", rows.unlabellable),
+                                          ("sampled out (data.listens.user_sample)", rows.sampled_out),
+                                          ("removed by the k-core filter", rows.kcore_removed)) if v is not None]
+    total = sum(v for _, v in parts)
+    rule = "in = " + " + ".join(label.split(" (")[0] for label, _ in parts)
+    return [("in", rows.in_), *parts, (rule, rows.in_ == total)]
+
+
 def data_quality(data: Path) -> str:
-    q = _json(data / "01_preprocess" / "quality.json")
-    if q is None:
+    path = data / "01_preprocess" / "quality.json"
+    if not path.is_file():
         return ""
-    rows = q["rows"]
-    parts = ["<div class='grid'><div><h3>Rows of train.csv</h3>",
-             kv_table([("in", rows["in"]), ("out (interactions.parquet)", rows["out"]),
-                       ("rejected (rejects.parquet)", rows["rejected"]),
-                       ("in = out + rejected", rows["in"] == rows["out"] + rows["rejected"])])]
-    if q.get("rejected_by_reason"):
-        parts.append(table(("rejected because", "rows"), sorted(q["rejected_by_reason"].items())))
-    t = q.get("test_rows")
+    q = Quality.read(path)
+    parts = ["<div class='grid'><div><h3>Rows of the input</h3>", kv_table(accounting(q.rows))]
+    if q.rejected_by_reason:
+        parts.append(table(("rejected because", "rows"), sorted(q.rejected_by_reason.items())))
+    t = q.test_rows
     parts.append("<h3>Rows of test.csv</h3>")
     parts.append("<p class='note'>no test.csv</p>" if t is None else
-                 kv_table([(k, v) for k, v in t.items() if not isinstance(v, dict)]))
-    if q.get("empty_rows") is not None:
-        parts.append("<h3>Empty rows skipped (every field empty)</h3>"
-                     + table(("file", "rows"), q["empty_rows"].items()))
-    ent = q.get("entities", {})
+                 kv_table([(k, v) for k, v in t.to_dict().items() if not isinstance(v, dict)]))
+    if q.empty_rows is not None:
+        parts.append("<h3>Empty rows skipped (every field empty)</h3>" + table(("file", "rows"), q.empty_rows.items()))
+    ent = q.entities or {}
     if ent:
         first = ("rows", "empty_rows", "without_id", "repeated_id")
         keys = [k for k in first if any(k in v for v in ent.values())]
@@ -91,19 +100,16 @@ def data_quality(data: Path) -> str:
         parts.append("<h3>Member and song files</h3>" + table(("file", *keys), [(f, *(v.get(k) for k in keys))
                                                                                for f, v in ent.items()]))
     parts.append("</div><div><h3>Missing values (share of train rows)</h3>")
-    cols = q.get("columns", {})
     parts.append(table(("column", "missing before", "missing after", "filled with"),
-                       [(c, share(v.get("missing_before")), share(v.get("missing_after")), v.get("filled_with"))
-                        for c, v in sorted(cols.items(), key=lambda kv: -(kv[1].get("missing_before") or 0))]))
-    cov = q.get("coverage", {})
-    dist = q.get("distinct", {})
-    parts.append("<h3>Coverage</h3>" + kv_table([(k.replace("_", " "), share(v)) for k, v in cov.items()]
-                                               + [(f"distinct {k}", v) for k, v in dist.items()]))
-    out = q.get("outliers", {})
-    if out:
+                       [(c, share(v.missing_before), share(v.missing_after), v.filled_with)
+                        for c, v in sorted(q.columns.items(), key=lambda kv: -(kv[1].missing_before or 0))]))
+    parts.append("<h3>Coverage</h3>" + kv_table([(k.replace("_", " "), share(v)) for k, v in q.coverage.to_dict().items()]
+                                               + [(f"distinct {k}", v) for k, v in q.distinct.to_dict().items()
+                                                  if v is not None]))
+    if q.outliers:
         parts.append("<h3>Outliers</h3>" + table(("column", "method", "bounds", "clipped", "out of range"),
                                                  [(c, v.get("method"), v.get("bounds"), v.get("clipped"),
-                                                   v.get("out_of_range")) for c, v in out.items()]))
+                                                   v.get("out_of_range")) for c, v in q.outliers.items()]))
     parts.append("</div></div>")
     split = _json(data / "02_split" / "split.json")
     if split and "cold_start" in split:
@@ -137,39 +143,16 @@ def features_part(data: Path) -> str:
 
 
 def training_part(data: Path) -> str:
-    m = _json(data / "04_train" / "metrics.json")
-    if m is None:
-        return ""
-    rows = []
-    for name, e in m.get("models", {}).items():
-        rows.append((name, e.get("train", {}).get("auc"), e.get("valid", {}).get("auc"),
-                     e.get("valid", {}).get("logloss"), e.get("valid", {}).get("accuracy"), e.get("fit_seconds")))
-    r = m.get("rows", {})
-    note = (f"<p class='note'>train {fmt(r.get('train'))} rows (metrics on {fmt(r.get('train_scored'))}), "
-            f"valid {fmt(r.get('valid'))} rows, {fmt(m.get('features'))} features.</p>")
-    return note + table(("model", "train AUC", "valid AUC", "valid log-loss", "valid accuracy", "fit seconds"), rows)
-
-
-def _class_counts(path: Path) -> tuple[int | None, int | None]:
+    path = data / "04_train" / "metrics.json"
     if not path.is_file():
-        return None, None
-    y = pl.read_parquet(path, columns=["target"])["target"]
-    return int((y == 1).sum()), int((y == 0).sum())
-
-
-def auc_interval(auc: float, n_pos: int, n_neg: int, z: float = 1.959964) -> tuple[float, float]:
-    """95% interval of an AUC from Hanley & McNeil (1982): its standard error from the AUC and class sizes."""
-    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
-    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc * auc) + (n_neg - 1) * (q2 - auc * auc)) / (n_pos * n_neg)
-    se = math.sqrt(max(var, 0.0))
-    return max(0.0, auc - z * se), min(1.0, auc + z * se)
-
-
-def wilson_interval(p: float, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score interval of a proportion p observed on n rows."""
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+        return ""
+    m = TrainMetrics.read(path)
+    rows = [(name, e.train.auc if e.train else None, e.valid.auc if e.valid else None,
+             e.valid.logloss if e.valid else None, e.valid.accuracy if e.valid else None, e.fit_seconds)
+            for name, e in m.models.items()]
+    note = (f"<p class='note'>train {fmt(m.rows.train)} rows (metrics on {fmt(m.rows.train_scored)}), "
+            f"valid {fmt(m.rows.valid)} rows, {fmt(m.features)} features.</p>")
+    return note + table(("model", "train AUC", "valid AUC", "valid log-loss", "valid accuracy", "fit seconds"), rows)
 
 
 PREDICT_PLOTS = {"roc": "ROC curves on the test split (oracle = true probabilities)",
@@ -178,141 +161,70 @@ PREDICT_PLOTS = {"roc": "ROC curves on the test split (oracle = true probabiliti
                  "confusion": "Confusion matrices at 0.5", "lgbm_importance": "LightGBM feature importance"}
 
 
+def _with_interval(v: float | None, ci: list[float] | None) -> str | float | None:
+    return v if v is None or not ci else f"{v:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]"
+
+
+RANKING_FIELDS = ("precision", "ndcg", "recall", "map", "hit_rate", "coverage", "novelty", "genre_diversity",
+                  "artist_diversity", "users")
+
+
+def ranking_table(ranking: dict[str, Ranking]) -> str:
+    """Each ranking model's metrics at k with intervals, and its paired difference from popularity."""
+    k = next(iter(ranking.values())).k
+    rows = []
+    for name, r in ranking.items():
+        diff = (r.minus_popularity or {}).get("ndcg")
+        rows.append((name, _with_interval(r.precision, r.precision_ci95), _with_interval(r.ndcg, r.ndcg_ci95),
+                     *(getattr(r, f) for f in RANKING_FIELDS[2:]),
+                     None if diff is None else _with_interval(diff.value, diff.ci95)))
+    head = (f"precision@{k} [95%]", f"NDCG@{k} [95%]", *(f"{f.replace('_', ' ')}@{k}" if f not in
+            ("coverage", "novelty", "users") else f for f in RANKING_FIELDS[2:]), f"NDCG@{k} − popularity [95%, paired]")
+    return table(("ranking model", *head), rows)
+
+
 def test_part(data: Path) -> str:
-    m = _json(data / "05_predict" / "metrics.json")
-    if m is None:
+    path = data / "05_predict" / "metrics.json"
+    if not path.is_file():
         return ""
-    oracle = m.get("oracle")
-    keys = ("logloss", "accuracy", "brier")
-    pos, neg = _class_counts(data / "05_predict" / "predictions.parquet")
-
-    def auc_cell(auc):
-        if auc is None or not pos or not neg:
-            return auc
-        lo, hi = auc_interval(auc, pos, neg)
-        return f"{auc:.4f} [{lo:.4f}, {hi:.4f}]"
-
-    n_rows = (pos or 0) + (neg or 0)
-
-    def rate_cell(k, v):
-        if k != "accuracy" or v is None or not n_rows:
-            return v
-        lo, hi = wilson_interval(v, n_rows)
-        return f"{v:.4f} [{lo:.4f}, {hi:.4f}]"
-
-    rows = [(n, auc_cell(e.get("auc")), *(rate_cell(k, e.get(k)) for k in keys),
-             (oracle["auc"] - e["auc"]) if oracle and e.get("auc") is not None else None)
-            for n, e in m.get("models", {}).items()]
+    m = PredictMetrics.read(path)
+    oracle = m.oracle
+    rows = [(n, _with_interval(e.auc, e.auc_ci95), e.logloss, _with_interval(e.accuracy, e.accuracy_ci95), e.brier,
+             (oracle.auc - e.auc) if oracle and e.auc is not None else None) for n, e in m.models.items()]
     if oracle:
-        rows.append(("oracle (true probabilities)", auc_cell(oracle.get("auc")),
-                     *(rate_cell(k, oracle.get(k)) for k in keys), 0.0))
-    body = (f"<p class='note'>{fmt(m.get('rows'))} test rows ({fmt(pos)} replays, {fmt(neg)} not). AUC with its "
-            "95% interval (Hanley &amp; McNeil's standard error), accuracy with its Wilson 95% interval. The oracle scores the true replay probabilities "
-            "of the synthetic generator: the ceiling any model can reach.</p>"
-            + table(("model", "test AUC [95%]", "log-loss", "accuracy [95%]", "Brier", "oracle AUC − AUC"), rows))
-    seg = m.get("segments") or {}
+        rows.append(("oracle (true probabilities)", _with_interval(oracle.auc, oracle.auc_ci95), oracle.logloss,
+                     _with_interval(oracle.accuracy, oracle.accuracy_ci95), oracle.brier, 0.0))
+    body = ""
+    if rows:
+        body = (f"<p class='note'>{fmt(m.rows)} test rows. AUC with its 95% interval (Hanley &amp; McNeil's standard "
+                "error), accuracy with its Wilson 95% interval. The oracle scores the true replay probabilities of "
+                "the synthetic generator: the ceiling any model can reach.</p>"
+                + table(("model", "test AUC [95%]", "log-loss", "accuracy [95%]", "Brier", "oracle AUC − AUC"), rows))
+    elif m.note:
+        body = f"<p class='note'>{esc(m.note)}</p>"
+    seg = m.segments or {}
     if seg:
         models = list(seg)
         labels = []
         for n in models:
             for s_name, groups in seg[n].items():
-                for g, v in groups.items():
+                for g in groups:
                     if (s_name, g) not in labels:
                         labels.append((s_name, g))
+
         def cell(n, s_name, g):
-            v = seg[n].get(s_name, {}).get(g)
-            return v.get("auc") if isinstance(v, dict) else v
+            return (seg[n].get(s_name, {}).get(g) or {}).get("auc")
+
         def rows_of(s_name, g):
-            v = seg[models[0]].get(s_name, {}).get(g)
-            return v.get("n", v.get("rows")) if isinstance(v, dict) else None
+            return (seg[models[0]].get(s_name, {}).get(g) or {}).get("rows")
         body += "<h3>AUC by segment</h3>" + table(("segment", "value", "rows", *models),
                                                   [(s, g, rows_of(s, g), *(cell(n, s, g) for n in models))
                                                    for s, g in labels])
-    rank = m.get("ranking")
-    if rank:
-        body += "<h3>Ranking of unseen songs (ALS and the popularity baseline, top-k)</h3>" + kv_table(
-            [(k, v) for k, v in flatten(rank) if not isinstance(v, dict)])   # intervals print as [lo, hi]
-    sub = m.get("submission")
-    if sub:
-        body += "<h3>Submission</h3>" + kv_table(list(sub.items()))
-    return body + _plots(data / "05_predict" / "plots", PREDICT_PLOTS)
-
-
-GROUP_HEADERS = {"share": "share of train", "delta_logloss": "Δ test log-loss (retrained)",
-                 "predicted_logloss": "Δ log-loss (sum of LOO)", "delta_auc": "Δ test AUC (retrained)",
-                 "predicted_auc": "Δ AUC (sum of LOO)"}
-
-INFLUENCE_PLOTS = {"estimate_vs_exact": "LOO estimate vs exact retraining (validation sample)",
-                   "removal_curves": "Test log-loss after removing the most harmful / helpful / random rows",
-                   "loo_distributions": "Distribution of LOO influence on test log-loss",
-                   "ablation_curves": "Random ablations: retrained change vs sum of LOO estimates"}
-
-VALIDATION_HEADLINE = (("exact.n", "n"), ("exact.pearson", "Pearson"), ("exact.spearman", "Spearman"),
-                       ("exact.top10_overlap", "top-10% overlap"), ("noise_ceiling.spearman", "noise ceiling"),
-                       ("share_of_ceiling", "share of ceiling"), ("exact.auc.spearman", "AUROC Spearman"),
-                       ("self.exact.spearman", "self-influence Spearman"), ("seconds", "seconds"),
-                       ("retrains", "retrains"))
-
-
-def _headline(report: dict) -> dict:
-    flat = dict(flatten(report))
-    out = {label: flat.get(key) for key, label in VALIDATION_HEADLINE}
-    for key, v in flat.items():  # intervals, wherever a stage puts them
-        if any(t in key.split(".")[-1] for t in ("ci", "interval")) and key.startswith("exact"):
-            out[key] = v
-    return out
-
-
-def influence_part(data: Path) -> str:
-    v = _json(data / "06_influence" / "validation.json")
-    if v is None:
-        return ""
-    models = list(v.get("models", {}))
-    loo_models = models or list(v.get("loo_seconds", {}))
-    body = (f"<p class='note'>Influence of a training row = test metric of the model trained without it − "
-            f"with it ({fmt(v.get('rows'))} train rows, {fmt(v.get('test_rows'))} test rows). A positive log-loss "
-            "influence means the row helps; the most harmful rows have the most negative values.</p>")
-    if models:
-        heads = {m: _headline(v["models"][m]) for m in models}
-        cols = [c for c in dict.fromkeys(k for h in heads.values() for k in h) if any(h.get(c) is not None
-                                                                                       for h in heads.values())]
-        body += ("<h3>Estimates checked against exact retraining</h3>"
-                 + table(("model", "method", *cols), [(m, v["models"][m].get("method"), *(heads[m].get(c) for c in cols))
-                                                     for m in models]))
-        noisy = {m: v["models"][m].get("noisy_label") for m in models if v["models"][m].get("noisy_label")}
-        if noisy:
-            keys = [k for k, _ in flatten(next(iter(noisy.values()))) if k]
-            body += ("<h3>Noisy labels: flipped labels found among the most harmful rows</h3>"
-                     + table(("model", *keys), [(m, *(dict(flatten(r)).get(k) for k in keys)) for m, r in noisy.items()]))
-        body += "".join(_all_figures(v["models"][m], f"all validation figures of {m}") for m in models)
-    if (data / "06_influence" / "loo.parquet").is_file():
-        for m in loo_models:
-            ext = extreme_rows(data, m)
-            if ext is None:
-                continue
-            body += (f"<h3>{esc(m)}: most harmful and most helpful training rows</h3><p class='note'>"
-                     f"{esc(m)}_logloss: influence on the test log-loss; {esc(m)}_self: change of the row's own "
-                     f"log-loss when it is removed; {esc(m)}_own_loss: its log-loss under the model trained without "
-                     "it. Ids as in the input files; the row is that data row of train.csv.</p>")
-            for kind in ("harmful", "helpful"):
-                df = ext[kind].with_columns((pl.col("time_order") + 1).alias("time_order")).rename(
-                    {"time_order": "train.csv data row"})
-                cols = df.columns
-                body += (f"<p class='note'>most {kind}</p><div class='scroll'>"
-                         + table(cols, df.select(cols).rows(), cls="rows") + "</div>")
-    gpath = data / "06_influence" / "groups.parquet"
-    if gpath.is_file():
-        g = pl.read_parquet(gpath)
-        cols = [c for c in ("model", "kind", "group", "rows", "share", "delta_logloss", "predicted_logloss",
-                            "delta_auc", "predicted_auc") if c in g.columns]
-        extra = [c for c in g.columns if c not in cols]
-        if "share" in g.columns:
-            g = g.with_columns((pl.col("share") * 100).round(1).cast(pl.String) + "%")
-        top = (g.with_columns(pl.col("delta_logloss").abs().alias("_a")).sort("_a", descending=True)
-               .group_by("model", maintain_order=True).head(6).drop("_a"))
-        head = [GROUP_HEADERS.get(c, c) for c in cols + extra]
-        body += ("<h3>Group effects (retrained without the group; the six largest log-loss changes per model)</h3>"
-                 + table(head, top.select(cols + extra).rows())
-                 + f"<details><summary>all {g.height} group retrainings</summary>"
-                 + table(head, g.select(cols + extra).rows()) + "</details>")
-    return body + _plots(data / "06_influence" / "plots", INFLUENCE_PLOTS)
+    if m.ranking:
+        body += ("<h3>Ranking of unseen songs (each ranking family and the popularity baseline, top-k)</h3>"
+                 "<p class='note'>Means over the test users with a replayed song; intervals: percentile bootstrap "
+                 "over those users; the difference from popularity is paired (same users).</p>"
+                 + ranking_table(m.ranking))
+    if m.submission:
+        body += "<h3>Submission</h3>" + kv_table(list(m.submission.to_dict().items()))
+    return body + plots_grid(data / "05_predict" / "plots", PREDICT_PLOTS)

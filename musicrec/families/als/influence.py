@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 from musicrec.influence.base import Estimator, model_threads, thread_map
 from musicrec.influence.losses import loss_change
 from musicrec.config import ConfigError
-from musicrec.models.als import signed_label_matrix
+from musicrec.families.als.model import signed_label_matrix
 
 
 def _groups(keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -16,11 +16,14 @@ import numpy as np
 
 from musicrec.influence.base import Estimator, model_threads
 from musicrec.influence.losses import PROB_CLIP, logit
+from musicrec.influence.noise import oob_suspicion
+from musicrec.influence.stats import correlation
 
 
 class ForestInfluence(Estimator):
     name = "rf"
     method = "fixed structure: bootstrap count removed from the leaf of every tree that drew the row"
+    keeps_removed_rows = True
 
     def __init__(self, model, train, test):
         self.X = model.design_.transform(train, np.float32)
@@ -97,6 +100,17 @@ class ForestInfluence(Estimator):
         f = logit(share)
         out.update(self.own_terms(f, logit(share + d_share) - f))
         return out
+
+    def extra_columns(self) -> dict[str, np.ndarray]:
+        return {"data_oob": self.data_oob}
+
+    def extra_validation(self, loo: dict, rng: np.random.Generator) -> dict:
+        """Data-OOB (computed on the same pass) as a cross-check of the leave-one-out ranking."""
+        finite = np.isfinite(self.data_oob)
+        return {"data_oob_spearman_with_loo": correlation(self.data_oob[finite], loo["logloss"][finite], rng)}
+
+    def rankings(self) -> dict[str, np.ndarray]:
+        return {"data_oob": oob_suspicion(self.data_oob)}
 
     def logit_changes(self, rows: np.ndarray) -> np.ndarray:
         dp = np.zeros((len(rows), len(self.Xt)))

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from musicrec.families import register
+from musicrec.families.base import Family
 from musicrec.models.base import FeatureSet, Model, two_columns, write_json
 
 
@@ -41,3 +43,10 @@ class PriorModel(Model):
         m = cls(d["column"])
         m.global_, m.rates_ = d["global"], np.array(d["rates"])
         return m
+
+
+@register
+class PriorFamily(Family):
+    name = "prior"
+    model = PriorModel
+    stream = 0

@@ -146,6 +146,19 @@ class ALSModel(Model):
         logit = self.calibration_features(data) @ self.calibration_coef_ + self.calibration_intercept_
         return two_columns(1.0 / (1.0 + np.exp(-logit)))
 
+    # -- ranking -------------------------------------------------------------------------------
+    def recommend(self, users: np.ndarray, k: int, plays: sp.csr_matrix, n_threads: int = 2):
+        """(songs, scores) of the k best songs per user, each (len(users), k); see als.recommend."""
+        from musicrec.families.als.recommend import recommend
+
+        return recommend(self, users, k, plays, n_threads)
+
+    def similar(self, songs: np.ndarray, k: int, n_threads: int = 2):
+        """(songs, cosines) of the k songs most similar to each of `songs`; see als.recommend."""
+        from musicrec.families.als.recommend import similar_songs
+
+        return similar_songs(self, songs, k, n_threads)
+
     # -- persistence ---------------------------------------------------------------------------
     def save(self, folder: Path) -> list[str]:
         np.savez_compressed(folder / "als.npz", user_factors=self.user_factors_, item_factors=self.item_factors_,

@@ -161,6 +161,9 @@ class BoostingInfluence(Estimator):
         self.leaf_value_error = err  # our Newton step vs LightGBM's stored leaves (float32 gradients there)
         self._tables = [(G, H + lam, G / (H + lam)) for G, H, lam in zip(self.G, self.H, self.lam)]
 
+    def extra_validation(self, loo: dict, rng: np.random.Generator) -> dict:
+        return {"leaf_value_reproduction_error": self.leaf_value_error}
+
     def init_changes(self, rows) -> np.ndarray:
         n, s = len(self.y), self.y.sum()
         m = (s - self.y[rows]) / (n - 1)
