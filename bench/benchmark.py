@@ -38,14 +38,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from records import quality, write_markdown
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 STAGES = ("01_preprocess", "02_split", "03_features", "04_train", "05_predict", "06_influence")
-BUDGETS = {  # the kkbox budgets of the benchmark issue: (wall seconds, peak RSS GB)
-    "generate": (180, 8), "01_preprocess": (90, 8), "02_split": (30, 4), "03_features": (240, 10),
-    "04_train": (480, 10), "05_predict": (120, 8), "06_influence": (600, 12),
-}
 PROOF = [  # stage 06's full validation (see the module docstring)
     "influence.validate.rows={nb: 200, lr: 200, rf: 50, lgbm: 50, als: 50}",
     "influence.validate.full_retrain=true",
@@ -72,9 +69,7 @@ FULLSIZE_PROOF = [  # the proof at KKBOX size: 30 rows per model by the checks t
     "influence.groups.enabled=false",
 ]
 PROFILES = {"default": [], "proof": PROOF, "noise": NOISE, "fullsize-proof": FULLSIZE_PROOF}
-RANKING_COLUMNS = ("precision@10", "ndcg@10", "map@10", "hit_rate@10", "coverage", "users")
 LISTEN_PRESETS = ("listens-tiny", "listens-small", "listens-m18")
-SIZED_LIKE_KKBOX = ("kkbox", "listens-m18")  # checked against BUDGETS
 GENERATE = ("from musicrec import config; from musicrec.readers.synthetic import ensure_synthetic; "
             "ensure_synthetic(config.load(sys.argv[1], sys.argv[2:]))")
 
@@ -121,80 +116,21 @@ def stage_rows(rows: dict, step: str) -> int | str:
     return sum(rows.values()) or ""
 
 
-def quality(out: Path) -> dict:
-    """The figures that say the run is not just fast but right."""
-    q: dict = {}
-    pm = out / "05_predict" / "metrics.json"
-    if pm.is_file():
-        m = json.loads(pm.read_text())
-        q["test_auc"] = {k: round(v["auc"], 4) for k, v in m["models"].items() if v["auc"] is not None}
-        if "oracle" in m:
-            q["oracle_auc"] = round(m["oracle"]["auc"], 4)
-        if m.get("ranking"):
-            q["ranking"] = {k: {c: v.get(c) for c in RANKING_COLUMNS} for k, v in m["ranking"].items()}
-    vm = out / "06_influence" / "validation.json"
-    if vm.is_file():
-        v = json.loads(vm.read_text())
-        q["loo_seconds"] = v["loo_seconds"]
-        q["influence"] = {name: influence_figures(r, v.get("groups", {}).get(name)) for name, r in v["models"].items()}
-        if v.get("label_noise"):
-            q["label_noise"] = {k: v["label_noise"][k] for k in ("source", "flipped", "share")}
-            oracle = v["label_noise"].get("oracle")
-            q["label_noise"]["oracle"] = _detector(oracle) if oracle else None
-    return q
-
-
-def _corr(c: dict | None) -> dict | None:
-    return None if not c else {"value": c.get("value"), "n": c.get("n"), "ci95": c.get("ci95")}
-
-
-def _detector(d: dict) -> dict:
-    return {"lift_5pct": _corr(d["lift_5pct"]), "lift_10pct": _corr(d["lift_10pct"]), "pr_auc": d.get("pr_auc")}
-
-
-def influence_figures(r: dict, groups: dict | None) -> dict:
-    """One model's figures from validation.json, each with its n and interval."""
-    exact = r.get("exact") or {}
-    own = r.get("closed_form_vs_library") or r.get("newton_step_vs_library") or {}
-    fixed = r.get("fixed_structure") or {}
-    ceil = r.get("noise_ceiling")
-    out = {"reference": r.get("reference"), "spearman_vs_library": _corr(exact.get("spearman")),
-           "pearson_vs_library": _corr(exact.get("pearson")),
-           "own_model_vs_library_max_rel_err": own.get("max_rel_err"),
-           "fixed_structure_estimate_vs_refit": _corr((fixed.get("estimate_vs_refit") or {}).get("spearman")),
-           "fixed_structure_max_rel_err": fixed.get("exact_path_vs_refit_max_rel_err"),
-           "noise_ceiling": None if ceil is None else {**(_corr(ceil) or {}), "measurable": ceil.get("measurable")},
-           "share_of_ceiling": r.get("share_of_ceiling"), "validate_seconds": r.get("seconds")}
-    removal = r.get("removal") or {}
-    out["removal_5pct_heldout"] = {k: removal[k]["0.05"] for k in ("harmful", "helpful", "random")
-                                   if "0.05" in removal.get(k, {})}
-    it = removal.get("harmful_iterative") or {}
-    if "0.05" in it.get("mean", {}):
-        out["removal_5pct_heldout"]["harmful_iterative"] = {
-            "mean": it["mean"]["0.05"], **{f"scored_on_{h}": it[f"scored_on_{h}"]["0.05"] for h in ("A", "B")}}
-    if r.get("label_noise"):
-        out["label_noise"] = {k: _detector(d) for k, d in r["label_noise"].items() if isinstance(d, dict)}
-    if groups:
-        out["groups"] = {k: {h: {m: _corr(c) for m, c in v.items()} if h != "mean" else v
-                             for h, v in groups[k].items()} for k in ("predicted", "sum_of_loo") if k in groups}
-        out["groups"]["predictor"] = groups.get("predictor")
-        out["groups"]["trust"] = groups.get("trust")
-    return out
-
-
 def naive_versus_ours(out: Path, seconds: float, models: list[str]) -> dict:
     """LOO by retraining once per removed row (time-boxed) against our estimators for every row."""
     import numpy as np
 
     from musicrec import config
+    from musicrec.families import make_model
     from musicrec.influence.losses import logit
-    from musicrec.models import load_feature_set, make_model
+    from musicrec.models import load_feature_set
+    from musicrec.outputs.influence import Validation
     from musicrec.rng import model_seed
 
     cfg = config.load(out / "bench_config.yaml")
     spec = json.loads((out / "03_features" / "features.json").read_text())
     data = {n: load_feature_set(out / "03_features" / f"features_{n}.parquet", spec) for n in ("train", "valid", "test")}
-    ours = json.loads((out / "06_influence" / "validation.json").read_text())["loo_seconds"]
+    ours = Validation.read(out / "06_influence" / "validation.json").loo_seconds
     rng = np.random.default_rng(0)
     n = len(data["train"])
     result = {}
@@ -220,174 +156,6 @@ def versions() -> dict:
     from musicrec.manifest import library_versions
 
     return library_versions()
-
-
-def write_markdown(results_dir: Path, path: Path) -> None:
-    """BENCHMARKS.md from every result file: one table per preset."""
-    lines = ["# Benchmarks", "",
-             "Regenerated by `bench/benchmark.py` from `bench/results/*.json`; do not edit by hand.", ""]
-    for res_path in sorted(results_dir.glob("*.json")):
-        r = json.loads(res_path.read_text())
-        if res_path.stem == "listens_scale":   # bench/listens_scale.py keeps its own table beside its JSON
-            lines += ["## Stage 01 on listening logs, out of core (`bench/listens_scale.py`)", "",
-                      "Synthetic ListenBrainz-format logs; stage 01 as its own process on this machine (2 cores); "
-                      "the load average shows what else ran.", "",
-                      (res_path.with_suffix(".md")).read_text().strip(), ""]
-            continue
-        if r.get("kind") == "peer":
-            lines += _peer_lines(r)
-            continue
-        profile = r.get("profile", "default")
-        lines += [f"## preset `{r['preset']}`" + ("" if profile == "default" else f", profile `{profile}`"), "",
-                  f"- machine: {r['machine']}", f"- date: {r['date']}", f"- command: `{r['command']}`",
-                  *([f"- fresh memory: {r['fresh_memory_s_per_gb']} s per GB first touched after 10 s freed "
-                     "(fresh_memory_seconds_per_gb: what this machine charges for GB-sized temporaries)"]
-                    if r.get("fresh_memory_s_per_gb") is not None else []),
-                  *([f"- note: {r['note']}"] if r.get("note") else []),
-                  "- versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items()), ""]
-        lines += ["| step | wall s | CPU s | peak RSS GB | rows | budget (kkbox) |", "|---|---|---|---|---|---|"]
-        for step, s in r["steps"].items():
-            budget = BUDGETS.get(step)
-            b = f"≤ {budget[0]} s, ≤ {budget[1]} GB" if budget else ""
-            if budget and r["preset"] in SIZED_LIKE_KKBOX:
-                ok = s["wall_s"] <= budget[0] and s["peak_rss_gb"] <= budget[1]
-                b += " ✓" if ok else " ✗"
-            lines.append(f"| {step} | {s['wall_s']} | {s['cpu_s']} | {s['peak_rss_gb']} | {s.get('rows', '')} | {b} |")
-        q = r.get("quality", {})
-        if q.get("test_auc"):
-            lines += ["", "Test AUC: " + ", ".join(f"{k} {v}" for k, v in q["test_auc"].items())
-                      + (f"; oracle {q['oracle_auc']}" if "oracle_auc" in q else "")]
-        if q.get("ranking"):
-            lines += ["", "Ranking of unseen songs for the test users (05's metrics.json `ranking`; means over users):", "",
-                      "| ranking model | " + " | ".join(RANKING_COLUMNS) + " |", "|---|" + "---|" * len(RANKING_COLUMNS)]
-            for k, v in q["ranking"].items():
-                lines.append(f"| {k} | " + " | ".join("–" if v.get(c) is None else f"{v[c]:.4g}" for c in RANKING_COLUMNS)
-                             + " |")
-        if q.get("influence"):
-            lines += _influence_lines(q)
-        if r.get("naive"):
-            lines += ["", "| model | naive LOO rows/s (retrain per row) | our LOO rows/s | speed-up |", "|---|---|---|---|"]
-            for m, v in r["naive"].items():
-                up = "–" if v["speedup"] is None else f"{v['speedup']:,.0f}×"
-                lines.append(f"| {m} | {v['naive_rows_per_s']} | {v['ours_rows_per_s']} | {up} |")
-        lines.append("")
-    path.write_text("\n".join(lines) + "\n")
-
-
-def _ci(c: dict | None, digits=3) -> str:
-    """value [lo, hi] (n) of a figure with interval, or – where it was not measured."""
-    if not c or c.get("value") is None:
-        return "–"
-    ci = c.get("ci95")
-    text = _fmt(c["value"], digits)
-    if ci:
-        text += f" [{_fmt(ci[0], 2)}, {_fmt(ci[1], 2)}]"
-    return text + (f" (n={c['n']})" if c.get("n") is not None else "")
-
-
-def _legacy_influence_lines(q: dict) -> list[str]:
-    """A record written before validation.json carried intervals (kept as it was measured)."""
-    lines = ["", "Recorded before the issue-12 validation (no intervals, in-sample removal, lr checked against its "
-             "own refit): read these as superseded.", "",
-             "| model | LOO s (all rows) | Spearman vs exact | n | noise ceiling | share | own removal model vs library: max rel err |",
-             "|---|---|---|---|---|---|---|"]
-    for m, v in q["influence"].items():
-        err = v["fixed_structure_max_rel_err"] if v["fixed_structure_max_rel_err"] is not None else v["closed_form_max_rel_err"]
-        lines.append(f"| {m} | {q['loo_seconds'].get(m)} | {_fmt(v['spearman_vs_exact'])} | {v['n']} | "
-                     f"{_fmt(v['noise_ceiling'])} | {_fmt(v['share_of_ceiling'])} | {_fmt(err, 2)} |")
-    return lines
-
-
-def _influence_lines(q: dict) -> list[str]:
-    if any("spearman_vs_exact" in v for v in q["influence"].values()):
-        return _legacy_influence_lines(q)
-    lines = ["", "Estimates against the library (scikit-learn refit for nb/lr, full retraining with the saved "
-             "model's arguments for rf/lgbm/als); 95% bootstrap intervals in brackets.", "",
-             "| model | LOO s (all rows) | Spearman vs library | own removal model vs library: max rel err | "
-             "fixed structure vs refit: max rel err | noise ceiling | share of ceiling |",
-             "|---|---|---|---|---|---|---|"]
-    for m, v in q["influence"].items():
-        ceil = v.get("noise_ceiling")
-        if m in ("nb", "lr"):
-            ceil_txt = "no entry (deterministic)"
-        elif ceil is None or ceil.get("value") is None:
-            ceil_txt = "not run (needs influence.validate.full_retrain)"
-        else:
-            ceil_txt = _ci(ceil) + ("" if ceil.get("measurable") else " – not measurable")
-        share = v.get("share_of_ceiling")
-        share_txt = "–" if share is None else share if isinstance(share, str) else _fmt(share)
-        lines.append(f"| {m} | {q['loo_seconds'].get(m)} | {_ci(v['spearman_vs_library'])} | "
-                     f"{_fmt(v['own_model_vs_library_max_rel_err'], 2)} | {_fmt(v['fixed_structure_max_rel_err'], 2)} | "
-                     f"{ceil_txt} | {share_txt} |")
-    if any(v.get("removal_5pct_heldout") for v in q["influence"].values()):
-        lines += ["", "Held-out removal of 5% of the training rows (selected on one test half, scored on the other; "
-                  "mean of both ways, each half in brackets): change of test log-loss, negative is better.", "",
-                  "| model | most harmful | most harmful, iterative | random | most helpful |", "|---|---|---|---|---|"]
-        for m, v in q["influence"].items():
-            r = v.get("removal_5pct_heldout") or {}
-            cell = (lambda c: "–" if c is None else
-                    f"{c['mean']['logloss']:+.5f} ({c['scored_on_A']['logloss']:+.5f}, {c['scored_on_B']['logloss']:+.5f})")
-            lines.append(f"| {m} | {cell(r.get('harmful'))} | {cell(r.get('harmful_iterative'))} | {cell(r.get('random'))} | "
-                         f"{cell(r.get('helpful'))} |")
-    if q.get("label_noise"):
-        ln = q["label_noise"]
-        lines += ["", f"Flipped training labels ({ln['source']}): {ln['flipped']} rows ({ln['share']:.1%}). Lift at 10% "
-                  "(share of flipped rows among the 10% ranked most suspect over the overall share) and PR-AUC.", "",
-                  "| ranking | " + " | ".join(q["influence"]) + " |", "|---|" + "---|" * len(q["influence"])]
-        for k in ("test_loss_influence", "self_influence", "loo_own_loss", "data_oob"):
-            cells = []
-            for v in q["influence"].values():
-                d = (v.get("label_noise") or {}).get(k)
-                cells.append("–" if d is None else f"{_ci(d['lift_10pct'], 2)}; PR-AUC {_fmt(d['pr_auc'])}")
-            lines.append(f"| {k} | " + " | ".join(cells) + " |")
-        if ln.get("oracle"):
-            o = ln["oracle"]
-            lines += ["", f"Oracle (posterior that a label was flipped, from the truth): lift@10% {_ci(o['lift_10pct'], 2)}, "
-                      f"lift@5% {_ci(o['lift_5pct'], 2)}, PR-AUC {_fmt(o['pr_auc'])}."]
-    if any(v.get("groups") for v in q["influence"].values()):
-        lines += ["", "Groups and random ablations: predicted vs retrained change of a test half's log-loss, "
-                  "Spearman per half (n groups) with interval.", "",
-                  "| model | predictor | half A | half B | sum of LOO, half A | sum of LOO, half B |", "|---|---|---|---|---|---|"]
-        for m, v in q["influence"].items():
-            g = v.get("groups")
-            if not g:
-                continue
-            p, s = g["predicted"], g.get("sum_of_loo")
-            lines.append(f"| {m} | {g['predictor']} | {_ci(p['A']['spearman'])} | {_ci(p['B']['spearman'])} | "
-                         f"{_ci(s['A']['spearman']) if s else '(same)'} | {_ci(s['B']['spearman']) if s else '(same)'} |")
-        lines += [""] + [f"- {m}: {v['groups']['trust']}" for m, v in q["influence"].items()
-                         if (v.get("groups") or {}).get("trust")]
-    return lines
-
-
-def _peer_lines(r: dict) -> list[str]:
-    """bench/peer.py's record: every ranking as a detector of flipped training labels."""
-    lines = [f"## Mislabel detection beside {r['peer']}: `{r['tag']}`", "",
-             f"- date: {r['date']}", f"- command: `{r['command']}`",
-             f"- {r['rows']} training rows, {r['flipped']} flipped (split.train_label_noise; clean test labels); "
-             f"seconds: {r['seconds_note']}; 1-minute load average before/after the peer: "
-             f"{r.get('load_average_1min', 'not recorded')} (2 cores)", "",
-             "| ranking | lift@10% [95% CI] | lift@5% | PR-AUC | seconds | rows/s |", "|---|---|---|---|---|---|"]
-    for rec in r["all_rows"]:
-        lines.append(f"| {rec['ranking']} | {_ci(rec['lift_10pct'], 2)} | {_ci(rec['lift_5pct'], 2)} | "
-                     f"{_fmt(rec['pr_auc'])} | {rec['seconds']} | {rec['rows_per_s']:,.0f} |")
-    o = r.get("oracle_all_rows")
-    if o:
-        lines.append(f"| oracle (truth posterior; the ceiling) | {_ci(o['lift_10pct'], 2)} | {_ci(o['lift_5pct'], 2)} | "
-                     f"{_fmt(o['pr_auc'])} | – | – |")
-    lines += ["", f"On the {r['knn_rows']} training rows KNN-Shapley valued (against {r.get('knn_test_rows', 'all')} "
-              "test rows; seeded subsamples; lifts within those training rows):", "",
-              "| ranking | lift@10% [95% CI] | PR-AUC | seconds | rows/s |", "|---|---|---|---|---|"]
-    for rec in r["knn_rows_side_by_side"]:
-        lines.append(f"| {rec['ranking']} | {_ci(rec['lift_10pct'], 2)} | {_fmt(rec['pr_auc'])} | {rec['seconds']} | "
-                     f"{rec['rows_per_s']:,.0f} |")
-    return lines + [""]
-
-
-def _fmt(x, digits=3) -> str:
-    if x is None:
-        return "–"
-    return f"{x:.{digits}e}" if abs(x) < 1e-3 and x != 0 else f"{x:.{digits}f}"
 
 
 def main(argv=None) -> int:

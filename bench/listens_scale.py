@@ -26,7 +26,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
-sys.path.insert(0, str(REPO))
 PRESETS = ("m18", "m60", "listenbrainz")
 TARGET = {"wall_s": 600, "peak_rss_gb": 8}  # the target for 180M listens (preset listenbrainz)
 

@@ -16,34 +16,20 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from sklearn.metrics import roc_auc_score
+
+from musicrec.stats import user_bootstrap_auc_gaps
 
 
 def gaps(pred: pl.DataFrame, models: list[str], draws: int, seed: int) -> dict:
-    y = pred["target"].to_numpy()
-    _, user = np.unique(pred["user"].to_numpy(), return_inverse=True)
-    n_users = int(user.max()) + 1
     scores = {"oracle": pred["p_true"].to_numpy(), **{m: pred[f"p_{m}"].to_numpy() for m in models}}
-    rng = np.random.default_rng(seed)
-    drawn = {name: np.empty(draws) for name in scores}
-    for b in range(draws):
-        w = np.bincount(rng.integers(0, n_users, n_users), minlength=n_users)[user]
-        for name, p in scores.items():
-            drawn[name][b] = roc_auc_score(y, p, sample_weight=w)
-    out = {"rows": len(y), "users": n_users, "draws": draws,
-           "auc": {name: {"value": float(roc_auc_score(y, p)),
-                          "ci95": [float(x) for x in np.percentile(drawn[name], [2.5, 97.5])]}
-                   for name, p in scores.items()}}
-    out["gap"] = {m: {"value": out["auc"]["oracle"]["value"] - out["auc"][m]["value"],
-                      "ci95": [float(x) for x in np.percentile(drawn["oracle"] - drawn[m], [2.5, 97.5])]}
-                  for m in models}
-    return out
+    return user_bootstrap_auc_gaps(pred["target"].to_numpy(), pred["user"].to_numpy(), scores, "oracle",
+                                   np.random.default_rng(seed), draws)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", type=Path, help="paths.data of the run")
-    ap.add_argument("--models", nargs="+", default=["lgbm", "lr"])
+    ap.add_argument("--models", nargs="+", help="models of predictions.parquet (default: every p_<model> column)")
     ap.add_argument("--draws", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -51,7 +37,8 @@ def main(argv=None) -> int:
     if "p_true" not in pred.columns:
         raise SystemExit(f"oracle_gap: {args.data / '05_predict' / 'predictions.parquet'} has no p_true column: "
                          "only generated data has a truth")
-    print(json.dumps(gaps(pred, args.models, args.draws, args.seed), indent=2))
+    models = args.models or [c.removeprefix("p_") for c in pred.columns if c.startswith("p_") and c != "p_true"]
+    print(json.dumps(gaps(pred, models, args.draws, args.seed), indent=2))
     return 0
 
 

@@ -30,10 +30,9 @@ import numpy as np
 import polars as pl
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from musicrec.influence.noise import RANKINGS, oob_suspicion, suspicion  # noqa: E402
-from musicrec.influence.stats import detector  # noqa: E402
+from musicrec.influence.noise import RANKINGS, oob_suspicion, suspicion
+from musicrec.influence.stats import detector
 
 PEER = "pyDVL"
 
@@ -41,7 +40,8 @@ PEER = "pyDVL"
 def design(data: Path) -> dict:
     """Logistic regression's design (imputed, standardised) of the train and test rows, the labels
     the models saw, and the flipped mask, in loo.parquet's row order."""
-    from musicrec.models import load_feature_set, load_model
+    from musicrec.families import load_model
+    from musicrec.models import load_feature_set
 
     spec = json.loads((data / "03_features" / "features.json").read_text())
     sets = {n: load_feature_set(data / "03_features" / f"features_{n}.parquet", spec) for n in ("train", "test")}
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
     out["oracle_all_rows"] = validation.get("label_noise", {}).get("oracle")
     path = REPO / "bench" / "results" / f"peer-{a.tag}.json"
     path.write_text(json.dumps(out, indent=1) + "\n")
-    from bench.benchmark import write_markdown
+    from records import write_markdown
 
     write_markdown(REPO / "bench" / "results", REPO / "BENCHMARKS.md")
     for r in out["all_rows"]:

@@ -22,7 +22,8 @@ from musicrec.configspec import (Bool, Choice, Choices, ConfigError, Float, Floa
 from musicrec.families import BUILTIN, FamilyError
 
 
-FEATURE_SOURCES = ("base", "count", "share", "target_stat", "time", "als", "cluster")
+ALS_FEATURES = "als"   # stage 03's ALS feature family: its features.<name> section and feature source
+FEATURE_SOURCES = ("base", "count", "share", "target_stat", "time", ALS_FEATURES, "cluster")
 MODEL_NAMES = tuple(BUILTIN)                          # the built-in model families (musicrec.families)
 INFLUENCE_MODELS = ("nb", "lr", "rf", "lgbm", "als")  # those stage 06 explains by default
 NUMERIC_IMPUTE = ("median", "mode", "constant")
@@ -102,7 +103,7 @@ SCHEMA: dict = {
             "smoothing": Float(20.0, 0.0),
         },
         "recent_windows": Spec([0.001, 0.01], "float_list", 0.0, 1.0, open_lo=True),
-        "als": {
+        ALS_FEATURES: {
             "enabled": Bool(True),
             "factors": Int(32, 2, 512),
             "iterations": Int(15, 1, 200),

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import platform
-import resource
 import shutil
 import sys
 import time
@@ -25,6 +24,7 @@ import polars as pl
 
 from musicrec import stages
 from musicrec.config import section_hash
+from musicrec.progress import peak_rss_gb, rss_gb
 
 log = logging.getLogger("musicrec")
 
@@ -209,21 +209,6 @@ def remove_leftovers(folder: Path) -> list[str]:
     if removed:
         log.info("%s: removed leftovers of an interrupted run: %s", folder.name, ", ".join(sorted(removed)))
     return removed
-
-
-def peak_rss_gb() -> float:
-    """The process's peak resident memory so far (GB): after each step, it tells which step set it."""
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(kb / 1024**2, 2)
-
-
-def rss_gb() -> float:
-    """Resident memory now (GB), from /proc (0.0 where there is none)."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0.0
-    return round(pages * os.sysconf("SC_PAGE_SIZE") / 1024**3, 2)
 
 
 class StageRun:

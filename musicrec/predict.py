@@ -64,12 +64,15 @@ def best_model(train_metrics: TrainMetrics, choice: str, available: list[str]) -
     return max(available, key=lambda m: train_metrics.models[m].valid.auc or 0.0)
 
 
-def write_rankings(cfg: dict, st: StageRun, models: dict, recs, train_rows, songs_map, users_map) -> None:
-    """recommendations.parquet (the first ranking family's lists, with names) and similar_songs.parquet."""
+def write_rankings(cfg: dict, st: StageRun, models: dict, recs, train_rows, songs_map, users_map,
+                   song_names=None) -> None:
+    """recommendations.parquet (the first ranking family's lists, with the names of `song_names`,
+    default songs_map) and similar_songs.parquet."""
     if recs is None:
         log.warning("%s: no ranking family trained, no recommendations (popularity ranking only)", STAGE)
         return
-    st.write_parquet(recs.join(users_map, on="user", how="left").join(songs_map, on="song", how="left")
+    names = songs_map if song_names is None else song_names
+    st.write_parquet(recs.join(users_map, on="user", how="left").join(names, on="song", how="left")
                      .sort("user", "rank"), "recommendations.parquet")
     first = models[rankers(models)[0]]
     st.write_parquet(similar_table(first, train_rows, songs_map, stream(cfg, STAGE, "similar_songs"),
@@ -92,7 +95,7 @@ def rank_only(cfg: dict, st: StageRun) -> PredictMetrics:
         recs, ranking, curves = rank_songs(models, train_rows, test_pos, songs_map.height, pcfg, threads, side,
                                            stream(cfg, STAGE, "ranking_intervals"))
         artists = songs_map.select("song", pl.col("song_id").alias("artist_id"), "artist_name")
-        write_rankings(cfg, st, models, recs, train_rows, artists, users_map)
+        write_rankings(cfg, st, models, recs, train_rows, songs_map, users_map, artists)
     with st.step("plots"):
         plots.ranking_curves(curves, st.output("plots/ranking_curves.png"))
     report = PredictMetrics(rows=test_rows.height, models={}, ranking=ranking,

@@ -1,4 +1,4 @@
-"""How far a long step is and about how long is left.
+"""How far a long step is, about how long is left, and how much memory the process holds.
 
 On a terminal a tqdm bar; otherwise (CI, pipes, log files) plain log lines, at most one every
 `every` seconds plus the last one, so a log stays readable. Every stage uses this for steps that can
@@ -7,8 +7,11 @@ take more than a few seconds: `for x in track(items, "validate lr"): ...` or `wi
 from __future__ import annotations
 
 import logging
+import os
+import resource
 import sys
 import time
+from pathlib import Path
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -80,3 +83,18 @@ def track(items: Iterable[T], desc: str, *, total: int | None = None, unit: str 
         for item in items:
             yield item
             p.update()
+
+
+def peak_rss_gb() -> float:
+    """The process's peak resident memory so far (GB): after each step, it tells which step set it."""
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(kb / 1024**2, 2)
+
+
+def rss_gb() -> float:
+    """Resident memory now (GB), from /proc (0.0 where there is none)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 1024**3, 2)

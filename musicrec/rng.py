@@ -1,7 +1,7 @@
 """Every random generator and library seed, derived from the config seed and names.
 
 A stream is named by its stage and purpose, and by the model family where one is involved:
-`stream(cfg, "06_influence", "validation", family="lgbm")`. A (stage, purpose) maps to numbers
+`stream(cfg, "06_influence", "validation", family=name)`. A (stage, purpose) maps to numbers
 through NUMBERS, fixed so that the same config keeps giving the same bytes; a family adds its own
 fixed number (Family.stream, or a stable hash of its name); a purpose not in the table gets a
 stable hash of its name. Never a tuple's position: reordering `train.models` or

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -98,17 +99,37 @@ def help_text(stage: str) -> str:
     return "\n".join(lines)
 
 
+def _reads_text(s: Stage) -> str:
+    """'02 `a`, `b`; 01 `c` (when ...)': the reads grouped by upstream stage, in declared order."""
+    groups: dict[str, list[str]] = {}
+    for r in s.reads:
+        groups.setdefault(r.stage, []).append(f"`{r.file}`" + (f" ({r.when})" if r.when else ""))
+    parts = [f"{stage[:2]} {', '.join(files)}" for stage, files in groups.items()]
+    return "; ".join(parts + ([s.source] if s.source else []))
+
+
 def markdown_table() -> str:
-    """The README's stage table."""
+    """The README's stage table (tests/test_docs.py checks that the README holds it)."""
     rows = ["| script | reads | config sections | writes (under `data/<stage>/`) |", "|---|---|---|---|"]
     for s in STAGES.values():
-        reads = [f"{r.stage[:2]}'s `{r.file}`" + (f" ({r.when})" if r.when else "") for r in s.reads]
-        if s.source:
-            reads.append(s.source)
-        rows.append(f"| `{s.name}.py` | {'; '.join(reads)} | {', '.join(f'`{x}`' for x in s.sections)} | "
+        rows.append(f"| `{s.name}.py` | {_reads_text(s)} | {', '.join(f'`{x}`' for x in s.sections)} | "
                     f"{', '.join(f'`{w}`' for w in s.writes)} |")
     return "\n".join(rows)
 
 
-if __name__ == "__main__":
-    sys.stdout.write(markdown_table() + "\n")
+START, END = "<!-- stages:start -->", "<!-- stages:end -->"
+
+
+def with_table(text: str) -> str:
+    """`text` (the README) with the block between START and END replaced by markdown_table()."""
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{START}\n{markdown_table()}\n{END}{tail}"
+
+
+if __name__ == "__main__":   # python -m musicrec.stages [README.md]: print the table, or write it into the file
+    if len(sys.argv) > 1:
+        path = Path(sys.argv[1])
+        path.write_text(with_table(path.read_text()))
+    else:
+        sys.stdout.write(markdown_table() + "\n")

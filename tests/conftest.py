@@ -107,3 +107,18 @@ def small_cfg():
     t["lgbm"].update(n_estimators=60, num_leaves=15, min_child_samples=20)
     t["als"].update(factors=4, iterations=10)
     return t
+
+
+@pytest.fixture(scope="module")
+def splits():
+    """Train, valid and test sets with planted signal, for the influence estimators."""
+    return make_set(2500, 11), make_set(800, 12), make_set(1200, 13)
+
+
+def estimator(name, splits):
+    """A family's influence estimator on a model fitted to `splits`."""
+    from musicrec import families
+
+    train, valid, test = splits
+    model = families.make_model(name, small_cfg(), 4).fit(train, valid)
+    return families.get(name).influence(model, train, test)

@@ -80,7 +80,7 @@ def test_user_sample_is_seeded_counted_and_keeps_whole_users(tiny_log, tmp_path)
     full = stage01(tmp_path / "full", tiny_log)
     half = stage01(tmp_path / "half", tiny_log, "data.listens.user_sample=0.5")
     again = stage01(tmp_path / "again", tiny_log, "data.listens.user_sample=0.5")
-    other = stage01(tmp_path / "other", tiny_log, "data.listens.user_sample=0.5", "seed=7")
+    stage01(tmp_path / "other", tiny_log, "data.listens.user_sample=0.5", "seed=7")
     assert half == again  # same config, same sample
     for name in ("interactions", "users", "songs"):
         assert_frame_equal(tables(tmp_path / "half")[name], tables(tmp_path / "again")[name])

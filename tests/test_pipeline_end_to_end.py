@@ -113,3 +113,38 @@ def test_run_sh_lists_its_usage():
     import subprocess
     res = subprocess.run([str(REPO / "run.sh"), "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "./run.sh 04" in res.stdout
+
+
+def test_reordering_the_models_changes_no_output(pipeline, tmp_path):
+    """Seeds come from names, never from a tuple's position: 04 and 06 with the models listed in
+    another order write the same models, the same loo.parquet and the same validation figures."""
+    import shutil
+
+    from conftest import make_cfg
+    from musicrec import train
+    from musicrec.influence import stage
+    from musicrec.outputs.influence import Validation
+    from musicrec.outputs.train import TrainMetrics
+
+    runs = {}
+    for order in (("nb", "rf", "als"), ("als", "nb", "rf")):
+        folder = tmp_path / "_".join(order)
+        for part in ("synthetic", "01_preprocess", "02_split", "03_features"):
+            shutil.copytree(pipeline / part, folder / part)
+        listed = f"[{', '.join(order)}]"
+        cfg = make_cfg(folder, None, "split.train_label_noise=0.1", f"train.models={listed}",
+                       f"influence.models={listed}", "train.rf.n_estimators=10",
+                       "influence.validate.rows={nb: 4, lr: 0, rf: 4, lgbm: 0, als: 4}")
+        train.run(cfg, force=True)
+        stage.run(cfg, force=True)
+        runs[order] = (TrainMetrics.read(folder / "04_train" / "metrics.json"),
+                       pl.read_parquet(folder / "06_influence" / "loo.parquet"),
+                       Validation.read(folder / "06_influence" / "validation.json"))
+    (m1, loo1, v1), (m2, loo2, v2) = runs.values()
+    for name in ("nb", "rf", "als"):
+        assert m1.models[name].valid == m2.models[name].valid
+        a, b = v1.models[name].to_dict(), v2.models[name].to_dict()
+        for d in (a, b):
+            d.pop("seconds"), d.pop("loo_seconds"), d.pop("retrains")
+        assert a == b, name
+    assert loo1.select(sorted(loo1.columns)).equals(loo2.select(sorted(loo2.columns)))

@@ -6,7 +6,6 @@ import io
 import re
 from html.parser import HTMLParser
 
-import numpy as np
 import polars as pl
 import pytest
 from PIL import Image

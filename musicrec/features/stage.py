@@ -15,6 +15,7 @@ from typing import Callable, ContextManager
 import numpy as np
 import polars as pl
 
+from musicrec.config import ALS_FEATURES
 from musicrec.features.als import als_features
 from musicrec.features.clusters import Taste
 from musicrec.features.counts import count_features
@@ -109,11 +110,10 @@ def build_features(parts: dict[str, pl.DataFrame], cfg: dict,
         add("time", time_features, work, keys, fcfg["recent_windows"])
     del keys  # the cached group ids are as large as several feature columns
     fitted: dict = {}
-    if fcfg["als"]["enabled"]:
-        with step("als"):
-            seeds = (seed(cfg, STAGE, "als_song"),
-                     seed(cfg, STAGE, "als_artist"))
-            add("als", als_features, work, fcfg["als"], seeds, fitted)
+    if fcfg[ALS_FEATURES]["enabled"]:
+        with step(ALS_FEATURES):
+            seeds = (seed(cfg, STAGE, "als_song"), seed(cfg, STAGE, "als_artist"))
+            add(ALS_FEATURES, als_features, work, fcfg[ALS_FEATURES], seeds, fitted)
     te_keys, bias_effects, bias_iterations, taste = TE_KEYS, BIAS_EFFECTS, BIAS_ITERATIONS, None
     if fcfg["clusters"]["enabled"]:
         with step("taste clusters"):

@@ -9,7 +9,7 @@ import joblib
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from musicrec.models.base import FeatureSet, Model, two_columns
+from musicrec.models.base import FeatureSet, Model
 from musicrec.models.design import NumericDesign
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import polars as pl
 import yaml
 
 from musicrec.manifest import STAGE_SECTIONS

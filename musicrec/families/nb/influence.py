@@ -29,7 +29,6 @@ class NaiveBayesInfluence(Estimator):
         self.vs = model.estimator_.var_smoothing
         self.n = len(self.Z)
         self.nc, self.mu, self.S, self.m, self.S_all = self.statistics(np.ones(self.n, dtype=bool))
-        self.raw = self.S / self.nc[:, None]
         self.v, self.eps = self.variances(self.nc, self.S, self.S_all)
         super().__init__(model, train, test)
 
@@ -89,7 +88,7 @@ class NaiveBayesInfluence(Estimator):
         """z_i = change of (A, B, C) when each row is removed: (len(rows), 2d+1)."""
         x, c = self.Z[rows], self.y[rows]
         n, nc = self.n, self.nc[c][:, None]
-        mu, S, raw, v = self.mu[c], self.S[c], self.raw[c], self.v[c]
+        mu, S, v = self.mu[c], self.S[c], self.v[c]
         dmu = -(x - mu) / (nc - 1)                       # mu' - mu
         dS = (x - mu) * (x - mu - dmu)                    # S - S'
         d_raw = (dS * nc - S) / (nc * (nc - 1))           # raw - raw'
@@ -98,9 +97,7 @@ class NaiveBayesInfluence(Estimator):
         V_new = (self.S_all - (x - self.m) * (x - self.m - dm)) / (n - 1)
         eps_new = self.vs * V_new.max(axis=1, keepdims=True)
         d_eps = self.eps - eps_new                        # eps - eps'
-        v_new_own = v - d_raw - d_eps                     # own class
         v_other = self.v[1 - c]
-        v_new_other = v_other - d_eps                     # other class: only epsilon moves
 
         def recip_change(v_old, dv):                      # 1/v' - 1/v with v' = v_old - dv
             return dv / (v_old * (v_old - dv))
