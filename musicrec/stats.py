@@ -6,9 +6,10 @@ One normal quantile (Z95) for every closed-form interval; Wilson intervals of ra
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
-from scipy.stats import binomtest, bootstrap, norm
+from scipy.stats import DegenerateDataWarning, binomtest, bootstrap, norm
 
 Z95 = float(norm.ppf(0.975))   # the two-sided 95% normal quantile, 1.959964...
 BOOTSTRAP = 1000               # resamples of every bootstrap interval
@@ -35,14 +36,20 @@ def hanley_mcneil_interval(auc: float, n_pos: int, n_neg: int) -> list[float] | 
 
 def bootstrap_interval(data: tuple[np.ndarray, ...], statistic, rng: np.random.Generator, draws: int = BOOTSTRAP,
                        paired: bool = False, batch: int | None = None) -> list[float] | None:
-    """Percentile bootstrap 95% interval of `statistic` (vectorised: it takes `axis`) by
+    """Percentile bootstrap 95% interval of `statistic` (vectorised: it takes `axis`), resampled by
     scipy.stats.bootstrap; `paired` resamples the arrays' rows together; `batch` resamples at a
-    time (bounds memory). None where the statistic is undefined on too many resamples."""
-    with np.errstate(invalid="ignore", divide="ignore"):
+    time (bounds memory). Resamples where the statistic is undefined (NaN: a constant side of a
+    correlation) are left out; None when they are half or more."""
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateDataWarning)   # a perfect agreement resamples to one value
         res = bootstrap(data, statistic, n_resamples=draws, batch=batch, vectorized=True, paired=paired,
                         method="percentile", rng=rng)
-    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
-    return None if not (np.isfinite(low) and np.isfinite(high)) else [low, high]
+    dist = np.asarray(res.bootstrap_distribution, dtype=np.float64)
+    dist = dist[np.isfinite(dist)]
+    if len(dist) < max(1, draws // 2):
+        return None
+    low, high = np.quantile(dist, [0.025, 0.975])
+    return [float(low), float(high)]
 
 
 def user_bootstrap_auc_gaps(y: np.ndarray, user: np.ndarray, scores: dict[str, np.ndarray], reference: str,

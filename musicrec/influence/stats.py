@@ -1,4 +1,4 @@
-"""Figures with their sample size and a bootstrap 95% interval: correlations, lifts, ratios.
+"""Figures with their sample size and a 95% interval: correlations, lifts, ratios.
 
 Every correlation stage 06 reports goes through `correlation`, so none is printed without its n
 and interval; a ceiling whose interval reaches below CEILING_FLOOR is "not measurable" and never
@@ -10,7 +10,8 @@ import numpy as np
 from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score
 
-BOOTSTRAP = 1000
+from musicrec.stats import BOOTSTRAP, Z95, bootstrap_interval
+
 MAX_DRAWN = 10_000_000   # bootstrap draws x pairs at most
 MIN_DRAWS = 50           # above MAX_DRAWN / MIN_DRAWS pairs the interval is Fisher's z instead
 CEILING_FLOOR = 0.2
@@ -27,8 +28,10 @@ def _pearson_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def correlation(a, b, rng: np.random.Generator, method: str = "spearman", draws: int = BOOTSTRAP) -> dict:
-    """{value, n, ci95} of the Pearson or Spearman correlation of a and b, the interval from a
-    percentile bootstrap over the pairs; value None when fewer than 3 pairs or a constant side."""
+    """{value, n, ci95, method, interval} of the Pearson or Spearman correlation of a and b; the
+    interval a percentile bootstrap over the pairs (scipy.stats.bootstrap, paired, at most
+    MAX_DRAWN pairs in memory at a time), or Fisher's z above MAX_DRAWN / MIN_DRAWS pairs; value
+    None when fewer than 3 pairs or a constant side."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     ok = np.isfinite(a) & np.isfinite(b)
     a, b = a[ok], b[ok]
@@ -44,12 +47,13 @@ def correlation(a, b, rng: np.random.Generator, method: str = "spearman", draws:
         out.update(interval="fisher_z", ci95=fisher_interval(out["value"], n, method))
         return out
     draws = max(MIN_DRAWS, min(draws, MAX_DRAWN // n))
-    out["draws"] = draws
-    idx = rng.integers(0, n, (draws, n))
-    boot = _pearson_rows(prep(a[idx]), prep(b[idx]))
-    boot = boot[np.isfinite(boot)]
-    if len(boot) >= draws // 2:
-        out["ci95"] = [float(x) for x in np.quantile(boot, [0.025, 0.975])]
+
+    def statistic(x, y, axis=-1):
+        x, y = np.moveaxis(x, axis, -1), np.moveaxis(y, axis, -1)
+        return _pearson_rows(prep(np.atleast_2d(x)), prep(np.atleast_2d(y))).reshape(x.shape[:-1])
+
+    out.update(interval="bootstrap", draws=draws,
+               ci95=bootstrap_interval((a, b), statistic, rng, draws, paired=True, batch=max(1, MAX_DRAWN // n // 4)))
     return out
 
 
@@ -58,7 +62,7 @@ def fisher_interval(r: float, n: int, method: str) -> list[float]:
     Hartley and Pearson 1957), Pearson's 1 / (n - 3)."""
     se = np.sqrt((1.06 if method == "spearman" else 1.0) / (n - 3))
     z = np.arctanh(np.clip(r, -0.999999, 0.999999))
-    return [float(np.tanh(z - 1.959964 * se)), float(np.tanh(z + 1.959964 * se))]
+    return [float(np.tanh(z - Z95 * se)), float(np.tanh(z + Z95 * se))]
 
 
 def ceiling(a, b, rng: np.random.Generator) -> dict:
@@ -82,8 +86,9 @@ def share_of_ceiling(estimate: dict, ceil: dict) -> float | str | None:
 def lift(order: np.ndarray, flipped: np.ndarray, top: float, rng: np.random.Generator,
          draws: int = BOOTSTRAP) -> dict:
     """Share of flipped rows among the first `top` of `order`, over the share among all rows, with
-    a bootstrap 95% interval (binomial resampling of both counts: the top set is fixed by the
-    ranking, its flipped count and the overall rate are what sampling varies)."""
+    a parametric bootstrap 95% interval: binomial resampling of both counts (the top set is fixed by
+    the ranking; its flipped count and the overall rate are what sampling varies). scipy.stats.bootstrap
+    resamples data, not a ratio of two binomial counts, so the draws are made here."""
     n = len(order)
     k = max(1, int(round(top * n)))
     hits = int(flipped[order[:k]].sum())
