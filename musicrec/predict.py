@@ -43,7 +43,7 @@ def segment_labels(test_keys: pl.DataFrame, train_keys: pl.DataFrame, tabs: np.n
     return seen
 
 
-def test_quality(y: np.ndarray, p: np.ndarray) -> Classification:
+def quality_on_test(y: np.ndarray, p: np.ndarray) -> Classification:
     """Classification metrics of one model on the test rows, with the AUC's 95% interval (Hanley &
     McNeil's standard error) and the accuracy's (Wilson)."""
     q = Classification(**metrics.classification_metrics(y, p))
@@ -149,11 +149,11 @@ def run(cfg: dict, force: bool = False) -> PredictMetrics:
             classifiers = [n for n in models if families.get(n).classifier]
             probs = {n: models[n].predict_proba(test)[:, 1]
                      for n in track(classifiers, f"{STAGE}: models scored", unit="models", every=0)}
-            report = PredictMetrics(rows=len(test), models={n: test_quality(y, p) for n, p in probs.items()},
+            report = PredictMetrics(rows=len(test), models={n: quality_on_test(y, p) for n, p in probs.items()},
                                     ranking={})
             tt = truth_for(truth, "train", test.keys["time_order"])
             if tt is not None:
-                report.oracle = test_quality(y, tt["p_true"].to_numpy())
+                report.oracle = quality_on_test(y, tt["p_true"].to_numpy())
             tabs = categories.filter(pl.col("column") == "source_system_tab")
             seg = segment_labels(test.keys, train_rows, test.column("source_system_tab").astype(np.int64),
                                  dict(zip(tabs["code"].to_list(), tabs["value"].to_list())))

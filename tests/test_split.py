@@ -70,3 +70,21 @@ def test_train_label_noise_in_the_stage_leaves_valid_and_test_clean(tmp_path):
     for name in ("valid", "test"):   # untouched
         assert "label_flipped" not in parts[name].columns
         assert b[name]["target_mean"] == a[name]["target_mean"]
+
+
+def test_user_holdout_takes_the_rounded_share_of_every_users_rows():
+    """Per user of n rows: round(n * test) test rows, round((n - n_test) * valid) valid, at least one
+    train row each; the draw is seeded and another seed draws other rows."""
+    rng_user = np.random.default_rng(0)
+    user = rng_user.integers(0, 40, 2_000)
+    part = split.user_holdout_assignment(user, 0.2, 0.1, np.random.default_rng(5))
+    for u in np.unique(user):
+        mine = part[user == u]
+        n = len(mine)
+        n_test = min(int(np.rint(n * 0.2)), n - 1)
+        assert (mine == 2).sum() == n_test
+        assert (mine == 1).sum() == min(int(np.rint((n - n_test) * 0.1)), n - n_test - 1)
+        assert (mine == 0).sum() >= 1
+    again = split.user_holdout_assignment(user, 0.2, 0.1, np.random.default_rng(5))
+    other = split.user_holdout_assignment(user, 0.2, 0.1, np.random.default_rng(6))
+    assert (part == again).all() and not (part == other).all()
