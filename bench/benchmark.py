@@ -20,7 +20,8 @@ removal curves, random ablations and every meaningful group) and is recorded as
 bench/results/<preset>-proof.json; `noise` flips 10% of the training labels (split.train_label_noise,
 clean test labels) and runs the held-out removal curves of lr and lgbm, one-shot and iterative, so
 that there are harmful rows to find; `fullsize-proof` (for kkbox and listens-m18) validates 30 rows
-per model with the checks that stay cheap at millions of rows (FULLSIZE_PROOF).
+per model with the checks that stay cheap at millions of rows (FULLSIZE_PROOF); `groups` predicts and
+retrains every group and random ablation of the proof, without the row-level validation (GROUPS).
 
 Each stage runs as its own process (as users run it) into a separate output folder; its peak RSS
 and CPU time come from the OS (os.wait4 rusage of that process). The result is written to
@@ -49,6 +50,8 @@ PROOF = [  # stage 06's full validation (see the module docstring)
     "influence.validate.removal_fractions=[0.01, 0.02, 0.05, 0.1, 0.2]",
     "influence.ablation.repeats=3",
     "influence.groups.enabled=true",
+    "influence.groups.retrain=null",
+    "influence.groups.ceiling=true",
 ]
 NOISE = [  # flipped training labels (clean test labels): held-out removal of harmful rows, one-shot and
     # iterative (re-estimated every 0.5% of the rows), for the two families the issue names (stage 06:
@@ -58,6 +61,8 @@ NOISE = [  # flipped training labels (clean test labels): held-out removal of ha
     "influence.validate.rows={nb: 0, lr: 0, rf: 0, lgbm: 0, als: 0}",
     "influence.validate.removal_fractions=[0.01, 0.02, 0.05]",
     "influence.validate.removal_step=0.005",
+    "influence.validate.removal_set_block=0.005",
+    "influence.validate.removal_random_repeats=5",
 ]
 FULLSIZE_PROOF = [  # the proof at KKBOX size: 30 rows per model by the checks that stay cheap at millions of
     # rows (library refits for nb and lr, fixed-structure refits for rf, lgbm and als; no full retraining
@@ -66,9 +71,15 @@ FULLSIZE_PROOF = [  # the proof at KKBOX size: 30 rows per model by the checks t
     "influence.validate.full_retrain=false",
     "influence.validate.removal_fractions=[]",
     "influence.ablation.repeats=0",
-    "influence.groups.enabled=false",
 ]
-PROFILES = {"default": [], "proof": PROOF, "noise": NOISE, "fullsize-proof": FULLSIZE_PROOF}
+GROUPS = [  # the proof's groups and random ablations, every one retrained, without the row-level validation
+    "influence.validate.rows={nb: 0, lr: 0, rf: 0, lgbm: 0, als: 0}",
+    "influence.ablation.repeats=3",
+    "influence.groups.enabled=true",
+    "influence.groups.retrain=null",
+    "influence.groups.ceiling=true",
+]
+PROFILES = {"default": [], "proof": PROOF, "noise": NOISE, "fullsize-proof": FULLSIZE_PROOF, "groups": GROUPS}
 LISTEN_PRESETS = ("listens-tiny", "listens-small", "listens-m18")
 GENERATE = ("from musicrec import config; from musicrec.readers.synthetic import ensure_synthetic; "
             "ensure_synthetic(config.load(sys.argv[1], sys.argv[2:]))")
@@ -122,7 +133,6 @@ def naive_versus_ours(out: Path, seconds: float, models: list[str]) -> dict:
 
     from musicrec import config
     from musicrec.families import make_model
-    from musicrec.influence.losses import logit
     from musicrec.models import load_feature_set
     from musicrec.outputs.influence import Validation
     from musicrec.rng import model_seed
@@ -141,7 +151,7 @@ def naive_versus_ours(out: Path, seconds: float, models: list[str]) -> dict:
             w = np.ones(n)
             w[rng.integers(n)] = 0.0
             m = make_model(name, cfg["train"], model_seed(cfg, name)).fit(data["train"], data["valid"], sample_weight=w)
-            logit(m.predict_proba(data["test"])[:, 1])
+            m.predict_logit(data["test"])
             done += 1
         naive_rate = done / (time.perf_counter() - t0)
         our_rate = n / ours[name] if ours.get(name) else None
@@ -164,17 +174,18 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", choices=tuple(PROFILES), default="default",
                     help="default: config.yaml as it is; proof: stage 06's full validation; noise: 10%% flipped training "
                          "labels with held-out removal curves; fullsize-proof: 30 rows per model by the checks that "
-                         "stay cheap at KKBOX size")
+                         "stay cheap at KKBOX size; groups: the proof's groups and ablations, all retrained")
     ap.add_argument("--out", type=Path, help="output folder (default bench/out/<preset>)")
     ap.add_argument("--naive-seconds", type=float, default=60.0, help="time box per model for naive LOO (0: skip)")
     ap.add_argument("--from", dest="start", default="generate", choices=("generate", *STAGES),
                     help="first step to run (earlier outputs in --out are reused)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                     help="config override passed to every stage")
+    ap.add_argument("--tag", help="name of the record: bench/results/<tag>.json (default <preset>[-<profile>])")
     ap.add_argument("--results", type=Path, default=REPO / "bench" / "results", help="folder of result JSONs")
     ap.add_argument("--markdown", type=Path, default=REPO / "BENCHMARKS.md", help="table regenerated from them")
     args = ap.parse_args(argv)
-    tag = args.preset if args.profile == "default" else f"{args.preset}-{args.profile}"
+    tag = args.tag or (args.preset if args.profile == "default" else f"{args.preset}-{args.profile}")
     out = (args.out or REPO / "bench" / "out" / args.preset).resolve()
     out.mkdir(parents=True, exist_ok=True)
     listens = args.preset in LISTEN_PRESETS

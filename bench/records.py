@@ -72,10 +72,13 @@ def influence_figures(mv: ModelValidation, groups: GroupSummary | None) -> dict:
         out["label_noise"] = {k: _detector(d) for k, d in r["label_noise"]["rankings"].items()}
     if groups is not None:
         g = groups.to_dict()
-        out["groups"] = {k: {h: {m: _corr(c) for m, c in v.items()} if h != "mean" else v
+        out["groups"] = {k: {h: ({m: (_corr(c) if isinstance(c, dict) else c) for m, c in v.items()} if h != "mean" else v)
                              for h, v in g[k].items()} for k in ("predicted", "sum_of_loo") if g.get(k)}
-        out["groups"]["predictor"] = g.get("predictor")
-        out["groups"]["trust"] = g.get("trust")
+        out["groups"].update({k: g.get(k) for k in ("predictor", "trust", "groups", "retrained", "seconds")})
+        if g.get("noise_ceiling"):
+            out["groups"]["noise_ceiling"] = {h: {**(_corr(g["noise_ceiling"][h]) or {}),
+                                                  "measurable": g["noise_ceiling"][h].get("measurable")}
+                                              for h in ("A", "B")}
     return out
 
 
@@ -189,16 +192,25 @@ def _influence_lines(q: dict) -> list[str]:
             lines += ["", f"Oracle (posterior that a label was flipped, from the truth): lift@10% {_ci(o['lift_10pct'], 2)}, "
                       f"lift@5% {_ci(o['lift_5pct'], 2)}, PR-AUC {_fmt(o['pr_auc'])}."]
     if any(v.get("groups") for v in q["influence"].values()):
-        lines += ["", "Groups and random ablations: predicted vs retrained change of a test half's log-loss, "
-                  "Spearman per half (n groups) with interval.", "",
-                  "| model | predictor | half A | half B | sum of LOO, half A | sum of LOO, half B |", "|---|---|---|---|---|---|"]
+        lines += ["", "Groups and random ablations: predicted vs retrained change of a test half's log-loss over the "
+                  "retrained groups, Spearman per half (n groups) with interval; Pearson; mean absolute error relative "
+                  "to the mean retrained change; the sum of the rows' LOO beside it; the noise ceiling (the same "
+                  "groups retrained under a second seed); seconds per set prediction and per retrain.", "",
+                  "| model | predictor | Spearman A | Spearman B | Pearson A / B | rel. error A / B | sum of LOO A | "
+                  "sum of LOO B | ceiling A | ceiling B | s per prediction / retrain |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for m, v in q["influence"].items():
             g = v.get("groups")
             if not g:
                 continue
-            p, s = g["predicted"], g.get("sum_of_loo")
-            lines.append(f"| {m} | {g['predictor']} | {_ci(p['A']['spearman'])} | {_ci(p['B']['spearman'])} | "
-                         f"{_ci(s['A']['spearman']) if s else '(same)'} | {_ci(s['B']['spearman']) if s else '(same)'} |")
+            p, s, c = g["predicted"], g.get("sum_of_loo"), g.get("noise_ceiling") or {}
+            sec = g.get("seconds") or {}
+            rel = " / ".join(_fmt(p[h].get("relative_error"), 2) for h in ("A", "B"))
+            pear = " / ".join(_fmt((p[h].get("pearson") or {}).get("value"), 2) for h in ("A", "B"))
+            lines.append(f"| {m} | {g['predictor']} | {_ci(p['A']['spearman'])} | {_ci(p['B']['spearman'])} | {pear} | "
+                         f"{rel} | {_ci(s['A']['spearman']) if s else '–'} | {_ci(s['B']['spearman']) if s else '–'} | "
+                         f"{_ci(c.get('A'))} | {_ci(c.get('B'))} | {_fmt(sec.get('set_prediction_per_group'), 3)} / "
+                         f"{_fmt(sec.get('retrain_per_group'), 3)} |")
         lines += [""] + [f"- {m}: {v['groups']['trust']}" for m, v in q["influence"].items()
                          if (v.get("groups") or {}).get("trust")]
     return lines

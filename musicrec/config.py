@@ -175,11 +175,15 @@ SCHEMA: dict = {
     "influence": {
         "models": Choices(list(INFLUENCE_MODELS), *INFLUENCE_MODELS),
         "validate": {
-            "rows": {m: Int(n, 0) for m, n in (("nb", 20), ("lr", 20), ("rf", 10), ("lgbm", 10), ("als", 10))},
+            "rows": {m: OptInt(None, lo=0) for m in INFLUENCE_MODELS},   # null: as many as `seconds` allow
+            "seconds": Float(3.0, 0.0),
+            "min_rows": Int(5, 0),
             "full_retrain": Bool(False),
             "removal_fractions": Spec([], "float_list", 0.0, 1.0, open_lo=True, open_hi=True),
             "removal_step": Float(0.0, 0.0, 1.0, open_hi=True),
             "removal_step_until": Float(0.05, 0.0, 1.0, open_lo=True),
+            "removal_set_block": Float(0.0, 0.0, 1.0, open_hi=True),
+            "removal_random_repeats": Int(1, 1, 100),
         },
         "ablation": {
             "fractions": Spec([0.05, 0.15, 0.25, 0.35, 0.45, 0.55], "float_list", 0.0, 1.0,
@@ -187,7 +191,12 @@ SCHEMA: dict = {
             "repeats": Int(0, 0, 100),
         },
         "groups": {
-            "enabled": Bool(False),
+            "enabled": Bool(True),
+            "retrain": OptInt(5, lo=0),
+            "replay_rows": OptInt(500_000, lo=1),
+            "als_sweeps": Int(1, 0, 50),
+            "curve_fractions": Spec([0.1, 0.3, 0.5], "float_list", 0.0, 1.0, open_lo=True, open_hi=True),
+            "ceiling": Bool(False),
             "power_user_share": Float(0.01, 0.0, 1.0, open_lo=True, open_hi=True),
             "top_genres": Int(5, 0, 100),
             "deciles": Int(10, 2, 100),
@@ -224,7 +233,7 @@ def with_families(names: list[str]) -> dict:
         schema["predict"]["submission_model"] = add(schema["predict"]["submission_model"], name)
         if family.estimator is not None:
             schema["influence"]["models"] = add(schema["influence"]["models"], name)
-            schema["influence"]["validate"]["rows"][name] = Int(family.validate_rows, 0)
+            schema["influence"]["validate"]["rows"][name] = OptInt(family.validate_rows, lo=0)
     return schema
 
 

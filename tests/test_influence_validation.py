@@ -7,14 +7,13 @@ from scipy.stats import pearsonr
 
 from musicrec import families
 from musicrec.families import make_model
-from musicrec.influence.groups import group_effects, random_ablations, summarize
 from musicrec.influence.heldout import half_influence, user_halves
 from musicrec.influence.losses import auc_gradient, logloss, loss_change, metric_changes
 from musicrec.influence.noise import oracle_posterior
 from musicrec.influence.retrain import Retrainer
 from musicrec.influence.stats import ceiling, correlation, detector, share_of_ceiling
-from musicrec.influence.validate import (compare, guarded_size, iterative_removal, removal_curves, rescore,
-                                        validate_model)
+from musicrec.influence.removal import guarded_size, iterative_removal, removal_curves, rescore
+from musicrec.influence.validate import compare, validate_model
 
 from conftest import estimator, small_cfg
 
@@ -97,8 +96,7 @@ def test_iterative_removal_re_estimates_after_each_step(name, splits):
     assert set(np.flatnonzero(r.masks[0])) == set(first[:sizes[0]])
     # later steps follow the re-estimated influence, not the first ranking
     assert set(np.flatnonzero(r.masks[-1])) != set(first[:125])
-    if name == "rf":   # no removal model for sets: every step is a full 1%
-        assert sizes == [25, 50, 75, 100, 125]
+    if name == "rf":
         # the forest is re-estimated over all rows (its bootstrap draws index them); removed rows drop out
         model = r._fit(4, (~r.masks[0]).astype(float), init=r.base_model(4))
         full, fresh, rows = rescore(est, model, r.masks[0])
@@ -156,7 +154,6 @@ def test_guarded_step_on_naive_bayes(splits):
     order = np.argsort(est.loo()["logloss"], kind="stable")
     k = guarded_size(est, np.arange(len(order)), order, 64)
     assert k == 64 or est.group_logloss(order[:2 * k]) > 0   # shrunk only below a set predicted to hurt
-    assert guarded_size(estimator("rf", splits), np.arange(len(order)), order, 64) == 64   # no set model
 
 
 def test_compare_by_hand():
@@ -253,46 +250,6 @@ def test_detector_lift_and_oracle_by_hand():
     assert post[0] > post[2] > post[1] and post[2] == pytest.approx(0.1)
 
 
-def test_random_ablations_sizes_and_prediction(splits):
-    est = estimator("nb", splits)
-    loo = est.loo()["logloss"]
-    halves = {"A": np.arange(0, 600), "B": np.arange(600, 1200)}
-    influence = half_influence(est, loo, halves)
-    r = RecordingRetrainer(len(loo))
-    runs = random_ablations(r, 0, [0.1, 0.5], 2, est, influence, halves, np.random.default_rng(3))
-    assert [x["rows"] for x in runs[::2]] == [250, 250, 1250, 1250] and [x["half"] for x in runs[:2]] == ["A", "B"]
-    for k, removed in enumerate(r.removed):
-        for run in runs[2 * k:2 * k + 2]:
-            assert len(np.unique(removed)) == run["rows"]
-            assert run["sum_of_loo"] == pytest.approx(influence[run["half"]][removed].sum())
-            assert run["predictor"] == "set_model"   # naive Bayes: exact removal of the set
-
-
-def test_group_prediction_against_retraining_on_a_planted_case(splits):
-    """A planted group of flipped labels: removing it lowers each test half's loss, and nb's exact
-    set removal predicts the retrained change of every group on each half (the retraining is
-    scikit-learn's GaussianNB refitted without the rows on the float64 design)."""
-    train, valid, test = splits
-    planted = np.random.default_rng(9).choice(len(train), 150, replace=False)
-    y = train.y.copy()
-    y[planted] = 1 - y[planted]
-    noisy = dataclasses.replace(train, y=y)
-    est = families.get("nb").influence(make_model("nb", small_cfg(), 4).fit(noisy, valid), noisy, test)
-    loo = est.loo()["logloss"]
-    halves = user_halves(test.keys["user"].to_numpy(), np.random.default_rng(0))
-    influence = half_influence(est, loo, halves)
-    groups = [("planted", "flipped", planted)]
-    groups += [("random", f"{k} random", np.random.default_rng(k).choice(len(loo), k, replace=False))
-               for k in (10, 40, 100, 400, 1000)]
-    r = Retrainer(est.model, noisy, valid, test, parts=halves)
-    recs = group_effects(r, 4, groups, est, influence, halves)
-    for rec in recs:
-        assert rec["predicted_logloss"] == pytest.approx(rec["delta_logloss"], rel=1e-7, abs=1e-12)
-    assert all(x["delta_logloss"] < 0 for x in recs if x["kind"] == "planted")
-    s = summarize(recs, np.random.default_rng(0))
-    assert s["predicted"]["A"]["spearman"]["n"] == len(groups) and s["predicted"]["mean"]["spearman"] == 1.0
-
-
 def test_nb_retraining_deletes_the_rows_it_leaves_out(splits):
     """Weight 0 is not removal for GaussianNB (its variance floor counts every row it is given):
     the Retrainer's naive Bayes without some rows is GaussianNB fitted on the other rows."""
@@ -307,23 +264,6 @@ def test_nb_retraining_deletes_the_rows_it_leaves_out(splits):
     np.testing.assert_allclose(new, jll[:, 1] - jll[:, 0], rtol=1e-9, atol=1e-9)
 
 
-def test_group_trust_statement_follows_the_measured_correlation():
-    """rf/lgbm/als: the statement of trust says to read the retrained change unless both halves'
-    intervals show that predictions rank groups."""
-    rng = np.random.default_rng(3)
-    truth = rng.normal(size=40)
-
-    def records(pred):
-        return [{"kind": "g", "group": str(i), "half": h, "delta_logloss": t, "predicted_logloss": p,
-                 "predictor": "sum_of_loo", "sum_of_loo": p} for h in ("A", "B") for i, (t, p) in enumerate(zip(truth, pred))]
-
-    good = summarize(records(truth + 0.01 * rng.normal(size=40)), np.random.default_rng(0), "lgbm")
-    bad = summarize(records(rng.normal(size=40)), np.random.default_rng(0), "lgbm")
-    assert "ranks groups reliably" in good["trust"] and "trees held fixed" in good["trust"]
-    assert "does not rank groups reliably" in bad["trust"] and "delta_logloss" in bad["trust"]
-    assert "n=40" in bad["trust"]
-
-
 def test_removal_curves_alone_with_no_sampled_rows(splits):
     """influence.validate.rows 0 with removal fractions: the removal curves run, no exact check."""
     train, valid, test = splits
@@ -331,7 +271,8 @@ def test_removal_curves_alone_with_no_sampled_rows(splits):
     loo = est.loo()
     halves = user_halves(test.keys["user"].to_numpy(), np.random.default_rng(0))
     vcfg = {"rows": {"lr": 0}, "full_retrain": False, "removal_fractions": [0.05], "removal_step": 0.0,
-            "removal_step_until": 0.05}
+            "removal_step_until": 0.05, "seconds": 5.0, "min_rows": 5, "removal_set_block": 0.0,
+            "removal_random_repeats": 1}
     report = validate_model(est, loo, Retrainer(est.model, train, valid, test, parts=halves), vcfg, (0, 1),
                             np.random.default_rng(0), half_influence(est, loo["logloss"], halves))
     assert report.report.exact is None and len(report.sample_rows) == 0 and report.exact_logloss is None

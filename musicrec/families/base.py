@@ -41,10 +41,18 @@ class Family:
     group_predictor: ClassVar[str] = "the sum of the rows' leave-one-out estimates"
     #: the group predictor is exact (equal to retraining up to rounding)
     group_exact: ClassVar[bool] = False
+    #: the set predictor holds the model's structure fixed, so it misses the effect of retraining
+    #: on fewer rows: add the family's learning curve (influence.groups.curve_fractions)
+    group_curve: ClassVar[bool] = False
+    #: retraining on every row with the analysed model's seed gives back the analysed model itself
+    #: (then that model is the all-rows reference of every retrained change: no refit)
+    retrain_reproduces: ClassVar[bool] = False
+    #: retraining warm-starts from the all-rows fit (an exact optimum reached faster: the same model)
+    retrain_warm: ClassVar[bool] = False
     #: families from `train.families`: the Specs (musicrec.config) of their `train.<name>` section
     params: ClassVar[dict] = {}
-    #: families from `train.families`: the default of `influence.validate.rows.<name>`
-    validate_rows: ClassVar[int] = 10
+    #: families from `train.families`: the default of `influence.validate.rows.<name>` (None: the time budget)
+    validate_rows: ClassVar[int | None] = None
 
     @property
     def stream_number(self) -> int:

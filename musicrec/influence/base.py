@@ -118,6 +118,23 @@ class Estimator:
         the family has one that holds for sets of rows (None otherwise)."""
         return None
 
+    @property
+    def has_set_predictor(self) -> bool:
+        """Whether the family models the removal of a whole set (else groups use the sum of LOO)."""
+        return type(self).group_logits is not Estimator.group_logits
+
+    def prepare_sets(self, valid: FeatureSet | None, gcfg: dict) -> None:
+        """Settings of the family's set predictor (influence.groups), and the validation split a
+        family refits on (ALS's calibration)."""
+
+    def group_logits_many(self, groups: list[np.ndarray]):
+        """group_logits of each group, a few at a time on the model's threads, in order (a family
+        may share work across the groups instead)."""
+        groups, threads = list(groups), model_threads(self.model)
+        for s in range(0, len(groups), threads):
+            with threadpool_limits(1, "blas"):
+                yield from thread_map(lambda rows: self.group_logits(np.asarray(rows)), groups[s:s + threads], threads)
+
     def group_logloss(self, rows: np.ndarray) -> float | None:
         """Change of test log-loss when all `rows` are removed together (see group_logits)."""
         f = self.group_logits(np.asarray(rows))

@@ -1,31 +1,30 @@
-"""Group influence: retrain without groups of rows and compare with the sum of their LOO estimates.
+"""Group influence: the predicted effect of removing each group of rows, checked by retraining a sample.
 
-Two kinds of groups. Random ablations follow the original study's protocol (remove 5%, 10%, ...
-55% of the training rows at random, R repeats each). Meaningful groups are the ones a user asks
-about: power users, each source tab, top genres, each language, users and songs by activity
-decile, members by age band. For each, the retrained change of the log-loss and AUROC of each
-half of the test split, next to the predicted change of that half's log-loss: the sum of the
-removed rows' leave-one-out influence on it, and for nb and lr the family's removal model for
-sets (exact for nb, one Newton step for lr). The sum of LOO is first order in the group; for rf,
-lgbm and ALS it also holds the trees / item factors fixed, which retraining without a large group
-does not, so how far their group predictions hold is measured (validation.json), and for them the
-retrained change is what a user should read.
+Two kinds of groups. Meaningful groups are the ones a user asks about: power users, each source
+tab, the top genres, each language, users and songs by activity decile, members by age band.
+Random ablations follow the original study's protocol (remove 5%, 15%, ... 55% of the training
+rows at random, R repeats each). For every group and each half of the test split, the family's set
+predictor (Estimator.group_logits_many) gives the predicted change of that half's log-loss, with
+an interval over the half's users, beside the sum of the rows' leave-one-out influence. A seeded
+sample of the groups (influence.groups.retrain; every group in the proof) is retrained as the
+check: the agreement over those groups, with n and intervals, says how far to trust the others.
 """
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import polars as pl
 
 from musicrec import families
-from musicrec.influence.losses import loss_change
-from musicrec.influence.retrain import Retrainer
-from musicrec.influence.stats import correlation
+from musicrec.influence.retrain import Retrainer, part_changes
+from musicrec.influence.stats import ceiling, correlation
 
 log = logging.getLogger("musicrec")
 
 AGE_BANDS = ((0, 18, "<18"), (18, 25, "18-24"), (25, 35, "25-34"), (35, 45, "35-44"), (45, 200, "45+"))
+TRUSTED = 0.8   # lower end of the Spearman interval on both halves above which group predictions rank groups
 
 
 def _decile_of(counts: np.ndarray, n: int) -> np.ndarray:
@@ -50,7 +49,7 @@ def meaningful_groups(rows: pl.DataFrame, names: dict[str, dict[int, str]], gcfg
 
     k = max(1, int(round(gcfg["power_user_share"] * len(users))))
     power = np.argsort(-user_n, kind="stable")[:k]
-    out.append(("power_users", f"top {gcfg['power_user_share']:.0%} users", np.flatnonzero(np.isin(user_idx, power))))
+    out.append(("power_users", f"top {gcfg['power_user_share']:.0%}", np.flatnonzero(np.isin(user_idx, power))))
 
     def by_value(col: str, kind: str, keep=None):
         codes = rows[col].to_numpy()
@@ -75,76 +74,146 @@ def meaningful_groups(rows: pl.DataFrame, names: dict[str, dict[int, str]], gcfg
     return [(k, g, r) for k, g, r in out if 0 < len(r) < rows.height]
 
 
-def predictions(est, influence: dict[str, np.ndarray], rows: np.ndarray, halves: dict[str, np.ndarray]) -> dict:
-    """The group's predicted change of each half's test log-loss: the sum of its rows' LOO
-    influence on that half, and, where the family has a removal model for sets (nb: exact set
-    removal; lr: one Newton step with the Hessian downdated by the group), that model's change."""
-    out = {h: {"sum_of_loo": float(influence[h][rows].sum())} for h in halves}
-    f = est.group_logits(rows)
-    if f is not None:
-        d = loss_change(est.y_test, est.f_test, f - est.f_test)
-        for h, j in halves.items():
-            out[h]["set_model"] = float(d[j].mean())
-    return out
+def random_ablations(n: int, fractions, repeats: int, rng) -> list[tuple[str, str, np.ndarray]]:
+    """(kind, group, rows) of `repeats` random draws of each share of the n training rows."""
+    return [("random_ablation", f"{f:g} #{r}", rng.choice(n, int(round(f * n)), replace=False))
+            for f in fractions for r in range(repeats)]
 
 
-def _long(base: dict, retrained: dict, predicted: dict) -> list[dict]:
-    """One record per test half: retrained and predicted change of that half's metrics."""
+DESCRIBE = {"power_users": "users in the {group} by activity",
+            "source_system_tab": "source tab: {group}", "genre": "genre: {group}", "language": "language: {group}",
+            "user_activity_decile": "users in activity {group} (1 = least active)",
+            "song_activity_decile": "songs in popularity {group} (1 = least played)",
+            "age_band": "members aged {group}", "random_ablation": "{group} of the rows at random"}
+
+
+def describe(kind: str, group: str) -> str:
+    """A group named as a person would ("source tab: radio", "users in the top 1% by activity")."""
+    if kind == "random_ablation":
+        share, repeat = group.split(" #")
+        return f"{float(share):.0%} of the rows at random (draw {int(repeat) + 1})"
+    if kind == "age_band" and group == "unknown":
+        return "members without an age"
+    return DESCRIBE.get(kind, kind + ": {group}").format(group=group)
+
+
+def predict(est, groups: list, influence: dict | None, halves: dict, user: np.ndarray,
+            progress=None) -> tuple[list, float]:
+    """Every group's predicted change of each test half (the family's set predictor, else the sum
+    of the rows' LOO), beside the sum of the rows' LOO where each half's LOO is given, and the mean
+    seconds per group."""
+    t0 = time.perf_counter()
     out = []
-    for h, p in predicted.items():
-        best = p.get("set_model", p["sum_of_loo"])
-        out.append({**base, "half": h, "delta_logloss": retrained[h]["logloss"], "delta_auc": retrained[h]["auc"],
-                    "predicted_logloss": best, "predictor": "set_model" if "set_model" in p else "sum_of_loo",
-                    "sum_of_loo": p["sum_of_loo"]})
-    return out
+    for (kind, group, rows), f in zip(groups, est.group_logits_many([r for _, _, r in groups])):
+        base = {"kind": kind, "group": group, "label": describe(kind, group), "rows": int(len(rows)),
+                "share": len(rows) / len(est.train)}
+        if kind == "random_ablation":
+            share, repeat = group.split(" #")
+            base.update(fraction=float(share), repeat=int(repeat))
+        summed = {h: None if influence is None else float(influence[h][rows].sum()) for h in halves}
+        if f is None:   # no set predictor for this family
+            if influence is None:
+                raise ValueError(f"{est.name} has no set predictor: its groups need each test half's LOO")
+            for h in halves:
+                out.append({**base, "half": h, "predictor": "sum_of_loo", "predicted_logloss": summed[h],
+                            "predicted_logloss_ci95": None, "predicted_auc": None, "sum_of_loo": summed[h]})
+        else:
+            for h, c in part_changes(est.y_test, est.f_test, f, halves, user).items():
+                out.append({**base, "half": h, "predictor": "set_model", "predicted_logloss": c["logloss"],
+                            "predicted_logloss_ci95": c["logloss_ci95"], "predicted_auc": c["auc"],
+                            "sum_of_loo": summed[h]})
+        if progress is not None:
+            progress.update()
+    return out, (time.perf_counter() - t0) / max(1, len(groups))
 
 
-def group_effects(retrainer: Retrainer, seed: int, groups, est, influence: dict, halves: dict,
-                  progress=None) -> list[dict]:
-    """Retrain without each meaningful group; per test half the retrained and predicted change."""
+def retrain(retrainer: Retrainer, seed: int, groups: list, chosen: np.ndarray, halves: dict, user: np.ndarray,
+            progress=None) -> tuple[dict, float]:
+    """The retrained change of each half for the chosen groups (by index), and the mean seconds per
+    retrain (the all-rows fit they are compared with is made before the clock starts)."""
+    out = {}
+    base = retrainer.logits(seed)
+    t0 = time.perf_counter()
+    for i in chosen:
+        _, _, new = retrainer.fit_without(seed, groups[i][2])
+        out[int(i)] = part_changes(retrainer.y_test, base, new, halves, user)
+        if progress is not None:
+            progress.update()
+    return out, (time.perf_counter() - t0) / max(1, len(chosen))
+
+
+def learning_curve(est, retrainer: Retrainer, seed: int, fractions, halves: dict, user: np.ndarray, rng,
+                   progress=None) -> dict:
+    """What a set predictor that holds the model's structure fixed misses: the retrained change
+    minus the predicted one, for random draws of each share of the rows (draws of their own, never
+    a group that is scored). Per half: the shares (with 0 where nothing is missed) and the residuals."""
     n = len(retrainer.train)
-    out = []
-    for kind, group, rows in groups:
-        base = {"kind": kind, "group": group, "rows": len(rows), "share": len(rows) / n}
-        out += _long(base, retrainer.without(seed, rows), predictions(est, influence, rows, halves))
+    draws = [rng.choice(n, int(round(f * n)), replace=False) for f in fractions]
+    predicted = list(est.group_logits_many(draws))
+    base = retrainer.logits(seed)
+    out = {h: {"fractions": [0.0], "residuals": [0.0]} for h in halves}
+    for f, rows, p in zip(fractions, draws, predicted):
+        _, _, new = retrainer.fit_without(seed, rows)
+        got = part_changes(retrainer.y_test, base, new, halves, user)
+        expected = part_changes(est.y_test, est.f_test, p, halves, user)
+        for h in halves:
+            out[h]["fractions"].append(float(f))
+            out[h]["residuals"].append(got[h]["logloss"] - expected[h]["logloss"])
         if progress is not None:
             progress.update()
     return out
 
 
-def random_ablations(retrainer: Retrainer, seed: int, fractions, repeats: int, est, influence: dict,
-                     halves: dict, rng, progress=None) -> list[dict]:
-    """Retrain without random shares of the rows (`repeats` draws each); as group_effects."""
-    n = len(retrainer.train)
+def with_curve(recs: list[dict], curve: dict) -> list[dict]:
+    """Predictions plus the learning curve's residual at the group's share (linear between the
+    measured shares, the last one beyond): the size effect of retraining on fewer rows."""
+    for rec in recs:
+        c = curve[rec["half"]]
+        shift = float(np.interp(rec["share"], c["fractions"], c["residuals"]))
+        rec["set_model_logloss"] = rec["predicted_logloss"]
+        rec["predicted_logloss"] += shift
+        if rec.get("predicted_logloss_ci95"):
+            rec["predicted_logloss_ci95"] = [x + shift for x in rec["predicted_logloss_ci95"]]
+        rec["predictor"] = "set_model+learning_curve"
+    return recs
+
+
+def records(predicted: list[dict], retrained: dict, n_halves: int) -> list[dict]:
+    """One record per group and half: predicted change, and the retrained one where it was retrained."""
     out = []
-    for f in fractions:
-        for r in range(repeats):
-            rows = rng.choice(n, int(round(f * n)), replace=False)
-            base = {"kind": "random_ablation", "group": f"{f:g} #{r}", "fraction": f, "repeat": r,
-                    "rows": len(rows), "share": len(rows) / n}
-            out += _long(base, retrainer.without(seed, rows), predictions(est, influence, rows, halves))
-            if progress is not None:
-                progress.update()
+    for k, rec in enumerate(predicted):
+        r = retrained.get(k // n_halves, {}).get(rec["half"])
+        out.append({**rec, "retrained": r is not None, "delta_logloss": None if r is None else r["logloss"],
+                    "delta_logloss_ci95": None if r is None else r["logloss_ci95"],
+                    "delta_auc": None if r is None else r["auc"]})
     return out
 
 
-TRUSTED = 0.8   # lower end of the Spearman interval on both halves above which group predictions rank groups
+def group_ceiling(first: dict, second: dict, seeds, rng) -> dict:
+    """Per half, Spearman of the retrained changes of the same groups under two seeds: how far any
+    prediction can agree with one retraining ("not measurable" when its interval reaches below 0.2)."""
+    out = {"seeds": list(seeds), "rows": "the same retrained groups, retrained again under the second seed"}
+    for h in ("A", "B"):
+        a = [first[k][h]["logloss"] for k in sorted(first)]
+        b = [second[k][h]["logloss"] for k in sorted(first)]
+        out[h] = ceiling(a, b, rng)
+    return out
 
 
 def trust(name: str | None, summary: dict) -> str:
     """How far a model's group predictions can be trusted, in words, from the measured correlations."""
     family = families.get(name) if name else None
+    how = family.group_predictor if family is not None else "the sum of the rows' leave-one-out estimates"
     if family is not None and family.group_exact:
-        return family.group_predictor
+        return how
     lows = [(summary["predicted"][h]["spearman"]["ci95"] or [None])[0] for h in ("A", "B")]
     measured = ", ".join(f"half {h}: Spearman {_txt(summary['predicted'][h]['spearman'])}" for h in ("A", "B"))
-    how = family.group_predictor if family is not None else "the sum of the rows' leave-one-out estimates"
     if all(x is not None and x >= TRUSTED for x in lows):
         verdict = f"the prediction ranks groups reliably (both intervals above {TRUSTED})"
     else:
-        verdict = (f"the prediction does not rank groups reliably (an interval reaches below {TRUSTED}): read the "
-                   "retrained change (delta_logloss in groups.parquet), not predicted_logloss")
-    return f"{how}; measured over all groups and ablations ({measured}): {verdict}"
+        verdict = (f"not shown to rank groups reliably (an interval reaches below {TRUSTED}): read the retrained "
+                   "change (delta_logloss in groups.parquet) where there is one")
+    return f"{how}; against retraining ({measured}): {verdict}"
 
 
 def _txt(c: dict) -> str:
@@ -154,22 +223,30 @@ def _txt(c: dict) -> str:
     return f"{c['value']:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "") + f", n={c['n']}"
 
 
-def summarize(records: list[dict], rng, name: str | None = None) -> dict:
-    """Per test half, Spearman and Pearson of predicted vs retrained change of log-loss over all
-    groups and ablations (n, bootstrap interval), and the mean of the two halves' values; the
-    sum of LOO beside the set model where both exist."""
-    df = pl.DataFrame(records, infer_schema_length=None)
-    out = {"rows": "predicted and retrained change of the same test half; no rows are selected by an "
-                   "estimate, groups are fixed in advance", "predictor": df["predictor"][0]}
-    for col in ("predicted_logloss", "sum_of_loo") if (df["predictor"] == "set_model").any() else ("predicted_logloss",):
-        key = "predicted" if col == "predicted_logloss" else "sum_of_loo"
+def summarize(recs: list[dict], rng, name: str | None = None, seconds: dict | None = None) -> dict:
+    """Per test half, over the retrained groups: Spearman and Pearson of predicted vs retrained change
+    of log-loss (n, bootstrap interval) and the mean absolute error relative to the mean retrained
+    change; the sum of LOO beside the set predictor; the cost of a prediction and of a retrain."""
+    df = pl.DataFrame(recs, infer_schema_length=None).filter(pl.col("retrained"))
+    out = {"rows": "predicted and retrained change of the same test half, over the retrained groups; groups are "
+                   "fixed in advance (none is chosen by an estimate)",
+           "predictor": recs[0]["predictor"] if recs else "set_model",
+           "groups": len({(r["kind"], r["group"]) for r in recs}), "retrained": df.height // 2 if df.height else 0}
+    for col, key in (("predicted_logloss", "predicted"), ("sum_of_loo", "sum_of_loo")):
+        if key == "sum_of_loo" and (not df.height or df["sum_of_loo"].null_count() == df.height):
+            continue
         per = {}
-        for h in sorted(df["half"].unique()):
-            sub = df.filter(pl.col("half") == h)
-            a, b = sub[col].to_numpy(), sub["delta_logloss"].to_numpy()
+        for h in ("A", "B"):
+            sub = df.filter(pl.col("half") == h) if df.height else df
+            a = sub[col].to_numpy() if sub.height else np.zeros(0)
+            b = sub["delta_logloss"].to_numpy() if sub.height else np.zeros(0)
             per[h] = {m: correlation(a, b, rng, m) for m in ("spearman", "pearson")}
-        per["mean"] = {m: (None if any(per[h][m]["value"] is None for h in per) else
-                           float(np.mean([per[h][m]["value"] for h in per]))) for m in ("spearman", "pearson")}
+            per[h]["relative_error"] = (float(np.abs(a - b).mean() / np.abs(b).mean())
+                                        if len(b) and np.abs(b).mean() > 0 else None)
+        per["mean"] = {m: (None if any(per[h][m]["value"] is None for h in ("A", "B")) else
+                           float(np.mean([per[h][m]["value"] for h in ("A", "B")]))) for m in ("spearman", "pearson")}
         out[key] = per
+    if seconds:
+        out["seconds"] = seconds
     out["trust"] = trust(name, out)
     return out

@@ -91,6 +91,7 @@ def ablation_curves(runs: pl.DataFrame, path) -> Path:
     """Random ablations: mean +- sd over repeats and both test halves of the retrained change per
     fraction, and (dotted) the mean predicted change."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    runs = runs.filter(pl.col("retrained"))
     names = runs["model"].unique(maintain_order=True).to_list()
     colours = model_colours(names)
     for ax, metric in zip(axes, ("logloss", "auc")):
@@ -114,7 +115,8 @@ def ablation_curves(runs: pl.DataFrame, path) -> Path:
 
 def group_scatter(groups: pl.DataFrame, summary: dict, path) -> Path:
     """Predicted vs retrained change of a test half's log-loss, one panel per model: every
-    meaningful group and random ablation on both halves, with y = x and the Spearman per half."""
+    retrained group and random ablation on both halves, with y = x and the Spearman per half."""
+    groups = groups.filter(pl.col("retrained"))
     names = groups["model"].unique(maintain_order=True).to_list()
     fig, axes = plt.subplots(1, len(names), figsize=(4.0 * len(names), 4.0), squeeze=False)
     colours = model_colours(names)
@@ -166,30 +168,35 @@ def _sparse_symlog_ticks(ax) -> None:
         axis.set_tick_params(labelsize=7)
 
 
-def group_bars(groups: pl.DataFrame, kind: str, path) -> Path:
-    """One kind of meaningful group: the retrained change of test log-loss and AUROC per group,
-    one panel per model (each on its own scale; naive Bayes's large changes would flatten the
-    other models' bars on a shared axis), mean of the two test halves."""
-    g = (groups.filter(pl.col("kind") == kind).group_by("model", "group", "rows", maintain_order=True)
-         .agg(pl.col("delta_logloss").mean(), pl.col("delta_auc").mean()))
-    values = g["group"].unique(maintain_order=True).to_list()
+def group_extremes(groups: pl.DataFrame, path, k: int = 8) -> Path:
+    """The meaningful groups whose removal is predicted to lower (help) and raise (hurt) the test
+    log-loss most, one panel per model: predicted change (bars, mean of the two test halves, with
+    the halves' intervals as whiskers) and the retrained change where the group was retrained."""
+    g = (groups.filter(pl.col("kind") != "random_ablation")
+         .group_by("model", "label", "rows", maintain_order=True)
+         .agg(pl.col("predicted_logloss").mean().alias("p"), pl.col("delta_logloss").mean().alias("r"),
+              pl.col("predicted_logloss").min().alias("lo"), pl.col("predicted_logloss").max().alias("hi")))
     names = g["model"].unique(maintain_order=True).to_list()
     colours = model_colours(names)
-    fig, axes = plt.subplots(2, len(names), figsize=(max(3.2 * len(names), 0.5 * len(values) * len(names)), 6.4),
-                             squeeze=False)
-    x = np.arange(len(values))
-    rows = dict(zip(g["group"].to_list(), g["rows"].to_list()))
-    for col, name in enumerate(names):
-        sub = g.filter(pl.col("model") == name)
-        for row, metric in enumerate(("logloss", "auc")):
-            ax = axes[row, col]
-            lookup = dict(zip(sub["group"].to_list(), sub[f"delta_{metric}"].to_list()))
-            ax.bar(x, [lookup.get(v, np.nan) for v in values], 0.7, color=colours[name])
-            ax.axhline(0, color="k", lw=0.6)
-            ax.set_xticks(x, [f"{v} (n={rows[v]:,})" for v in values] if row == 1 else [""] * len(values),
-                          rotation=60, ha="right", fontsize=6)
-            ax.set_title(f"{name}: test {metric} change", fontsize=9)
-            ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
-    fig.suptitle(f"retrained without each {kind} group (mean of the two test halves)", fontsize=10)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 0.32 * 2 * k + 1.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        sub = g.filter(pl.col("model") == name).sort("p")
+        sub = pl.concat([sub.head(k), sub.tail(k)]).unique(maintain_order=True) if sub.height > 2 * k else sub
+        y = np.arange(sub.height)
+        p = sub["p"].to_numpy()
+        ax.barh(y, p, color=[colours[name] if v < 0 else "0.6" for v in p], height=0.7)
+        ax.errorbar(p, y, xerr=[p - sub["lo"].to_numpy(), sub["hi"].to_numpy() - p], fmt="none", ecolor="k",
+                    lw=0.6, capsize=2)
+        done = [(v, i) for i, v in enumerate(sub["r"].to_list()) if v is not None]
+        if done:
+            ax.plot(*zip(*done), "kD", ms=4, label="retrained")
+            ax.legend(fontsize=7, loc="lower right")
+        ax.axvline(0, color="k", lw=0.6)
+        ax.set_yticks(y, [f"{lab} (n={n:,})" for lab, n in zip(sub["label"].to_list(), sub["rows"].to_list())],
+                      fontsize=7)
+        ax.set_title(f"{name}: removing the group, predicted\n(coloured: test log-loss falls = the group hurts)",
+                     fontsize=9)
+        ax.set_xlabel("change of test log-loss (halves A, B: whiskers)", fontsize=8)
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 3))
     fig.tight_layout()
     return save_figure(fig, path)

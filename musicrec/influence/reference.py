@@ -38,22 +38,39 @@ class LibraryReference:
         raise NotImplementedError
 
 
+class LibraryLOO:
+    """Exact leave-one-out of rows by the library refit, one row at a time (so a time budget can
+    decide how many), against the library's own all-rows fit."""
+
+    def __init__(self, ref: LibraryReference):
+        self.ref, self.est = ref, ref.est
+        self.base = ref.fit()
+        self.rows, self.dF, self.d_own = [], [], []
+
+    def add(self, row: int) -> None:
+        fit = self.ref.fit(int(row))
+        self.rows.append(int(row))
+        self.dF.append(self.ref.change(self.base, fit, self.ref.test_design))
+        self.d_own.append(self.ref.change(self.base, fit, self.ref.train_rows([row]))[0])
+
+    def result(self, parts: dict[str, np.ndarray]) -> dict:
+        """Per test part the log-loss and AUROC change (arrays over the rows added), "self" (the
+        row's own log-loss change) and "own_loss" (its log-loss without it)."""
+        est, ref, rows = self.est, self.ref, np.array(self.rows, dtype=np.int64)
+        f_test, f_own = ref.logits(self.base, ref.test_design), ref.logits(self.base, ref.train_rows(rows))
+        dF = np.array(self.dF).reshape(len(rows), len(f_test))
+        out = {p: metric_changes(est.y_test[j], f_test[j], dF[:, j]) for p, j in parts.items()}
+        y = est.train.y[rows].astype(np.float64)
+        out["self"] = loss_change(y, f_own, np.array(self.d_own))
+        out["own_loss"] = row_losses(y, f_own) + out["self"]
+        return out
+
+
 def library_loo(ref: LibraryReference, rows: np.ndarray, parts: dict[str, np.ndarray], progress=None) -> dict:
-    """Exact leave-one-out of each row by the library refit, against the library's own all-rows
-    fit: per test part the log-loss and AUROC change (arrays over rows), "self" (the row's own
-    log-loss change) and "own_loss" (its log-loss without it)."""
-    est, Xt = ref.est, ref.test_design
-    base = ref.fit()
-    f_test, f_own = ref.logits(base, Xt), ref.logits(base, ref.train_rows(rows))
-    dF, d_own = np.empty((len(rows), len(Xt))), np.empty(len(rows))
-    for k, r in enumerate(rows):
-        fit = ref.fit(int(r))
-        dF[k] = ref.change(base, fit, Xt)
-        d_own[k] = ref.change(base, fit, ref.train_rows([r]))[0]
+    """Exact leave-one-out of each of `rows` by the library refit (LibraryLOO.result)."""
+    loo = LibraryLOO(ref)
+    for r in rows:
+        loo.add(int(r))
         if progress is not None:
             progress.update()
-    out = {p: metric_changes(est.y_test[j], f_test[j], dF[:, j]) for p, j in parts.items()}
-    y = est.train.y[rows].astype(np.float64)
-    out["self"] = loss_change(y, f_own, d_own)
-    out["own_loss"] = row_losses(y, f_own) + out["self"]
-    return out
+    return loo.result(parts)

@@ -20,8 +20,9 @@ from __future__ import annotations
 import numpy as np
 
 from musicrec import families
-from musicrec.influence.losses import auc, logit, loss_change
+from musicrec.influence.losses import auc, loss_change
 from musicrec.models.base import FeatureSet, Model
+from musicrec.stats import clustered_mean_interval
 
 
 def saved_arguments(model: Model, seed: int | None = None) -> dict:
@@ -29,26 +30,33 @@ def saved_arguments(model: Model, seed: int | None = None) -> dict:
     return families.get(model.name).retrain_arguments(model, seed)
 
 
-def part_changes(y: np.ndarray, base: np.ndarray, new: np.ndarray, parts: dict[str, np.ndarray]) -> dict:
-    """Change of mean log-loss and AUROC of each part of the test split (new vs base logits)."""
+def part_changes(y: np.ndarray, base: np.ndarray, new: np.ndarray, parts: dict[str, np.ndarray],
+                 users: np.ndarray | None = None) -> dict:
+    """Change of mean log-loss and AUROC of each part of the test split (new vs base logits), with
+    the log-loss change's 95% interval over the part's users where their codes are given."""
     d = loss_change(y, base, new - base)
-    return {p: {"logloss": float(d[j].mean()), "auc": auc(y[j], new[j]) - auc(y[j], base[j])}
-            for p, j in parts.items()}
+    out = {}
+    for p, j in parts.items():
+        out[p] = {"logloss": float(d[j].mean()), "auc": auc(y[j], new[j]) - auc(y[j], base[j])}
+        if users is not None:
+            out[p]["logloss_ci95"] = clustered_mean_interval(d[j], users[j])
+    return out
 
 
 class Retrainer:
     """Retrains one analysed model's family many times: the training inputs are prepared once
-    (design matrix, LightGBM bins), logistic regression warm-starts from the all-rows fit, and
-    the all-rows test logits are kept per seed."""
+    (design matrix, LightGBM bins), a family whose retrain_warm says so (logistic regression)
+    warm-starts from the all-rows fit, and the all-rows test logits are kept per seed."""
 
     def __init__(self, model: Model, train: FeatureSet, valid: FeatureSet, test: FeatureSet,
-                 parts: dict[str, np.ndarray] | None = None):
+                 parts: dict[str, np.ndarray] | None = None, users: np.ndarray | None = None):
         self.model, self.name = model, model.name
         self.family = families.get(model.name)
         self.train, self.test = train, test
         self.valid = self.family.retrain_valid(valid)
         self.y_test = test.y.astype(np.float64)
         self.parts = {"all": np.arange(len(test)), **(parts or {})}
+        self.users = users          # test users as codes 0..: the changes' intervals over users
         self.fits = 0
         self._prepared = None
         self._base: dict[int, tuple] = {}
@@ -70,10 +78,14 @@ class Retrainer:
         return model.fit_prepared(self._prepared, weights, init=init)
 
     def _all_rows(self, seed: int) -> tuple:
-        """The family trained on all rows with this seed, and its test logits (fitted once)."""
+        """The family trained on all rows with this seed, and its test logits (fitted once; the
+        analysed model itself where retraining reproduces it)."""
         if seed not in self._base:
-            model = self._fit(seed, np.ones(len(self.train)))
-            self._base[seed] = (model, logit(model.predict_proba(self.test)[:, 1]))
+            if seed == self.seed and self.family.retrain_reproduces:
+                model = self.model
+            else:
+                model = self._fit(seed, np.ones(len(self.train)))
+            self._base[seed] = (model, model.predict_logit(self.test))
         return self._base[seed]
 
     def logits(self, seed: int) -> np.ndarray:
@@ -89,9 +101,9 @@ class Retrainer:
         part, and its test logits."""
         w = np.ones(len(self.train))
         w[removed] = 0.0
-        model = self._fit(seed, w, init=self.base_model(seed))
-        new = logit(model.predict_proba(self.test)[:, 1])
-        return model, part_changes(self.y_test, self.logits(seed), new, self.parts), new
+        model = self._fit(seed, w, init=self.base_model(seed) if self.family.retrain_warm else None)
+        new = model.predict_logit(self.test)
+        return model, part_changes(self.y_test, self.logits(seed), new, self.parts, self.users), new
 
     def without(self, seed: int, removed: np.ndarray, own: bool = False) -> dict:
         """{part: {"logloss", "auc"}} changes when `removed` rows are left out; own=True adds
@@ -99,6 +111,6 @@ class Retrainer:
         model, out, _ = self.fit_without(seed, removed)
         if own:
             rows = self.train.take(np.asarray(removed))
-            f = logit(self.base_model(seed).predict_proba(rows)[:, 1])
-            out["self"] = float(loss_change(rows.y, f, logit(model.predict_proba(rows)[:, 1]) - f).mean())
+            f = self.base_model(seed).predict_logit(rows)
+            out["self"] = float(loss_change(rows.y, f, model.predict_logit(rows) - f).mean())
         return out

@@ -15,7 +15,7 @@ from musicrec.config import ConfigError
 from musicrec.families.trained import load_trained
 from musicrec.influence import noise
 from musicrec.influence import plots as iplots
-from musicrec.influence.groups import group_effects, meaningful_groups, random_ablations, summarize
+from musicrec.influence import groups as grouping
 from musicrec.influence.heldout import describe, half_influence, user_halves
 from musicrec.influence.retrain import Retrainer
 from musicrec.influence.validate import validate_model
@@ -87,10 +87,9 @@ class Explained:
 def explain(cfg: dict, st: StageRun, name: str, model, data: dict, halves: dict, groups: list,
             flipped: np.ndarray | None) -> Explained:
     """Leave-one-out of every training row of one model, its validation and its group effects."""
-    icfg, vcfg = cfg["influence"], cfg["influence"]["validate"]
+    vcfg = cfg["influence"]["validate"]
     train, valid, test = data["train"], data["valid"], data["test"]
     family = families.get(name)
-    n_ablations = icfg["ablation"]["repeats"] * len(icfg["ablation"]["fractions"])
     with st.step(f"loo {name}"):
         t0 = time.perf_counter()
         est = family.influence(model, train, test)
@@ -99,18 +98,23 @@ def explain(cfg: dict, st: StageRun, name: str, model, data: dict, halves: dict,
     columns = {f"{name}_{k}": v for k, v in loo.items()}
     columns.update({f"{name}_{k}": v for k, v in est.extra_columns().items()})
     influence = None
-    if vcfg["removal_fractions"] or groups or n_ablations:
+    if vcfg["removal_fractions"] or (groups and (cfg["influence"]["groups"]["retrain"] is None
+                                                 or not est.has_set_predictor)):
+        # each half's LOO: for the removal curves, and the groups' sum of LOO beside their prediction
         with st.step(f"influence on test halves {name}"):
             influence = half_influence(est, loo["logloss"], halves)
-    retrainer = Retrainer(model, train, valid, test, parts=halves)
+    users = np.unique(test.keys["user"].to_numpy(), return_inverse=True)[1]
+    retrainer = Retrainer(model, train, valid, test, parts=halves, users=users)
     seeds = (retrainer.seed, derived_seed(stream(cfg, STAGE, "second_seed", name)))
     rng = stream(cfg, STAGE, "validation", name)
     out = Explained(columns, loo_seconds, ModelValidation(family=name, method=est.method, reference=family.library,
                                                           deterministic=family.deterministic, loo_seconds=loo_seconds))
-    if vcfg["rows"][name] > 0 or vcfg["removal_fractions"]:
+    if vcfg["rows"].get(name) != 0 or vcfg["removal_fractions"]:
         with st.step(f"validate {name}"):
             def on_half(h):
-                return family.influence(model, train, test.take(halves[h]))
+                half = family.influence(model, train, test.take(halves[h]))
+                half.prepare_sets(valid, cfg["influence"]["groups"])
+                return half
             checked = validate_model(est, loo, retrainer, vcfg, seeds, rng, influence, on_half, loo_seconds)
             out.validation = checked.report
             if checked.exact_logloss is not None:
@@ -119,17 +123,44 @@ def explain(cfg: dict, st: StageRun, name: str, model, data: dict, halves: dict,
     if flipped is not None:
         out.validation.label_noise = LabelNoise.from_dict({
             "rows": "training split (all rows)", "rankings": noise.model_rankings(loo, flipped, rng, est.rankings())})
-    if groups or n_ablations:
-        with st.step(f"groups {name}"), Progress(len(groups) + n_ablations, f"groups {name}",
-                                                unit="retrains") as progress:
-            mine = group_effects(retrainer, seeds[0], groups, est, influence, halves, progress)
-            if n_ablations:
-                mine += random_ablations(retrainer, seeds[0], icfg["ablation"]["fractions"],
-                                         icfg["ablation"]["repeats"], est, influence, halves, rng, progress)
-            out.groups = [{"model": name, **r} for r in mine]
-            out.group_summary = GroupSummary.from_dict(summarize(mine, rng, name))
+    if groups:
+        out.groups, out.group_summary = explain_groups(cfg, st, est, retrainer, seeds, groups, influence, halves,
+                                                       users, data["valid"], rng)
     log.info("%s: %s LOO for %d rows in %.1fs, %d retrains", STAGE, name, len(train), loo_seconds, retrainer.fits)
     return out
+
+
+def explain_groups(cfg: dict, st: StageRun, est, retrainer, seeds: tuple[int, int], groups: list, influence: dict,
+                   halves: dict, users: np.ndarray, valid, rng) -> tuple[list[dict], GroupSummary]:
+    """Every group's predicted effect by the family's set predictor, a seeded sample retrained, and
+    (influence.groups.ceiling) that sample retrained under a second seed: the noise ceiling."""
+    gcfg, name, seed = cfg["influence"]["groups"], est.name, seeds[0]
+    family = families.get(name)
+    twice = gcfg["ceiling"] and not family.deterministic
+    n_check = len(groups) if gcfg["retrain"] is None else min(gcfg["retrain"], len(groups))
+    chosen = np.sort(stream(cfg, STAGE, "group_retrain", name).choice(len(groups), n_check, replace=False))
+    curve_at = gcfg["curve_fractions"] if family.group_curve else []
+    est.prepare_sets(valid, gcfg)
+    with st.step(f"groups {name}"), Progress(len(groups) + n_check * (1 + twice) + len(curve_at), f"groups {name}",
+                                            unit="groups") as progress:
+        predicted, predict_s = grouping.predict(est, groups, influence, halves, users, progress)
+        curve = (grouping.learning_curve(est, retrainer, seed, curve_at, halves, users,
+                                         stream(cfg, STAGE, "learning_curve", name), progress) if curve_at else None)
+        retrained, retrain_s = grouping.retrain(retrainer, seed, groups, chosen, halves, users, progress)
+        again = grouping.retrain(retrainer, seeds[1], groups, chosen, halves, users, progress)[0] if twice else None
+    if curve is not None:
+        predicted = grouping.with_curve(predicted, curve)
+    recs = grouping.records(predicted, retrained, len(halves))
+    seconds = {"set_prediction_per_group": round(predict_s, 4), "retrain_per_group": round(retrain_s, 4) if n_check else None,
+               "prediction_share_of_retrain": round(predict_s / retrain_s, 4) if n_check and retrain_s > 0 else None}
+    log.info("%s: %s groups: %d predicted (%.2fs each), %d retrained (%.2fs each)", STAGE, name, len(groups), predict_s,
+             n_check, retrain_s)
+    summary = grouping.summarize(recs, rng, name, seconds)
+    if curve is not None:
+        summary["learning_curve"] = curve
+    if again is not None:
+        summary["noise_ceiling"] = grouping.group_ceiling(retrained, again, seeds, rng)
+    return [{"model": name, **r} for r in recs], GroupSummary.from_dict(summary)
 
 
 def run(cfg: dict, force: bool = False) -> Validation:
@@ -159,7 +190,9 @@ def run(cfg: dict, force: bool = False) -> Validation:
 
         test_users = test.keys["user"].to_numpy()
         halves = user_halves(test_users, stream(cfg, STAGE, "test_halves"))
-        groups = meaningful_groups(rows, names_map, icfg["groups"]) if icfg["groups"]["enabled"] else []
+        groups = grouping.meaningful_groups(rows, names_map, icfg["groups"]) if icfg["groups"]["enabled"] else []
+        groups += grouping.random_ablations(len(train), icfg["ablation"]["fractions"], icfg["ablation"]["repeats"],
+                                            stream(cfg, STAGE, "ablations"))
         results: dict[str, Explained] = {}
         for name in track(names, "influence models", unit="models", every=0.0):
             results[name] = explain(cfg, st, name, models.pop(name), data, halves, groups, flipped)
@@ -204,10 +237,11 @@ def write_outputs(st: StageRun, train, test, results: dict[str, Explained], flip
         if group_rows:
             g = pl.DataFrame(group_rows, infer_schema_length=None)
             summaries = {m: e.group_summary.to_dict() for m, e in results.items() if e.group_summary is not None}
-            iplots.group_scatter(g, summaries, st.output("plots/groups_predicted_vs_retrained.png"))
-            if ablations:
+            if g["retrained"].any():
+                iplots.group_scatter(g, summaries, st.output("plots/groups_predicted_vs_retrained.png"))
+            if ablations and g.filter(pl.col("kind") == "random_ablation")["retrained"].any():
                 iplots.ablation_curves(g.filter(pl.col("kind") == "random_ablation"),
                                        st.output("plots/ablation_curves.png"))
-            for kind in g.filter(pl.col("kind") != "random_ablation")["kind"].unique(maintain_order=True):
-                iplots.group_bars(g, kind, st.output(f"plots/groups_{kind}.png"))
+            if (g["kind"] != "random_ablation").any():
+                iplots.group_extremes(g, st.output("plots/groups_that_help_and_hurt.png"))
     return report

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from musicrec import families
-from musicrec.influence.heldout import HALVES, OTHER, mean_of
-from musicrec.influence.reference import library_loo
+from musicrec.influence.heldout import HALVES, OTHER
+from musicrec.influence.removal import greedy_removal_curves, iterative_removal, removal_curves
+from musicrec.influence.reference import LibraryLOO
 from musicrec.influence.retrain import Retrainer
 from musicrec.influence.stats import ceiling, correlation, share_of_ceiling
 from musicrec.outputs.common import Comparison
@@ -30,6 +31,7 @@ from musicrec.progress import Progress
 log = logging.getLogger("musicrec")
 
 MAX_HALVINGS = 3
+MAX_BUDGET_ROWS = 500   # rows a validation budget checks at most
 METRICS = ("logloss", "auc")
 ALL_ROWS = "the whole test split"
 
@@ -53,118 +55,57 @@ def compare(estimate: np.ndarray, exact: np.ndarray, rng: np.random.Generator) -
     }
 
 
+class ExactLOO:
+    """Exact leave-one-out of rows, one at a time: the family's closed library refit where it has
+    one, else full retraining with the saved model's arguments under `seed`."""
+
+    def __init__(self, est, retrainer: Retrainer, seed: int):
+        family = families.get(est.name)
+        self.library = LibraryLOO(family.reference(est)) if family.reference is not None else None
+        self.retrainer, self.seed, self.n_test, self.runs = retrainer, seed, len(est.y_test), []
+
+    def add(self, row: int) -> None:
+        if self.library is not None:
+            self.library.add(row)
+        else:
+            self.runs.append(self.retrainer.without(self.seed, np.array([row]), own=True))
+
+    def result(self) -> dict:
+        """{"logloss", "auc", "self"} arrays over the rows added (whole test split)."""
+        if self.library is not None:
+            out = self.library.result({"all": np.arange(self.n_test)})
+            return {**out["all"], "self": out["self"]}
+        return {"logloss": np.array([r["all"]["logloss"] for r in self.runs]),
+                "auc": np.array([r["all"]["auc"] for r in self.runs]),
+                "self": np.array([r["self"] for r in self.runs])}
+
+
 def exact_loo(est, retrainer: Retrainer, rows: np.ndarray, seed: int, progress: Progress | None = None) -> dict:
-    """Exact leave-one-out of each row by the library: {"logloss", "auc", "self"} arrays over rows
-    (whole test split): the family's closed library refit where it has one, else full retraining."""
-    family = families.get(est.name)
-    if family.reference is not None:
-        out = library_loo(family.reference(est), rows, {"all": np.arange(len(est.y_test))}, progress)
-        return {**out["all"], "self": out["self"]}
-    runs = []
+    """ExactLOO of every row of `rows`."""
+    loo = ExactLOO(est, retrainer, seed)
     for r in rows:
-        runs.append(retrainer.without(seed, np.array([r]), own=True))
+        loo.add(int(r))
         if progress is not None:
             progress.update()
-    return {"logloss": np.array([r["all"]["logloss"] for r in runs]),
-            "auc": np.array([r["all"]["auc"] for r in runs]), "self": np.array([r["self"] for r in runs])}
+    return loo.result()
 
 
-def removal_curves(retrainer: Retrainer, seed: int, influence: dict[str, np.ndarray], fractions, rng,
-                   progress: Progress | None = None) -> dict:
-    """Retrain without the top fractions of most harmful / most helpful rows, selected by their
-    influence on one half of the test split and scored on the other (both ways), and without
-    random rows (scored on both halves).
-
-    influence: {"A": ..., "B": ...} estimated log-loss influence on each half; most harmful = most
-    negative (removing it lowers the loss).
-    """
-    n = len(influence["A"])
-    random_order = rng.permutation(n)
-    orders = {h: np.argsort(influence[h], kind="stable") for h in HALVES}
-    out = {"rows": "harmful/helpful: selected on one half of the test split, scored on the other "
-                   "(scored_on_A was selected on B); random: scored on each half",
-           "harmful": {}, "helpful": {}, "random": {}}
-    for f in fractions:
-        k = max(1, int(round(f * n)))
-        rand = retrainer.without(seed, random_order[:k])
-        cells = {f"scored_on_{h}": rand[h] for h in HALVES}
-        out["random"][f"{f:g}"] = {"rows": k, **cells, "mean": mean_of(cells)}
-        if progress is not None:
-            progress.update()
-        for kind in ("harmful", "helpful"):
-            cells = {}
-            for h in HALVES:
-                order = orders[OTHER[h]]
-                chosen = order[:k] if kind == "harmful" else order[::-1][:k]
-                cells[f"scored_on_{h}"] = retrainer.without(seed, chosen)[h]
-                if progress is not None:
-                    progress.update()
-            out[kind][f"{f:g}"] = {"rows": k, **cells, "mean": mean_of(cells)}
-    return out
-
-
-def rescore(est, model, removed: np.ndarray) -> tuple[np.ndarray, object, np.ndarray]:
-    """Test log-loss influence of the rows not yet removed, for `model` retrained without `removed`
-    (a mask); removed rows get +inf. Also the estimator built on that model and the train-split
-    position of each of its rows. An estimator that keeps removed rows (the forest, whose bootstrap
-    draws are indexed by the full train split: removed rows have weight 0 in the refit trees) is
-    rebuilt on every row; the others see only the kept rows."""
-    cls = type(est)
-    if est.keeps_removed_rows:
-        fresh, rows = cls(model, est.train, est.test), np.arange(len(removed))
-        scores = fresh.loo()["logloss"]
-    else:
-        rows = np.flatnonzero(~removed)
-        fresh = cls(model, est.train.take(rows), est.test)
-        scores = np.empty(len(removed))
-        scores[rows] = fresh.loo()["logloss"]
-    return np.where(removed, np.inf, scores), fresh, rows
-
-
-def guarded_size(est, est_rows: np.ndarray, order: np.ndarray, k: int) -> int:
-    """How many of the most harmful rows (`order`) one step removes: k, halved (at most
-    MAX_HALVINGS times) while the estimator's own removal model for the whole set predicts a
-    higher test log-loss. Only families whose removal model holds for sets (nb exact, lr one
-    Newton step) are guarded; naive Bayes needs it, since removing the last few rows that keep a
-    class variance away from zero ruins the model although each of them alone helps. Near the
-    optimum every set may be predicted to raise the loss a little: the halvings are capped so
-    that a step stays at least 1/2**MAX_HALVINGS of the step share."""
-    local = np.searchsorted(est_rows, order)
-    for _ in range(MAX_HALVINGS):
-        change = est.group_logloss(local[:k])
-        if change is None or change <= 0 or k == 1:
+def budgeted(order: np.ndarray, work, fixed: int | None, seconds: float, min_rows: int,
+             progress: Progress | None = None, share: float = 1.0) -> np.ndarray:
+    """work(row) for rows of `order` in turn: `fixed` of them where the config fixes the number,
+    else as many as the budget allows (`share` of `seconds`: what the rows cost after this loop
+    comes out of the rest), never fewer than min_rows (nor more than MAX_BUDGET_ROWS). The rows
+    done, in that order."""
+    cap = min(len(order), fixed if fixed is not None else MAX_BUDGET_ROWS)
+    t0, done = time.perf_counter(), 0
+    while done < cap:
+        if fixed is None and done >= min_rows and time.perf_counter() - t0 >= share * seconds:
             break
-        k = max(1, k // 2)
-    return k
-
-
-def iterative_removal(est, retrainer: Retrainer, seed: int, scores: np.ndarray, fractions, step: float,
-                      until: float = 1.0, score_on: str = "all") -> dict:
-    """Remove the most harmful rows `step` of the rows at a time (see guarded_size), re-estimating
-    every row's influence (on est's test rows: the selection half) on the model retrained after
-    each step, up to the fractions <= `until`, scored on the retrainer's part `score_on`: LOO
-    estimates add up only over small sets, and a large one-shot removal overshoots where the most
-    harmful rows pull the same way."""
-    n = len(scores)
-    quota = max(1, int(round(step * n)))
-    removed = np.zeros(n, dtype=bool)
-    current, est_rows, model, out, steps = est, np.arange(n), None, {}, 0
-    chosen = sorted({float(x) for x in fractions if x <= until + 1e-12})
-    total = max(1, int(round(chosen[-1] * n))) if chosen else 0
-    with Progress(total, f"iterative removal {est.name}, scored on {score_on}", unit="rows") as progress:
-        for f in chosen:
-            goal = max(1, int(round(f * n)))
-            while removed.sum() < goal:
-                if model is not None:
-                    scores, current, est_rows = rescore(est, model, removed)
-                order = np.argsort(np.where(removed, np.inf, scores), kind="stable")
-                k = guarded_size(current, est_rows, order, min(quota, goal - int(removed.sum())))
-                removed[order[:k]] = True
-                model, changes, _ = retrainer.fit_without(seed, removed)
-                steps += 1
-                progress.update(k)
-            out[f"{f:g}"] = {"rows": int(removed.sum()), "steps": steps, **changes[score_on]}
-    return out
+        work(int(order[done]))
+        done += 1
+        if progress is not None:
+            progress.update()
+    return order[:done]
 
 
 @dataclass
@@ -188,19 +129,28 @@ def validate_model(est, loo: dict, retrainer: Retrainer, vcfg: dict, seeds: tupl
     name = est.name
     family = families.get(name)
     t0 = time.perf_counter()
-    n_rows = min(vcfg["rows"][name], len(loo["logloss"]))
-    rows = np.sort(rng.choice(len(loo["logloss"]), n_rows, replace=False))
+    n = len(loo["logloss"])
+    fixed = vcfg["rows"].get(name)
     report = ModelValidation(family=name, method=est.method, reference=family.library,
                              deterministic=family.deterministic, loo_seconds=loo_seconds)
     exact = None
-    # no sampled rows (influence.validate.rows 0): only the removal curves, if any, are run
-    retrain = n_rows > 0 and (family.deterministic or vcfg["full_retrain"])
+    # the library's exact LOO (closed refit; full retraining of randomised families when asked for),
+    # else the fixed-structure refit in the library's own model, row by row under the time budget
+    retrain = family.deterministic or vcfg["full_retrain"]
     randomised = not family.deterministic and retrain
     fractions = vcfg["removal_fractions"] if influence is not None else []
-    total = (n_rows * (2 if randomised else 1) if retrain else 0) + 5 * len(fractions)
-    with Progress(total, f"validate {name}", unit="retrains") as progress:
-        if retrain:
-            exact = exact_loo(est, retrainer, rows, seeds[0], progress)
+    order = rng.permutation(n)
+    checker = ExactLOO(est, retrainer, seeds[0]) if retrain else None
+    work = checker.add if retrain else est._refit
+    budget = vcfg["seconds"] if (fixed is None or fixed > 0) else 0.0
+    with Progress(fixed if fixed is not None else 0, f"validate {name}", unit="rows") as progress:
+        # a fixed-structure check re-scores every checked row twice more (est.exact, refit_self)
+        rows = budgeted(order, work, fixed, budget, vcfg["min_rows"], progress, 1.0 if retrain else 0.4)
+    n_rows = len(rows)
+    with Progress((n_rows if randomised else 0) + 5 * len(fractions), f"validate {name}",
+                  unit="retrains") as progress:
+        if retrain and n_rows:
+            exact = checker.result()
             report.exact = ExactCheck.from_dict({**compare(loo["logloss"][rows], exact["logloss"], rng),
                                                  "rows": ALL_ROWS, "auc": compare(loo["auc"][rows], exact["auc"], rng)})
             report.self_influence = SelfCheck(Comparison.from_dict(compare(loo["self"][rows], exact["self"], rng)))
@@ -217,12 +167,12 @@ def validate_model(est, loo: dict, retrainer: Retrainer, vcfg: dict, seeds: tupl
                     "exact_path_vs_refit_max_rel_err": compare(own["logloss"], lib["logloss"], rng)["max_rel_err"],
                     "self_vs_refit": compare(loo["self"][rows], est.refit_self(rows), rng),
                 })
-        if randomised:          # deterministic families have no ceiling: a refit is the same model
+        if randomised and n_rows:   # deterministic families have no ceiling: a refit is the same model
             again = exact_loo(est, retrainer, rows, seeds[1], progress)
             ceil = ceiling(exact["logloss"], again["logloss"], rng)
             report.noise_ceiling = Ceiling.from_dict({"rows": ALL_ROWS, "seeds": list(seeds), **ceil})
             report.share_of_ceiling = share_of_ceiling(report.exact.spearman.to_dict(), ceil)
-        elif not family.deterministic:
+        elif not family.deterministic and not randomised:
             report.noise_ceiling = Ceiling(value=None, note="influence.validate.full_retrain is false")
 
         report.removal = (removal_curves(retrainer, seeds[0], influence, fractions, rng, progress)
@@ -237,6 +187,12 @@ def validate_model(est, loo: dict, retrainer: Retrainer, vcfg: dict, seeds: tupl
         it["mean"] = {f: {k: float(np.mean([it[f"scored_on_{h}"][f][k] for h in HALVES])) for k in METRICS}
                       for f in it["scored_on_A"]}
         report.removal["harmful_iterative"] = it
+    greedy = [f for f in fractions if f <= vcfg["removal_step_until"] + 1e-12]
+    if greedy and vcfg["removal_set_block"] > 0 and half_estimators is not None and est.has_set_predictor:
+        out = greedy_removal_curves(half_estimators, retrainer, seeds[0], influence, greedy, vcfg["removal_set_block"],
+                                    rng, vcfg["removal_random_repeats"])
+        report.removal.update(harmful_set=out["harmful_set"], random_repeats=out["random_repeats"],
+                              rows_set=out["rows"])
     report.seconds = round(time.perf_counter() - t0, 2)
     report.retrains = retrainer.fits
     sp = None if report.exact is None else report.exact.spearman

@@ -92,13 +92,18 @@ class NoiseReport(Record):
 
 @dataclass
 class GroupSummary(Record):
-    """Predicted vs retrained change of each test half's log-loss over all groups and ablations."""
+    """Predicted vs retrained change of each test half's log-loss, over the retrained groups."""
 
     rows: str
     predictor: str
-    predicted: dict            # half -> {spearman, pearson} Correlation records; "mean" -> values
+    groups: int                # groups predicted (meaningful groups and random ablations)
+    retrained: int             # of them retrained as the check
+    predicted: dict            # half -> {spearman, pearson: Correlation, relative_error}; "mean" -> values
     trust: str
     sum_of_loo: dict | None = None
+    seconds: dict | None = None   # set_prediction_per_group, retrain_per_group, prediction_share_of_retrain
+    learning_curve: dict | None = None   # half -> fractions, residuals (retrained - predicted) of random draws
+    noise_ceiling: dict | None = None    # half -> Spearman of the retrained changes under two seeds
 
 
 @dataclass

@@ -6,19 +6,18 @@ from pathlib import Path
 import polars as pl
 
 from musicrec.outputs.common import Correlation, Detector
-from musicrec.outputs.influence import ModelValidation, Validation
+from musicrec.influence.groups import TRUSTED
+from musicrec.outputs.influence import GroupSummary, ModelValidation, Validation
 from musicrec.report.html import esc, fmt, table
 from musicrec.report.influence_rows import extreme_rows
 from musicrec.report.sections import all_figures, plots_grid
 
-GROUP_HEADERS = {"share": "share of train", "delta_logloss": "Δ test log-loss (retrained)",
-                 "predicted_logloss": "Δ log-loss (predicted)", "delta_auc": "Δ test AUC (retrained)",
-                 "sum_of_loo": "Δ log-loss (sum of LOO)"}
-
 INFLUENCE_PLOTS = {"estimate_vs_exact": "LOO estimate vs exact retraining (validation sample)",
                    "removal_curves": "Test log-loss after removing the most harmful / helpful / random rows",
                    "loo_distributions": "Distribution of LOO influence on test log-loss",
-                   "ablation_curves": "Random ablations: retrained change vs predicted change"}
+                   "ablation_curves": "Random ablations: retrained change vs predicted change",
+                   "groups_predicted_vs_retrained": "Groups: predicted vs retrained change of each test half's log-loss",
+                   "groups_that_help_and_hurt": "The groups whose removal is predicted to help or hurt most"}
 
 
 def with_ci(c: Correlation | None, digits: int = 3) -> str | None:
@@ -91,22 +90,65 @@ def extremes(data: Path, models: list[str]) -> str:
     return body
 
 
-def groups_table(path: Path) -> str:
+def _ci_text(v, ci) -> str | None:
+    if v is None:
+        return None
+    return f"{v:+.2e}" + (f" [{ci[0]:+.1e}, {ci[1]:+.1e}]" if ci is not None and len(ci) == 2 else "")
+
+
+def trusted(summary: GroupSummary) -> str:
+    lows = [(summary.predicted[h]["spearman"].get("ci95") or [None])[0] for h in ("A", "B")]
+    return "yes" if all(x is not None and x >= TRUSTED for x in lows) else "not shown"
+
+
+def group_summary_table(groups: dict[str, GroupSummary]) -> str:
+    """Per model: the predictor, how many groups, and its agreement with retraining per half."""
+    rows = []
+    for m, s in groups.items():
+        p, sec = s.predicted, s.seconds or {}
+        rows.append((m, s.predictor, s.groups, s.retrained,
+                     *(with_ci(Correlation.from_dict(p[h]["spearman"]), 2) for h in ("A", "B")),
+                     *(with_ci(Correlation.from_dict(p[h]["pearson"]), 2) for h in ("A", "B")),
+                     *(p[h].get("relative_error") for h in ("A", "B")),
+                     sec.get("set_prediction_per_group"), sec.get("retrain_per_group"), trusted(s)))
+    return table(("model", "predictor", "groups", "retrained", "Spearman A [95%]", "Spearman B [95%]", "Pearson A",
+                  "Pearson B", "rel. error A", "rel. error B", "s per prediction", "s per retrain",
+                  f"trusted (both lower bounds ≥ {TRUSTED})"), rows)
+
+
+def groups_tables(path: Path, groups: dict[str, GroupSummary]) -> str:
+    """The groups that help and hurt most per model, then every group: predicted change of each test
+    half's log-loss with its interval over the half's users, and the retrained change where retrained."""
     if not path.is_file():
         return ""
     g = pl.read_parquet(path)
-    cols = [c for c in ("model", "kind", "group", "rows", "share", "half", "delta_logloss", "predicted_logloss",
-                        "predictor", "sum_of_loo", "delta_auc") if c in g.columns]
-    extra = [c for c in g.columns if c not in cols]
-    if "share" in g.columns:
-        g = g.with_columns((pl.col("share") * 100).round(1).cast(pl.String) + "%")
-    top = (g.with_columns(pl.col("delta_logloss").abs().alias("_a")).sort("_a", descending=True)
-           .group_by("model", maintain_order=True).head(6).drop("_a"))
-    head = [GROUP_HEADERS.get(c, c) for c in cols + extra]
-    return ("<h3>Group effects (retrained without the group; the six largest log-loss changes per model)</h3>"
-            + table(head, top.select(cols + extra).rows())
-            + f"<details><summary>all {g.height} group retrainings</summary>"
-            + table(head, g.select(cols + extra).rows()) + "</details>")
+    wide = (g.group_by("model", "label", "rows", "share", "predictor", maintain_order=True)
+            .agg(*(pl.col(c).filter(pl.col("half") == h).first().alias(f"{c}_{h}")
+                   for c in ("predicted_logloss", "predicted_logloss_ci95", "delta_logloss", "delta_logloss_ci95")
+                   for h in ("A", "B")))
+            .with_columns(((pl.col("predicted_logloss_A") + pl.col("predicted_logloss_B")) / 2).alias("mean")))
+
+    def rows_of(df):
+        return [(r["model"], r["label"], r["rows"], f"{100 * r['share']:.1f}%",
+                 _ci_text(r["predicted_logloss_A"], r["predicted_logloss_ci95_A"]),
+                 _ci_text(r["predicted_logloss_B"], r["predicted_logloss_ci95_B"]),
+                 _ci_text(r["delta_logloss_A"], r["delta_logloss_ci95_A"]),
+                 _ci_text(r["delta_logloss_B"], r["delta_logloss_ci95_B"]), r["predictor"],
+                 trusted(groups[r["model"]]) if r["model"] in groups else None) for r in df.iter_rows(named=True)]
+
+    head = ("model", "group", "rows", "share of train", "predicted Δ log-loss, half A [95%]", "predicted, half B [95%]",
+            "retrained, half A [95%]", "retrained, half B [95%]", "predictor", "predictor trusted")
+    hurt = wide.sort("mean").group_by("model", maintain_order=True).head(5)
+    helps = wide.sort("mean", descending=True).group_by("model", maintain_order=True).head(5)
+    note = ("<p class='note'>Δ log-loss of a test half when the model is trained without the group: negative = the "
+            "group hurts (removing it helps), positive = it helps. Intervals over the half's users. Retrained only "
+            "for the checked groups.</p>")
+    return ("<h3>Groups: the prediction against retraining</h3>" + group_summary_table(groups)
+            + "<h3>The groups that hurt most (removing them lowers the test log-loss)</h3>" + note
+            + "<div class='scroll'>" + table(head, rows_of(hurt), cls="rows") + "</div>"
+            + "<h3>The groups that help most</h3><div class='scroll'>" + table(head, rows_of(helps), cls="rows") + "</div>"
+            + f"<details><summary>all {wide.height} model-group predictions</summary><div class='scroll'>"
+            + table(head, rows_of(wide), cls="rows") + "</div></details>")
 
 
 def influence_part(data: Path) -> str:
@@ -127,9 +169,9 @@ def influence_part(data: Path) -> str:
                  + table(("model", "estimator", "checked against"),
                          [(m, v.models[m].method, v.models[m].reference) for m in models]))
         body += noisy_labels(v)
-        body += "".join(f"<p class='note'>{esc(m)} groups: {esc(s.trust)}</p>" for m, s in (v.groups or {}).items())
         body += "".join(all_figures(v.models[m].to_dict(), f"all validation figures of {m}") for m in models)
     if (data / "06_influence" / "loo.parquet").is_file():
         body += extremes(data, models or list(v.loo_seconds))
-    body += groups_table(data / "06_influence" / "groups.parquet")
+    if v.groups:
+        body += groups_tables(data / "06_influence" / "groups.parquet", v.groups)
     return body + plots_grid(data / "06_influence" / "plots", INFLUENCE_PLOTS)

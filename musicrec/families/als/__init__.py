@@ -13,6 +13,8 @@ class ALSFamily(Family):
     model = ALSModel
     estimator = ALSInfluence
     ranker = True
+    retrain_reproduces = True
     stream = 5
     library = "full retraining of implicit ALS and its calibration with the saved model's arguments"
-    group_predictor = "the sum of the rows' leave-one-out estimates with the item factors and the calibration held fixed"
+    group_predictor = ("the affected users' factors solved exactly, then ALS sweeps of items and users warm-started from "
+                       "the trained factors (influence.groups.als_sweeps), and the calibration refitted")

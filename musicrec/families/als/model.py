@@ -76,6 +76,8 @@ class ALSModel(Model):
 
     # -- fitting -------------------------------------------------------------------------------
     def fit_prepared(self, prepared, sample_weight=None, init=None) -> "ALSModel":
+        """`init`, a fitted ALSModel of the same shape, warm-starts implicit's sweeps from its
+        factors (iterations 0: only the exact user solve, the item factors kept)."""
         train, valid = prepared
         user, song = self._ids(train)
         self.shape_ = (int(user.max()) + 1, int(song.max()) + 1)
@@ -92,14 +94,22 @@ class ALSModel(Model):
             model = AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
                                             alpha=self.alpha, iterations=self.iterations,
                                             random_state=self.random_state, use_gpu=False, num_threads=self.n_jobs)
-            model.fit(R.astype(np.float32), show_progress=False)
+            if init is not None:   # warm start: implicit fits on from the factors it finds set
+                model.user_factors = init.user_factors_.astype(np.float32)
+                model.item_factors = init.item_factors_.astype(np.float32)
+            if self.iterations > 0:
+                model.fit(R.astype(np.float32), show_progress=False)
             self.item_factors_ = model.item_factors.astype(np.float64)
             self.user_factors_ = self.solve_users(R)
         calib = valid if valid is not None else train
         if np.unique(calib.y).size < 2:  # untimed play counts: every row is a positive, nothing to calibrate
             self.calibration_coef_, self.calibration_intercept_ = np.array([1.0, 0.0, 0.0]), 0.0
             return self
-        lr = LogisticRegression(C=1e4, max_iter=1000).fit(self.calibration_features(calib), calib.y)
+        lr = LogisticRegression(C=1e4, max_iter=1000)
+        if init is not None:   # from the warm start's calibration: a few steps, not a fit from zero
+            lr.set_params(warm_start=True)
+            lr.coef_, lr.intercept_ = init.calibration_coef_[None, :].copy(), np.array([init.calibration_intercept_])
+        lr.fit(self.calibration_features(calib), calib.y)
         self.calibration_coef_, self.calibration_intercept_ = lr.coef_.ravel().copy(), float(lr.intercept_[0])
         return self
 
@@ -142,9 +152,11 @@ class ALSModel(Model):
         pop[inside] = np.log1p(self.song_count_[song[inside]])
         return np.column_stack([score, known.astype(np.float64), pop])
 
+    def predict_logit(self, data: FeatureSet) -> np.ndarray:
+        return self.calibration_features(data) @ self.calibration_coef_ + self.calibration_intercept_
+
     def predict_proba(self, data: FeatureSet) -> np.ndarray:
-        logit = self.calibration_features(data) @ self.calibration_coef_ + self.calibration_intercept_
-        return two_columns(1.0 / (1.0 + np.exp(-logit)))
+        return two_columns(1.0 / (1.0 + np.exp(-self.predict_logit(data))))
 
     # -- ranking -------------------------------------------------------------------------------
     def recommend(self, users: np.ndarray, k: int, plays: sp.csr_matrix, n_threads: int = 2):

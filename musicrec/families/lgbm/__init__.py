@@ -12,9 +12,12 @@ class BoostingFamily(Family):
     name = "lgbm"
     model = LightGBMModel
     estimator = BoostingInfluence
+    retrain_reproduces = True
+    group_curve = True
     stream = 4
     library = "full retraining of LightGBM with the saved model's arguments and number of trees"
-    group_predictor = "the sum of the rows' leave-one-out estimates with the trees held fixed"
+    group_predictor = ("the boosting sequence replayed with the structure fixed: every leaf recomputed by LightGBM's "
+                       "formula from the remaining rows at the replayed scores of the earlier trees")
 
     def retrain_arguments(self, model, seed=None) -> dict:
         """The number of trees early stopping chose on all rows is kept: retraining without a row

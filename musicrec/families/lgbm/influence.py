@@ -16,6 +16,7 @@ import lightgbm as lgb
 import numpy as np
 from scipy.special import expit
 
+from musicrec.families.lgbm.replay import Replay, leaf_value
 from musicrec.influence.base import Estimator, model_threads, row_blocks, thread_map
 
 
@@ -69,6 +70,7 @@ class BoostingInfluence(Estimator):
         info = dump["tree_info"]
         onehot = _onehot_features(dump, params.get("max_cat_to_onehot", 4))
         self.T = len(info)
+        self.l1 = float(params.get("lambda_l1", 0.0))
         # the model's learning rate (LightGBM's dump reports shrinkage 1 for tree 0 of a reloaded model)
         self.shrink = np.full(self.T, float(model.learning_rate))
         self.values = [np.array([self.booster.get_leaf_output(t, l) for l in range(info[t]["num_leaves"])])
@@ -118,6 +120,11 @@ class BoostingInfluence(Estimator):
     def _block_leaves(self, rows: slice) -> np.ndarray:
         return self.leaves[rows] if self.cache else self._predict_leaves(rows)
 
+    def leaf_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Leaves of some train rows in every tree (len(rows), T)."""
+        rows = np.asarray(rows)
+        return self.leaves[rows] if self.cache else self._predict_leaves(rows)
+
     def _forward(self, rows, leaves, score):
         """Yield (tree, leaf, g, h) of the rows tree by tree, at the scores before each tree.
 
@@ -131,6 +138,8 @@ class BoostingInfluence(Estimator):
             np.subtract(p, y, out=g)
             np.subtract(1.0, p, out=h)
             h *= p
+            g[:] = g.astype(np.float32)    # LightGBM keeps gradients and hessians in float32
+            h[:] = h.astype(np.float32)
             leaf = leaves[:, t].astype(np.intp)
             yield t, leaf, g, h
             if t == 0:
@@ -156,9 +165,9 @@ class BoostingInfluence(Estimator):
         self.H = [sum(part[1][t] for part in parts) for t in range(self.T)]
         err = 0.0
         for t in range(self.T):
-            mine = -self.shrink[t] * self.G[t] / (self.H[t] + self.lam[t]) + (self.init if t == 0 else 0.0)
+            mine = leaf_value(self.G[t], self.H[t], self.lam[t], self.l1, self.shrink[t]) + (self.init if t == 0 else 0.0)
             err = max(err, float(np.abs(mine - self.values[t]).max() / np.abs(self.values[t]).max()))
-        self.leaf_value_error = err  # our Newton step vs LightGBM's stored leaves (float32 gradients there)
+        self.leaf_value_error = err  # our leaf formula vs LightGBM's stored leaves
         self._tables = [(G, H + lam, G / (H + lam)) for G, H, lam in zip(self.G, self.H, self.lam)]
 
     def extra_validation(self, loo: dict, rng: np.random.Generator) -> dict:
@@ -199,10 +208,26 @@ class BoostingInfluence(Estimator):
         out.update(self.own_terms(np.concatenate([p[2] for p in parts]), own))
         return out
 
+    # -- removing a set of rows: the boosting sequence replayed (replay.py) -------------------------
+    replay_rows: int | None = None     # rows whose knock-on gradients are replayed (influence.groups.replay_rows)
+
+    def prepare_sets(self, valid, gcfg: dict) -> None:
+        self.replay_rows, self._replay = gcfg["replay_rows"], None
+
+    def group_logits_many(self, groups: list[np.ndarray]):
+        """Test logits without each group, the boosting sequence replayed; groups on the model's threads."""
+        if getattr(self, "_replay", None) is None:
+            self._replay = Replay(self, self.replay_rows)
+        groups = list(groups)
+        for s in range(0, len(groups), self.threads):
+            yield from thread_map(self._replay.test_logits, groups[s:s + self.threads], self.threads)
+
+    def group_logits(self, rows: np.ndarray) -> np.ndarray:
+        return next(self.group_logits_many([rows]))
+
     def _path(self, rows: np.ndarray):
         """(tree, leaf, g, h) of a few train rows in every tree."""
-        rows = np.asarray(rows)
-        leaves = self.leaves[rows] if self.cache else self._predict_leaves(rows)
+        leaves = self.leaf_rows(rows)
         return [(t, leaf, g.copy(), h.copy()) for t, leaf, g, h in self._forward(rows, leaves, np.empty(len(rows)))]
 
     def logit_changes(self, rows: np.ndarray) -> np.ndarray:

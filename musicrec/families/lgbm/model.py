@@ -93,6 +93,9 @@ class LightGBMModel(Model):
     def predict_proba(self, data: FeatureSet) -> np.ndarray:
         return two_columns(1.0 / (1.0 + np.exp(-self.predict_raw(data))))
 
+    def predict_logit(self, data: FeatureSet) -> np.ndarray:
+        return self.predict_raw(data)
+
     def save(self, folder: Path) -> list[str]:
         self.booster_.save_model(folder / "lgbm.txt")
         (folder / "lgbm.json").write_text(json.dumps({

@@ -19,6 +19,7 @@ class LogisticFamily(Family):
     library = ("scikit-learn LogisticRegression refit without the row (newton-cholesky, tol 1e-10, the analysed "
                "model's C, L2 penalty, unpenalised intercept, same design, warm start)")
     removal_check = "newton_step"
+    retrain_warm = True
     group_predictor = "one Newton step with the Hessian downdated by the group"
 
     def retrain_arguments(self, model, seed=None) -> dict:

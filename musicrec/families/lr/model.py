@@ -31,3 +31,6 @@ class LogisticModel(SklearnModel):
 
     def info(self) -> dict:
         return {"iterations": int(np.max(self.estimator_.n_iter_))}
+
+    def predict_logit(self, data) -> np.ndarray:
+        return self.estimator_.decision_function(self.design_.transform(data, self.dtype))

@@ -164,8 +164,34 @@ class NaiveBayesInfluence(Estimator):
         nc, mu, S, _, S_all = self.statistics(keep)
         return nc, mu, self.variances(nc, S, S_all)[0]
 
+    def _without_set(self, rows: np.ndarray) -> tuple:
+        """GaussianNB's statistics without a set of rows, downdated by the set's own counts, means
+        and sums of squared deviations (S_rest = S - S_set - n_rest n_set / n (mu_set - mu_rest)^2,
+        per class and over all rows for epsilon): one pass over the set's rows, not the design."""
+        z, c = self.Z[rows], self.y[rows]
+
+        def rest(n, mu, S, part):
+            k = len(part)
+            if k == 0:
+                return n, mu, S
+            mu_g = part.mean(axis=0)
+            S_g = ((part - mu_g) ** 2).sum(axis=0)
+            left = n - k
+            mu_r = (n * mu - k * mu_g) / left
+            return left, mu_r, np.maximum(S - S_g - left * k / n * (mu_g - mu_r) ** 2, 0.0)
+
+        per_class = [rest(self.nc[k], self.mu[k], self.S[k], z[c == k]) for k in (0, 1)]
+        nc = np.array([p[0] for p in per_class], dtype=np.float64)
+        mu, S = np.stack([p[1] for p in per_class]), np.stack([p[2] for p in per_class])
+        _, _, S_all = rest(float(self.n), self.m, self.S_all, z)
+        return nc, mu, self.variances(nc, S, S_all)[0]
+
     def group_logits(self, rows: np.ndarray) -> np.ndarray:
-        return self._logits(*self._fit_without(rows))
+        """Test logits of naive Bayes refitted without the set: exact (the set's statistics downdated)."""
+        rows = np.unique(np.asarray(rows, dtype=np.int64))
+        if len(rows) == 0:
+            return self.f_test.copy()
+        return self._logits(*self._without_set(rows))
 
     def refit_logits(self, row: int) -> tuple[np.ndarray, float]:
         fit = self._fit_without(row)

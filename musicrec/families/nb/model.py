@@ -29,3 +29,12 @@ class NaiveBayesModel(SklearnModel):
         design, X, y = prepared
         return fit_without_rows(lambda Xk, yk: super(NaiveBayesModel, self).fit_prepared((design, Xk, yk), None, init),
                                 X, y, np.flatnonzero(np.asarray(sample_weight) == 0))
+
+    def predict_logit(self, data) -> np.ndarray:
+        """GaussianNB's joint log-likelihood difference, in row blocks (its temporaries are row copies)."""
+        X = self.design_.transform(data, self.dtype)
+        out = np.empty(len(X))
+        for s in range(0, len(X), 100_000):
+            jll = self.estimator_.predict_joint_log_proba(X[s:s + 100_000])
+            out[s:s + 100_000] = jll[:, 1] - jll[:, 0]
+        return out

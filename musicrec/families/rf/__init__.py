@@ -12,6 +12,8 @@ class ForestFamily(Family):
     name = "rf"
     model = ForestModel
     estimator = ForestInfluence
+    retrain_reproduces = True
+    group_curve = True
     stream = 3
     library = "full retraining of the forest with the saved model's arguments"
-    group_predictor = "the sum of the rows' leave-one-out estimates with the trees held fixed"
+    group_predictor = "every tree's leaf shares recomputed without the group's bootstrap counts, the trees held fixed"

@@ -3,9 +3,10 @@
 The forest's probability is the mean over trees of the leaf's weighted share of replays. With the
 structure held fixed, removing row i (drawn b_ti times for tree t) changes tree t's leaf share to
 (W1 - b y_i) / (W - b). The test metric's gradient, summed per (tree, leaf), turns that into one
-number per tree, so a row costs O(trees). A Data-OOB value (mean out-of-bag probability of the
-row's own label over the trees that did not draw it) is computed on the same pass as a
-cross-check.
+number per tree, so a row costs O(trees). A set of rows is removed the same way, all at once
+(every tree's leaf shares recomputed from the counts it keeps), not as a sum of single rows. A
+Data-OOB value (mean out-of-bag probability of the row's own label over the trees that did not
+draw it) is computed on the same pass as a cross-check.
 """
 from __future__ import annotations
 
@@ -111,6 +112,33 @@ class ForestInfluence(Estimator):
 
     def rankings(self) -> dict[str, np.ndarray]:
         return {"data_oob": oob_suspicion(self.data_oob)}
+
+    # -- removing a set of rows -----------------------------------------------------------------
+    def group_logits_many(self, groups: list[np.ndarray]):
+        """Test logits without each group, every tree's leaf shares recomputed from the rows it
+        keeps (their bootstrap counts), the structure fixed: one pass over the trees for all
+        groups (each tree's leaves of every train row once), then one group at a time."""
+        groups = [np.asarray(g) for g in groups]
+
+        def work(leaf, leaf_test, counts, W, W1):
+            changes = []
+            for g in groups:
+                w = np.bincount(leaf[g], counts[g], minlength=len(W))
+                w1 = np.bincount(leaf[g], counts[g] * self.y[g], minlength=len(W))
+                left = W - w
+                new = np.where(left > 0, (W1 - w1) / np.where(left > 0, left, 1.0), W1 / W)
+                changes.append(new - W1 / W)
+            return leaf_test.astype(np.int32), changes
+
+        per_tree = list(self._trees(work=work))
+        for k in range(len(groups)):
+            dp = np.zeros(len(self.Xt))
+            for leaf_test, changes in per_tree:     # summed in tree order: deterministic
+                dp += np.take(changes[k], leaf_test)
+            yield logit(self.p_test + dp / self.T)
+
+    def group_logits(self, rows: np.ndarray) -> np.ndarray:
+        return next(self.group_logits_many([rows]))
 
     def logit_changes(self, rows: np.ndarray) -> np.ndarray:
         dp = np.zeros((len(rows), len(self.Xt)))
