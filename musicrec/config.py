@@ -190,6 +190,16 @@ SCHEMA: dict = {
                               open_lo=True, open_hi=True),
             "repeats": Int(0, 0, 100),
         },
+        "ranking": {
+            "enabled": Bool(True),
+            "k": Int(10, 1, 1000),
+            "negatives": Int(100, 1, 100_000),
+            "users": Int(10, 0),
+            "retrain": OptInt(5, lo=0),
+            "check_rows": Int(20, 0),
+            "prune_fraction": Float(0.0, 0.0, 1.0, open_hi=True),
+            "prune_repeats": Int(3, 1, 100),
+        },
         "groups": {
             "enabled": Bool(True),
             "retrain": OptInt(5, lo=0),

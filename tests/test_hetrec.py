@@ -9,7 +9,6 @@ import polars as pl
 import pytest
 
 from musicrec import features, predict, preprocess, split, train
-from musicrec.config import ConfigError
 from musicrec.influence import stage as influence
 
 from conftest import REPO, make_cfg
@@ -59,8 +58,13 @@ def test_hetrec_runs_01_to_05_with_ranking_models_only(tmp_path):
     # the taste blocks again: an artist's nearest neighbour by ALS factors is from its own block
     block = ((similar["song_id"].cast(pl.Int64) - 1) // 20) == ((similar["similar_song_id"].cast(pl.Int64) - 1) // 20)
     assert block.filter(similar["rank"] == 1).mean() > 0.8
-    with pytest.raises(ConfigError, match="needs labelled events"):
-        influence.run(cfg)
+    # no labelled event: stage 06 explains the ranking only, every row's influence on its user's list
+    report = influence.run(cfg)
+    assert report.models == {} and set(report.ranking) == {"als"}
+    assert report.ranking["als"]["library_check"]["max_rel_err"] < 1e-9
+    ranked = pl.read_parquet(tmp_path / "data" / "06_influence" / "ranking.parquet")
+    assert ranked.height == parts["train"].height and ranked["als_rank_loglik"].is_finite().any()
+    assert not (tmp_path / "data" / "06_influence" / "loo.parquet").exists()
 
 
 def test_hetrec_sample_holdout_is_per_user(tmp_path):

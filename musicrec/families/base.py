@@ -78,6 +78,15 @@ class Family:
             raise ValueError(f"model family {self.name!r} has no influence estimator")
         return self.estimator(model, train, test)
 
+    def ranking_influence(self, model: Model, train: FeatureSet, relevant: dict, rcfg: dict, rng):
+        """A ranking family's estimator of each training row's influence on its own user's held-out
+        top-k list (musicrec.influence.ranking); families that do not rank have none."""
+        raise ValueError(f"model family {self.name!r} does not rank songs")
+
+    def ranking_set_model(self, model: Model, train: FeatureSet, valid: FeatureSet | None, weights, gcfg: dict):
+        """A ranking family's model without the rows of weight 0, by its set predictor."""
+        raise ValueError(f"model family {self.name!r} does not rank songs")
+
     # -- retraining without rows (musicrec.influence.retrain) -----------------------------------
     def retrain_arguments(self, model: Model, seed: int | None = None) -> dict:
         """The analysed model's constructor arguments (never the current config) for retraining."""

@@ -96,12 +96,16 @@ class Retrainer:
         """The family trained on all rows with this seed."""
         return self._all_rows(seed)[0]
 
+    def model_without(self, seed: int, removed: np.ndarray):
+        """The model retrained without `removed` (indices or a mask)."""
+        w = np.ones(len(self.train))
+        w[removed] = 0.0
+        return self._fit(seed, w, init=self.base_model(seed) if self.family.retrain_warm else None)
+
     def fit_without(self, seed: int, removed: np.ndarray) -> tuple:
         """The model retrained without `removed` (indices or a mask), its test metric changes per
         part, and its test logits."""
-        w = np.ones(len(self.train))
-        w[removed] = 0.0
-        model = self._fit(seed, w, init=self.base_model(seed) if self.family.retrain_warm else None)
+        model = self.model_without(seed, removed)
         new = model.predict_logit(self.test)
         return model, part_changes(self.y_test, self.logits(seed), new, self.parts, self.users), new
 

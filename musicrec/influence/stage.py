@@ -11,12 +11,12 @@ import numpy as np
 import polars as pl
 
 from musicrec import families
-from musicrec.config import ConfigError
 from musicrec.families.trained import load_trained
 from musicrec.influence import noise
 from musicrec.influence import plots as iplots
 from musicrec.influence import groups as grouping
 from musicrec.influence.heldout import describe, half_influence, user_halves
+from musicrec.influence.ranking import run_ranking
 from musicrec.influence.retrain import Retrainer
 from musicrec.influence.validate import validate_model
 from musicrec.manifest import StageRun
@@ -164,10 +164,10 @@ def explain_groups(cfg: dict, st: StageRun, est, retrainer, seeds: tuple[int, in
 
 
 def run(cfg: dict, force: bool = False) -> Validation:
+    """Every trained model of influence.models explained; a ranking family's top-k lists too. Play
+    counts without time (hetrec) have no labelled event: only the ranking part runs there."""
     icfg = cfg["influence"]
-    if untimed(cfg):
-        raise ConfigError("06_influence needs labelled events (a training loss per row); hetrec play counts have "
-                          "none: stages 01-05 are the whole pipeline for data.listens.format hetrec")
+    labelled = not untimed(cfg)
     with StageRun(STAGE, cfg, force=force) as st:
         with st.step("read"):
             spec = json.loads(st.input("03_features", "features.json").read_text())
@@ -183,9 +183,11 @@ def run(cfg: dict, force: bool = False) -> Validation:
             rows = (pl.DataFrame({"time_order": time_order}).join(
                 pl.read_parquet(split_path, columns=keep_cols), on="time_order", how="left", maintain_order="left"))
             names_map = category_names(pl.read_parquet(st.input("01_preprocess", "categories.parquet")))
-            flipped, noise_report = flipped_labels(cfg, st, rows, train.y, stream(cfg, STAGE, "label_noise"))
+            users_map = pl.read_parquet(st.input("01_preprocess", "users.parquet"), columns=["user", "msno"])
+            flipped, noise_report = (flipped_labels(cfg, st, rows, train.y, stream(cfg, STAGE, "label_noise"))
+                                     if labelled else (None, None))
         skipped = [m for m in icfg["models"] if m not in models]
-        if skipped:
+        if skipped and labelled:
             log.warning("%s: no trained model for %s (see train.models); skipped", STAGE, ", ".join(skipped))
 
         test_users = test.keys["user"].to_numpy()
@@ -193,31 +195,50 @@ def run(cfg: dict, force: bool = False) -> Validation:
         groups = grouping.meaningful_groups(rows, names_map, icfg["groups"]) if icfg["groups"]["enabled"] else []
         groups += grouping.random_ablations(len(train), icfg["ablation"]["fractions"], icfg["ablation"]["repeats"],
                                             stream(cfg, STAGE, "ablations"))
+        rankers = {n: m for n, m in models.items() if families.get(n).ranker and icfg["ranking"]["enabled"]}
         results: dict[str, Explained] = {}
-        for name in track(names, "influence models", unit="models", every=0.0):
-            results[name] = explain(cfg, st, name, models.pop(name), data, halves, groups, flipped)
-            gc.collect()   # one model's matrices at a time: at full size each estimator and retrainer holds GBs
-        report = write_outputs(st, train, test, results, flipped, noise_report, halves, test_users)
+        if labelled:
+            for name in track(names, "influence models", unit="models", every=0.0):
+                results[name] = explain(cfg, st, name, models.pop(name), data, halves, groups, flipped)
+                gc.collect()   # one model's matrices at a time: at full size each estimator and retrainer holds GBs
+        else:
+            log.info("%s: play counts without time have no labelled event: the ranking part only", STAGE)
+        ranked = {}
+        user_names = dict(zip(users_map["user"].to_list(), users_map["msno"].to_list()))
+        for name, model in rankers.items():
+            with st.step(f"ranking {name}"):
+                ranked[name] = run_ranking(cfg, name, model, data, groups, halves, labelled, user_names,
+                                           lambda purpose, name=name: stream(cfg, STAGE, purpose, name))
+        report = write_outputs(st, train, test, results, flipped, noise_report, halves, test_users, ranked)
         st.info.update(models=names, rows=len(train))
     return report
 
 
 def write_outputs(st: StageRun, train, test, results: dict[str, Explained], flipped, noise_report, halves,
-                  test_users) -> Validation:
+                  test_users, ranked: dict) -> Validation:
     group_rows = [r for e in results.values() for r in e.groups]
     ablations = any(r["kind"] == "random_ablation" for r in group_rows)
     with st.step("write"):
-        loo_df = train.keys.select("time_order", "user", "song").with_columns(
-            pl.Series("target", train.y), *(pl.Series(k, v) for e in results.values() for k, v in e.loo_columns.items()))
-        if flipped is not None:
-            loo_df = loo_df.with_columns(pl.Series("label_flipped", flipped))
-        st.write_parquet(loo_df, "loo.parquet")
+        keys = train.keys.select("time_order", "user", "song")
+        if results:
+            loo_df = keys.with_columns(pl.Series("target", train.y),
+                                       *(pl.Series(k, v) for e in results.values() for k, v in e.loo_columns.items()))
+            if flipped is not None:
+                loo_df = loo_df.with_columns(pl.Series("label_flipped", flipped))
+            st.write_parquet(loo_df, "loo.parquet")
+        if ranked:
+            st.write_parquet(keys.with_columns(*(pl.Series(f"{n}_rank_{k}", v) for n, r in ranked.items()
+                                                 for k, v in r["loo"].items())), "ranking.parquet")
+            st.write_parquet(pl.DataFrame([g for r in ranked.values() for g in r["groups"]], infer_schema_length=None),
+                             "ranking_groups.parquet")
         report = Validation(
             models={m: e.validation for m, e in results.items()},
             loo_seconds={m: e.loo_seconds for m, e in results.items()}, rows=len(train), test_rows=len(test),
             definition="metric(trained without row) - metric(trained with row)", rows_used=ROWS_USED,
             test_halves={"by": "user", **describe(halves, test_users)}, label_noise=noise_report,
-            groups={m: e.group_summary for m, e in results.items() if e.group_summary is not None} or None)
+            groups={m: e.group_summary for m, e in results.items() if e.group_summary is not None} or None,
+            ranking={n: {k: r[k] for k in ("loo_seconds", "library_check", "summary", "seconds", "users", "pruning")
+                         if k in r} for n, r in ranked.items()} or None)
         if group_rows:
             gdf = pl.DataFrame(group_rows, infer_schema_length=None)
             st.write_parquet(gdf.filter(pl.col("kind") != "random_ablation").drop("fraction", "repeat", strict=False),
@@ -226,8 +247,9 @@ def write_outputs(st: StageRun, train, test, results: dict[str, Explained], flip
                 st.write_parquet(gdf.filter(pl.col("kind") == "random_ablation"), "ablations.parquet")
         report.write(st.output("validation.json"))
     with st.step("plots"):
-        iplots.loo_distributions({m: e.loo_columns[f"{m}_logloss"] for m, e in results.items()},
-                                 st.output("plots/loo_distributions.png"))
+        if results:
+            iplots.loo_distributions({m: e.loo_columns[f"{m}_logloss"] for m, e in results.items()},
+                                     st.output("plots/loo_distributions.png"))
         pairs = {m: e.pairs for m, e in results.items() if e.pairs is not None}
         if pairs:
             iplots.estimate_vs_exact(pairs, st.output("plots/estimate_vs_exact.png"))

@@ -119,6 +119,7 @@ class Validation(Record):
     test_halves: dict
     label_noise: NoiseReport | None = None
     groups: dict[str, GroupSummary] | None = None
+    ranking: dict | None = None     # ranking family -> loo_seconds, library_check, summary, seconds, users
 
 
 __all__ = ["Ceiling", "Correlation", "ExactCheck", "FixedStructure", "GroupSummary", "LabelNoise", "ModelValidation",

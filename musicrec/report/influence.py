@@ -10,6 +10,7 @@ from musicrec.influence.groups import TRUSTED
 from musicrec.outputs.influence import GroupSummary, ModelValidation, Validation
 from musicrec.report.html import esc, fmt, table
 from musicrec.report.influence_rows import extreme_rows
+from musicrec.report.ranking_part import ranking_part
 from musicrec.report.sections import all_figures, plots_grid
 
 INFLUENCE_PLOTS = {"estimate_vs_exact": "LOO estimate vs exact retraining (validation sample)",
@@ -174,4 +175,6 @@ def influence_part(data: Path) -> str:
         body += extremes(data, models or list(v.loo_seconds))
     if v.groups:
         body += groups_tables(data / "06_influence" / "groups.parquet", v.groups)
+    if v.ranking:
+        body += ranking_part(data, v.ranking)
     return body + plots_grid(data / "06_influence" / "plots", INFLUENCE_PLOTS)

@@ -18,3 +18,13 @@ class ALSFamily(Family):
     library = "full retraining of implicit ALS and its calibration with the saved model's arguments"
     group_predictor = ("the affected users' factors solved exactly, then ALS sweeps of items and users warm-started from "
                        "the trained factors (influence.groups.als_sweeps), and the calibration refitted")
+
+    def ranking_influence(self, model, train, relevant: dict, rcfg: dict, rng):
+        from musicrec.families.als.ranking import RankingInfluence
+
+        return RankingInfluence(model, train.keys["user"].to_numpy(), train.keys["song"].to_numpy(),
+                                model.entry_plays(train), relevant, k=rcfg["k"], negatives=rcfg["negatives"],
+                                rng=rng, threads=model.n_jobs)
+
+    def ranking_set_model(self, model, train, valid, weights, gcfg: dict):
+        return model.warm_refit(model.prepare(train, valid), weights, gcfg["als_sweeps"])

@@ -197,11 +197,8 @@ class ALSInfluence(Estimator):
         self.valid, self.sweeps = valid, gcfg["als_sweeps"]
 
     def _warm(self, prepared, weights: np.ndarray) -> np.ndarray:
-        """Test logits of the model refitted on `weights`: implicit's sweeps warm-started from the
-        trained factors, then the exact user solve, the counts and the calibration, as in fit."""
-        model = type(self.model)(**{**self.model.init_args(), "iterations": self.sweeps})
-        model.fit_prepared(prepared, weights, init=self.model)
-        return model.calibration_features(self.test) @ model.calibration_coef_ + model.calibration_intercept_
+        """Test logits of the model refitted on `weights` (ALSModel.warm_refit)."""
+        return self.model.warm_refit(prepared, weights, self.sweeps).predict_logit(self.test)
 
     def group_logits_many(self, groups: list[np.ndarray]):
         """Test logits without each group: the users' exact solves, `sweeps` ALS sweeps of items and

@@ -84,8 +84,7 @@ class ALSModel(Model):
         if self.weighting == "signed":
             R = signed_label_matrix(user, song, train.y, self.shape_, sample_weight)
         else:
-            plays = train.keys["plays"].to_numpy() if "plays" in train.keys.columns else 1 + train.y
-            R = confidence_matrix(user, song, plays, self.shape_, self.weighting, self.bm25_k1,
+            R = confidence_matrix(user, song, self.entry_plays(train), self.shape_, self.weighting, self.bm25_k1,
                                   self.bm25_b, sample_weight)
         w = np.ones(len(train)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         self.song_count_ = np.bincount(song, weights=(w > 0).astype(np.float64), minlength=self.shape_[1])
@@ -112,6 +111,13 @@ class ALSModel(Model):
         lr.fit(self.calibration_features(calib), calib.y)
         self.calibration_coef_, self.calibration_intercept_ = lr.coef_.ravel().copy(), float(lr.intercept_[0])
         return self
+
+    def entry_plays(self, data: FeatureSet) -> np.ndarray:
+        """What each row puts in the matrix before weighting: the target under `signed` (+1 / -1),
+        else the play count where the source has one, else 1 + the replay target."""
+        if self.weighting == "signed":
+            return data.y.astype(np.float64)
+        return (data.keys["plays"].to_numpy() if "plays" in data.keys.columns else 1 + data.y).astype(np.float64)
 
     def solve_users(self, R: sp.csr_matrix) -> np.ndarray:
         """Exact float64 least-squares user factors against the current item factors (implicit's Cholesky)."""
@@ -157,6 +163,12 @@ class ALSModel(Model):
 
     def predict_proba(self, data: FeatureSet) -> np.ndarray:
         return two_columns(1.0 / (1.0 + np.exp(-self.predict_logit(data))))
+
+    def warm_refit(self, prepared, weights: np.ndarray, sweeps: int) -> "ALSModel":
+        """This model refitted on `weights` with `sweeps` ALS iterations warm-started from its factors
+        (then the exact user solve, the counts and the calibration, as in fit): the set model."""
+        model = type(self)(**{**self.init_args(), "iterations": sweeps})
+        return model.fit_prepared(prepared, weights, init=self)
 
     # -- ranking -------------------------------------------------------------------------------
     def recommend(self, users: np.ndarray, k: int, plays: sp.csr_matrix, n_threads: int = 2):
