@@ -72,6 +72,10 @@ class Family:
             kwargs["random_state"] = random_state
         return self.model(**kwargs)
 
+    def explains(self, model: Model) -> str | None:
+        """Why stage 06 cannot explain this fitted model's classification influence (None: it can)."""
+        return None if self.estimator is not None else f"{self.name} has no influence estimator"
+
     def influence(self, model: Model, train: FeatureSet, test: FeatureSet):
         """The leave-one-out estimator of a fitted model on its train split, scored on `test`."""
         if self.estimator is None:

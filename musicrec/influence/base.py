@@ -91,6 +91,11 @@ class Estimator:
     def test_logits(self) -> np.ndarray:
         raise NotImplementedError
 
+    def retrain_inputs(self):
+        """The family's prepared training inputs (Model.prepare) built from what the estimator holds,
+        so the Retrainer does not build a second design matrix (GBs at KKBOX size); None: prepare anew."""
+        return None
+
     def extra_columns(self) -> dict[str, np.ndarray]:
         """Per-row values beside loo() worth a loo.parquet column of their own (after loo())."""
         return {}

@@ -49,7 +49,7 @@ class Retrainer:
     warm-starts from the all-rows fit, and the all-rows test logits are kept per seed."""
 
     def __init__(self, model: Model, train: FeatureSet, valid: FeatureSet, test: FeatureSet,
-                 parts: dict[str, np.ndarray] | None = None, users: np.ndarray | None = None):
+                 parts: dict[str, np.ndarray] | None = None, users: np.ndarray | None = None, prepared=None):
         self.model, self.name = model, model.name
         self.family = families.get(model.name)
         self.train, self.test = train, test
@@ -58,7 +58,7 @@ class Retrainer:
         self.parts = {"all": np.arange(len(test)), **(parts or {})}
         self.users = users          # test users as codes 0..: the changes' intervals over users
         self.fits = 0
-        self._prepared = None
+        self._prepared = prepared     # the family's training inputs, when the caller already has them
         self._base: dict[int, tuple] = {}
 
     @property

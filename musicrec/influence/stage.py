@@ -104,7 +104,7 @@ def explain(cfg: dict, st: StageRun, name: str, model, data: dict, halves: dict,
         with st.step(f"influence on test halves {name}"):
             influence = half_influence(est, loo["logloss"], halves)
     users = np.unique(test.keys["user"].to_numpy(), return_inverse=True)[1]
-    retrainer = Retrainer(model, train, valid, test, parts=halves, users=users)
+    retrainer = Retrainer(model, train, valid, test, parts=halves, users=users, prepared=est.retrain_inputs())
     seeds = (retrainer.seed, derived_seed(stream(cfg, STAGE, "second_seed", name)))
     rng = stream(cfg, STAGE, "validation", name)
     out = Explained(columns, loo_seconds, ModelValidation(family=name, method=est.method, reference=family.library,
@@ -198,6 +198,9 @@ def run(cfg: dict, force: bool = False) -> Validation:
         rankers = {n: m for n, m in models.items() if families.get(n).ranker and icfg["ranking"]["enabled"]}
         results: dict[str, Explained] = {}
         if labelled:
+            for name in [n for n in names if families.get(n).explains(models[n])]:
+                log.warning("%s: %s", STAGE, families.get(name).explains(models.pop(name)))
+                names.remove(name)
             for name in track(names, "influence models", unit="models", every=0.0):
                 results[name] = explain(cfg, st, name, models.pop(name), data, halves, groups, flipped)
                 gc.collect()   # one model's matrices at a time: at full size each estimator and retrainer holds GBs

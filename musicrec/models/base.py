@@ -24,6 +24,8 @@ class FeatureSet:
     names: list[str]
     categorical: list[str] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
+    #: what several families compute from X alone (the varying columns, a fitted design), once
+    memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return self.X.shape[0]

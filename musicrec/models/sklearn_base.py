@@ -15,7 +15,10 @@ from musicrec.models.design import NumericDesign
 
 def varying(data: FeatureSet, chunk: int = 262_144) -> set[str]:
     """The features with more than one value (NaN counting as one) over the rows, read in row
-    chunks: X is row-major, so a column at a time would stream the whole matrix per column."""
+    chunks: X is row-major, so a column at a time would stream the whole matrix per column.
+    Kept in data.memo: every scikit-learn family asks."""
+    if "varying" in data.memo:
+        return data.memo["varying"]
     d = len(data.names)
     lo, hi = np.full(d, np.inf), np.full(d, -np.inf)
     some_nan = np.zeros(d, bool)
@@ -26,7 +29,8 @@ def varying(data: FeatureSet, chunk: int = 262_144) -> set[str]:
         lo = np.minimum(lo, np.where(missing, np.inf, block).min(axis=0, initial=np.inf))
         hi = np.maximum(hi, np.where(missing, -np.inf, block).max(axis=0, initial=-np.inf))
     present = lo <= hi                                   # at least one value that is not NaN
-    return {name for j, name in enumerate(data.names) if present[j] and (some_nan[j] or lo[j] < hi[j])}
+    data.memo["varying"] = {name for j, name in enumerate(data.names) if present[j] and (some_nan[j] or lo[j] < hi[j])}
+    return data.memo["varying"]
 
 
 def fit_without_rows(fit, X: np.ndarray, y: np.ndarray, gone: np.ndarray):
@@ -68,7 +72,10 @@ class SklearnModel(Model):
         even where a source lacks them)."""
         keep = varying(train)
         columns = [c for c in self.design_columns(train) if c in keep]
-        design = NumericDesign(columns, self.scale, self.random_state).fit(train)
+        key = ("design", tuple(columns), self.scale, self.random_state if self.scale == "quantile" else None)
+        if key not in train.memo:   # nb and lr fit the same design on the same rows: once
+            train.memo[key] = NumericDesign(columns, self.scale, self.random_state).fit(train)
+        design = train.memo[key]
         return design, design.transform(train, self.dtype), train.y
 
     def fit_prepared(self, prepared, sample_weight=None, init=None) -> "SklearnModel":

@@ -19,6 +19,12 @@ class ALSFamily(Family):
     group_predictor = ("the affected users' factors solved exactly, then ALS sweeps of items and users warm-started from "
                        "the trained factors (influence.groups.als_sweeps), and the calibration refitted")
 
+    def explains(self, model) -> str | None:
+        if model.weighting != "signed":
+            return (f"als was trained with train.als.weighting {model.weighting}: its classification influence needs "
+                    "signed (+1 / -1 entries); its ranking influence holds for any weighting")
+        return None
+
     def ranking_influence(self, model, train, relevant: dict, rcfg: dict, rng):
         from musicrec.families.als.ranking import RankingInfluence
 

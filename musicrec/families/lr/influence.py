@@ -118,6 +118,10 @@ class LogisticInfluence(Estimator):
         """work(rows) over blocks of LOO_BLOCK training rows (temporaries stay in cache) on the model's threads."""
         map_row_blocks(work, len(self.X), LOO_BLOCK, model_threads(self.model))
 
+    def retrain_inputs(self):
+        """The design this estimator already holds is the one retraining fits on (Model.prepare)."""
+        return self.model.design_, self.X, self.train.y
+
     def test_logits(self) -> np.ndarray:
         return self.Xt @ self.theta
 

@@ -70,6 +70,10 @@ class NaiveBayesInfluence(Estimator):
              - 0.5 * (mu[1] ** 2 / v[1] - mu[0] ** 2 / v[0]).sum())
         return np.concatenate([A, B, [C]])
 
+    def retrain_inputs(self):
+        """The design this estimator already holds is the one retraining fits on (Model.prepare)."""
+        return self.model.design_, self.Z, self.train.y
+
     def test_logits(self) -> np.ndarray:
         """Log-odds of the float64 all-rows fit (the statistics above), the model retraining is
         compared with; the stage-04 model was fitted on a float32 design."""

@@ -35,6 +35,10 @@ class ForestInfluence(Estimator):
         self.p_test = model.predict_proba(test)[:, 1]
         super().__init__(model, train, test)
 
+    def retrain_inputs(self):
+        """The design this estimator already holds is the one retraining fits on (Model.prepare)."""
+        return self.model.design_, self.X, self.train.y
+
     def test_logits(self) -> np.ndarray:
         return logit(self.p_test)
 
