@@ -8,6 +8,7 @@ and naive leave-one-out retraining against the influence estimators.
     .venv/bin/python bench/benchmark.py --preset kkbox --naive-seconds 120
     .venv/bin/python bench/benchmark.py --preset kkbox --profile fullsize-proof --from 06_influence --naive-seconds 0
     .venv/bin/python bench/benchmark.py --preset listens-m18 --naive-seconds 0
+    .venv/bin/python bench/benchmark.py --preset listens-small --engine dask --workers 2 --naive-seconds 0
 
 Presets tiny, small and kkbox generate KKBOX-format data; listens-<preset> generates a listening log
 (ListenBrainz dump parquet, musicrec.synthetic.listens) and runs all six stages on the events stage
@@ -117,6 +118,19 @@ def manifest(out: Path, stage: str) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def engine_figures(info: dict) -> dict:
+    """What a stage's cluster did (its manifest's info.engine, musicrec.engine_usage): tasks, their compute
+    seconds, bytes moved, and per worker its CPU seconds and peak RSS. The step's own wall/CPU/peak are
+    the stage process's from wait4, which on a LocalCluster also counts the CPU of the worker processes
+    it started and waited for (the peak is the largest single process's)."""
+    keys = ("cluster", "wall_s", "tasks", "tasks_erred", "task_compute_s", "task_transfer_s", "output_bytes",
+            "shared_bytes", "worker_sent_bytes")
+    workers = info.get("workers", {})
+    return {**{k: info.get(k) for k in keys}, "workers": workers,
+            "workers_cpu_s": round(sum(w["cpu_s"] for w in workers.values()), 2),
+            "workers_peak_rss_gb": max((w["peak_rss_gb"] for w in workers.values()), default=None)}
+
+
 MAIN_TABLE = {"01_preprocess": "interactions.parquet", "05_predict": "predictions.parquet", "06_influence": "loo.parquet"}
 
 
@@ -181,17 +195,25 @@ def main(argv=None) -> int:
                     help="first step to run (earlier outputs in --out are reused)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                     help="config override passed to every stage")
-    ap.add_argument("--tag", help="name of the record: bench/results/<tag>.json (default <preset>[-<profile>])")
+    ap.add_argument("--engine", choices=("local", "dask"), default="local",
+                    help="dask: engine.kind=dask and train.lgbm.engine=dask for every stage (01's buckets, 04's lgbm on "
+                         "a LocalCluster); each stage's record adds what its workers did (manifest info.engine)")
+    ap.add_argument("--workers", type=int, default=2, help="with --engine dask: worker processes (engine.workers)")
+    ap.add_argument("--tag", help="name of the record: bench/results/<tag>.json (default <preset>[-<profile>][-dask<N>])")
     ap.add_argument("--results", type=Path, default=REPO / "bench" / "results", help="folder of result JSONs")
     ap.add_argument("--markdown", type=Path, default=REPO / "BENCHMARKS.md", help="table regenerated from them")
     args = ap.parse_args(argv)
     tag = args.tag or (args.preset if args.profile == "default" else f"{args.preset}-{args.profile}")
+    engine = ([] if args.engine == "local" else
+              ["engine.kind=dask", f"engine.workers={args.workers}", "train.lgbm.engine=dask"])
+    if engine and not args.tag:
+        tag += f"-dask{args.workers}"
     out = (args.out or REPO / "bench" / "out" / args.preset).resolve()
     out.mkdir(parents=True, exist_ok=True)
     listens = args.preset in LISTEN_PRESETS
     source = (["data.source=listens", "data.listens.format=listenbrainz", f"data.listens.path={out / 'log' / 'listens'}"]
               if listens else ["data.source=synthetic", f"data.synthetic.preset={args.preset}"])
-    sets = [f"paths.data={out}", *source, *PROFILES[args.profile], *args.overrides]
+    sets = [f"paths.data={out}", *source, *PROFILES[args.profile], *engine, *args.overrides]
     from musicrec import config
 
     cfg = config.load(REPO / "config.yaml", sets)
@@ -203,6 +225,7 @@ def main(argv=None) -> int:
     steps = steps[steps.index(args.start):]
     partial = out / "bench_partial.json"
     record: dict = {"preset": args.preset, "profile": args.profile, "steps": {},
+                    "engine": {"kind": args.engine, **({"workers": args.workers} if engine else {})},
                     "fresh_memory_s_per_gb": fresh_memory_seconds_per_gb()}
     if args.start != "generate" and partial.is_file():
         # resuming: keep the measurements of the steps that are not rerun
@@ -219,7 +242,10 @@ def main(argv=None) -> int:
         print(f"== {step}", flush=True)
         s = run_process(cmd, out / f"{step}.log")
         if step != "generate":
-            s["rows"] = stage_rows(manifest(out, step).get("rows", {}), step)
+            m = manifest(out, step)
+            s["rows"] = stage_rows(m.get("rows", {}), step)
+            if "engine" in m.get("info", {}):
+                s["engine"] = engine_figures(m["info"]["engine"])
         record["steps"][step] = s
         partial.write_text(json.dumps(record, indent=2) + "\n")
         print(f"   {s}", flush=True)

@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,13 @@ SCHEMA: dict = {
     "paths": {
         "raw": Str("data/raw"),
         "data": Str("data"),
+    },
+    "engine": {   # where tasks run (musicrec.engine); in no stage's manifest: outputs do not depend on it
+        "kind": Choice("local", "local", "dask"),
+        "address": OptStr(None),
+        "workers": Int(2, 1, 4096),
+        "threads_per_worker": Int(1, 1, 256),
+        "connect_timeout_s": Float(10.0, 0.0, open_lo=True),
     },
     "data": {
         "source": Choice("synthetic", "synthetic", "kkbox", "listens"),
@@ -151,6 +159,7 @@ SCHEMA: dict = {
             "lambda_l2": Float(1.0, 0.0),
             "max_bin": Int(255, 2, 65535),
             "exclude_sources": Choices([], *FEATURE_SOURCES),
+            "engine": Choice("local", "local", "dask"),
         },
         "als": {
             "factors": Int(32, 2, 512),
@@ -361,6 +370,13 @@ def check_combinations(cfg: dict) -> None:
     if sub != "auto" and sub not in models:
         raise ConfigError(f"config key 'predict.submission_model' = {sub!r} is not allowed: must be auto or one "
                           f"of train.models ({', '.join(models)})")
+    address = cfg["engine"]["address"]
+    if address is not None and not re.fullmatch(r"[a-z0-9+]+://\S+:\d+|\S+:\d+", address):
+        raise ConfigError(f"config key 'engine.address' = {address!r} is not allowed: must be null or a scheduler "
+                          "address such as tcp://host:8786")
+    if cfg["train"]["lgbm"]["engine"] == "dask" and cfg["engine"]["kind"] != "dask":
+        raise ConfigError("config key 'train.lgbm.engine' = 'dask' is not allowed with engine.kind: local: "
+                          "set engine.kind: dask (a cluster to train on)")
 
 
 def section_hash(cfg: dict, section: str) -> str:

@@ -18,13 +18,14 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from musicrec.listen_schema import DAY, TRACK_SEP
-from musicrec.progress import track as progress
+from musicrec.engine import LocalEngine
 from musicrec.readers.listen_formats import UNREADABLE
 from musicrec.readers.listen_pairs import EventKeys, label, pair_table
 
@@ -99,9 +100,49 @@ def lexical_ranks(names: pl.Series) -> np.ndarray:
     return rank
 
 
+@dataclass(frozen=True)
+class BucketJob:
+    """What every bucket's task shares (sent to each worker once): where the buckets are, the track
+    codes' lexical ranks, the labelling rule and the event keys' layout."""
+
+    scratch: str
+    lex: np.ndarray
+    log_end: int
+    window_s: float
+    same_play_s: float
+    keys: tuple   # EventKeys' arguments
+
+
+def bucket_pairs(job: BucketJob, b: int) -> dict | None:
+    """One bucket's pairs, labels and counts, and its share of the per-track and per-user tables
+    (None: no user fell in it). A task: it reads its bucket from storage every worker can read, and
+    leaves it there (a task run again after its worker died reads it again)."""
+    folder = Path(job.scratch) / f"bucket={b}"
+    if not folder.is_dir():
+        return None
+    part = pl.read_parquet(folder / "*.parquet", hive_partitioning=False)
+    part = part.with_columns(pl.Series("track", job.lex[part["track"].to_numpy()]))
+    tr = part.group_by("track").agg(pl.len().cast(pl.Int64).alias("listens"), pl.col("time").min().alias("first"))
+    seen = part.select("track", "variant").unique()
+    pairs = label(pair_table(part, job.same_play_s), job.log_end, job.window_s)
+    del part
+    lab = pairs.filter(pl.col("labellable"))
+    unl = pairs.filter(~pl.col("labellable"))
+    keys = EventKeys(*job.keys)
+    keys.add(lab)
+    user, user_tracks = np.unique(pairs["user"].to_numpy(), return_counts=True)
+    listened, listeners = np.unique(pairs["track"].to_numpy(), return_counts=True)
+    counts = {"events": lab.height, "repeats": int(pairs["listens"].sum()) - pairs.height,
+              "same_play_merged": int(pairs["same_play"].sum()), "unlabellable": unl.height,
+              "unlabellable_replayed": int(unl["replay_at"].is_not_null().sum()), "replayed": int(lab["target"].sum())}
+    return {"track": tr["track"].to_numpy(), "track_listens": tr["listens"].to_numpy(),
+            "track_first": tr["first"].to_numpy(), "seen": seen, "counts": counts, "user": user,
+            "user_tracks": user_tracks, "listened": listened, "listeners": listeners, "keys": keys.parts[0]}
+
+
 def derive_events(listens: pl.LazyFrame, window_days: float, same_play_s: float, scratch: Path, *,
                   user_sample: float = 1.0, seed: int = 0, buckets: int | None = None,
-                  max_key_bits: int | None = None) -> dict:
+                  max_key_bits: int | None = None, engine=None) -> dict:
     """The labelled events (sorted in time, integer codes) and every count of the listen accounting.
 
     Two streaming passes over the log: per user (and rejected rows), then every valid listen coded to
@@ -110,6 +151,8 @@ def derive_events(listens: pl.LazyFrame, window_days: float, same_play_s: float,
     `scratch`, bucketed by user. Each bucket then gives its pair table and its share of the track
     table (a track's names are the alphabetically first of each over its distinct variants). `buckets` defaults to one per
     ROWS_PER_BUCKET listens; the result does not depend on it. `scratch` is removed at the end.
+    The buckets are tasks of `engine` (musicrec.engine; None: here, in order), so on a cluster
+    `scratch` must be on storage every worker reads; the outputs are the same bytes either way.
     """
     with_reason = listens.with_columns(reject_reason(listens.collect_schema().names()))
     per_user = user_pass(with_reason)
@@ -162,42 +205,29 @@ def derive_events(listens: pl.LazyFrame, window_days: float, same_play_s: float,
     del alive
     lex = lexical_ranks(track_ids)  # track code -> rank of its id in sorted order (the events' tie order)
     n_codes = len(track_ids)
-    keys = EventKeys(log_start, log_end - log_start, n_users, n_codes,
-                     MAX_KEY_BITS if max_key_bits is None else max_key_bits)
+    key_args = (log_start, log_end - log_start, n_users, n_codes, MAX_KEY_BITS if max_key_bits is None else max_key_bits)
+    keys = EventKeys(*key_args)
     pair_tracks = np.zeros(n_users, dtype=np.int64)  # distinct tracks per user
     # per track, indexed by the lexical rank of its id: listens, listeners, first seen; its name variants
     t_listens = np.zeros(n_codes, dtype=np.int64)
     t_listeners = np.zeros(n_codes, dtype=np.int64)
     t_first = np.full(n_codes, np.iinfo(np.int64).max, dtype=np.int64)
     seen = pl.DataFrame(schema={"track": pl.Int64, "variant": pl.UInt32})
-    window_s = window_days * DAY
-    for b in progress(range(buckets), "pairs per bucket", unit="buckets"):
-        folder = scratch / f"bucket={b}"
-        if not folder.is_dir():
+    job = BucketJob(str(scratch), lex, log_end, window_days * DAY, same_play_s, key_args)
+    # every bucket's share is merged by sums, minima and unions, so the order buckets finish in changes nothing
+    for _, got in (engine or LocalEngine()).map_unordered(bucket_pairs, range(buckets), shared=job,
+                                                          desc="pairs per bucket", unit="buckets"):
+        if got is None:
             continue
-        part = pl.read_parquet(folder / "*.parquet", hive_partitioning=False)
-        shutil.rmtree(folder)
-        part = part.with_columns(pl.Series("track", lex[part["track"].to_numpy()]))
-        tr = part.group_by("track").agg(pl.len().cast(pl.Int64).alias("listens"), pl.col("time").min().alias("first"))
-        i = tr["track"].to_numpy()
-        t_listens[i] += tr["listens"].to_numpy()
-        t_first[i] = np.minimum(t_first[i], tr["first"].to_numpy())
-        seen = pl.concat([seen, part.select("track", "variant").unique()]).unique()
-        pairs = label(pair_table(part, same_play_s), log_end, window_s)
-        del part, tr
-        n_pairs, n_listens = pairs.height, int(pairs["listens"].sum())
-        lab = pairs.filter(pl.col("labellable"))
-        unl = pairs.filter(~pl.col("labellable"))
-        counts["events"] += lab.height
-        counts["repeats"] += n_listens - n_pairs
-        counts["same_play_merged"] += int(pairs["same_play"].sum())
-        counts["unlabellable"] += unl.height
-        derived["unlabellable_replayed"] += int(unl["replay_at"].is_not_null().sum())
-        derived["replayed"] += int(lab["target"].sum())
-        pair_tracks += np.bincount(pairs["user"].to_numpy(), minlength=n_users)
-        t_listeners += np.bincount(pairs["track"].to_numpy(), minlength=n_codes)
-        keys.add(lab)
-        del pairs, lab, unl
+        i = got["track"]
+        t_listens[i] += got["track_listens"]
+        t_first[i] = np.minimum(t_first[i], got["track_first"])
+        seen = pl.concat([seen, got["seen"]]).unique()
+        for name, n in got["counts"].items():
+            (counts if name in counts else derived)[name] += n
+        pair_tracks[got["user"]] += got["user_tracks"]
+        t_listeners[got["listened"]] += got["listeners"]
+        keys.parts.append(got["keys"])
     shutil.rmtree(scratch, ignore_errors=True)
     check_accounting(counts)
     # a track's names: the alphabetically first of each over its variants (= over its listens)

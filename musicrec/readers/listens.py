@@ -21,6 +21,7 @@ from pathlib import Path
 
 import polars as pl
 
+from musicrec.engine import open_engine
 from musicrec.errors import InputError
 from musicrec.outputs.quality import Quality
 from musicrec.readers import listen_formats, listen_quality, listen_tables, listen_truth, unreadable_lines
@@ -77,9 +78,9 @@ def scan_and_derive(lcfg: dict, cfg: dict, st) -> tuple[dict, list[Path]]:
 def derive(scan, lcfg: dict, files: list[Path], cfg: dict, st) -> dict:
     with st.step("scan listens"):
         listens = scan(lcfg, files)
-    with st.step("derive events (streaming, bucketed)"):
+    with st.step("derive events (streaming, bucketed)"), open_engine(cfg, st) as engine:
         return derive_events(listens, lcfg["window_days"], lcfg["same_play_seconds"], st.tmp / "listens-buckets",
-                             user_sample=lcfg["user_sample"], seed=cfg["seed"])
+                             user_sample=lcfg["user_sample"], seed=cfg["seed"], engine=engine)
 
 
 def read(cfg: dict, st) -> dict:

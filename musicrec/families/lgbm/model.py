@@ -32,11 +32,12 @@ class LightGBMModel(Model):
 
     def __init__(self, num_leaves=63, learning_rate=0.1, n_estimators=500, early_stopping_rounds=30,
                  min_child_samples=100, feature_fraction=0.8, lambda_l2=1.0, max_bin=255, exclude_sources=(),
-                 n_jobs=2, random_state=0):
+                 engine="local", n_jobs=2, random_state=0):
         self.num_leaves, self.learning_rate, self.n_estimators = num_leaves, learning_rate, n_estimators
         self.early_stopping_rounds, self.min_child_samples = early_stopping_rounds, min_child_samples
         self.feature_fraction, self.lambda_l2, self.max_bin = feature_fraction, lambda_l2, max_bin
         self.exclude_sources, self.n_jobs, self.random_state = tuple(exclude_sources), n_jobs, random_state
+        self.engine = engine   # where stage 04 fits it; fit() and every refit (stage 06) run here
 
     def params(self) -> dict:
         """LightGBM parameters; bagging stays off so a row is in every tree's data (influence needs it).
@@ -86,6 +87,13 @@ class LightGBMModel(Model):
             best = self.booster_.best_iteration
             self.booster_ = lgb.Booster(model_str=self.booster_.model_to_string(num_iteration=best))
         return self
+
+    def fit_on_engine(self, eng, train_path: Path, valid: FeatureSet, valid_path: Path | None = None) -> "LightGBMModel":
+        """Stage 04 with `engine: dask`: data-parallel LightGBM on the engine's workers, which read the splits'
+        parquet files themselves (musicrec.families.lgbm.dask_fit); the booster is saved like a local fit's."""
+        from musicrec.families.lgbm.dask_fit import fit_on_cluster
+
+        return fit_on_cluster(self, eng, train_path, valid, valid_path)
 
     def predict_raw(self, data: FeatureSet) -> np.ndarray:
         return self.booster_.predict(self._matrix(data), raw_score=True, num_threads=self.n_jobs)
