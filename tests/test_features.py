@@ -360,7 +360,7 @@ def test_additive_biases_separate_user_from_context():
     y = (rng.random(n) < p).astype(np.float64)
     raw = np.bincount(user, y) / np.bincount(user)
     assert abs(raw[::2].mean() - raw[1::2].mean()) < 0.06   # confounded
-    mu, (b_ctx, b_user) = fit_biases([(library.astype(np.int64), 2), (user, 20)], y, np.ones(n), lam=1.0,
+    mu, (b_ctx, b_user) = fit_biases([(library.astype(np.int64), 2), (user, 20)], y, np.arange(n), lam=1.0,
                                      iterations=20)
     assert b_user[::2].mean() - b_user[1::2].mean() == pytest.approx(0.2, abs=0.02)
     assert b_ctx[1] - b_ctx[0] == pytest.approx(0.3, abs=0.02)

@@ -1,12 +1,10 @@
 """Influence bookkeeping: metric changes, validation, removal curves, held-out halves, groups."""
-import dataclasses
 
 import numpy as np
 import pytest
 from scipy.stats import pearsonr
 
 from musicrec import families
-from musicrec.families import make_model
 from musicrec.influence.heldout import half_influence, user_halves
 from musicrec.influence.losses import auc_gradient, logloss, loss_change, metric_changes
 from musicrec.influence.noise import oracle_posterior
@@ -15,7 +13,7 @@ from musicrec.influence.stats import ceiling, correlation, detector, share_of_ce
 from musicrec.influence.removal import guarded_size, iterative_removal, removal_curves, rescore
 from musicrec.influence.validate import compare, validate_model
 
-from conftest import estimator, small_cfg
+from conftest import estimator
 
 ROWS = np.array([3, 50, 177, 400, 901, 1333, 2000, 2499])
 

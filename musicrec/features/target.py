@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 
 from musicrec.features.keys import KeyCodes, group_sum
+from musicrec.parallel import cores, thread_map
 
 TE_KEYS: dict[str, tuple[str, ...]] = {
     "user": ("user",),
@@ -71,16 +72,22 @@ def target_features(work: pl.DataFrame, keys: KeyCodes, k: int, smoothing: float
     labelled = work["labelled"].to_numpy().astype(np.float64)
     fold = work["fold"].to_numpy().astype(np.int64)
     prior = fold_prior(y, labelled, fold, k)
-    cols, docs = {}, []
-    for name, key_cols in te_keys.items():
+    for key_cols in te_keys.values():   # the key codes first: KeyCodes's cache is not thread-safe
+        keys(key_cols)
+
+    def statistic(key_cols: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
         ids, n_groups = keys(key_cols)
         s = out_of_fold_sum(ids, n_groups, fold, k, y)
         n = out_of_fold_sum(ids, n_groups, fold, k, labelled)
-        cols[f"te_{name}"] = smoothed_mean(s, n, prior, smoothing).astype(np.float32)
         # the number of OTHER train rows of the key (label-free): what a valid/test row sees too.
         # The out-of-fold count would differ by fold on train ((K-1)/K of it) and a count that
         # includes the row itself would never be 0 on train: a linear model exploits both gaps.
-        cols[f"te_{name}_n"] = (group_sum(ids, n_groups, labelled) - labelled).astype(np.float32)
+        return (smoothed_mean(s, n, prior, smoothing).astype(np.float32),
+                (group_sum(ids, n_groups, labelled) - labelled).astype(np.float32))
+
+    cols, docs = {}, []
+    for (name, key_cols), (te, te_n) in zip(te_keys.items(), thread_map(statistic, te_keys.values(), cores())):
+        cols[f"te_{name}"], cols[f"te_{name}_n"] = te, te_n
         label = " x ".join(key_cols)
         docs.append({"name": f"te_{name}", "nan": False,
                      "description": f"replay rate of the {label}, smoothed toward the prior with "
@@ -112,26 +119,25 @@ BIAS_ITERATIONS = 6
 BIAS_CLUSTER_ITERATIONS = 12  # the cluster effects overlap the user and song ones: more passes to settle
 
 
-def fit_biases(effects: list[tuple[np.ndarray, int]], y: np.ndarray, w: np.ndarray, lam: float,
+def fit_biases(effects: list[tuple[np.ndarray, int]], y: np.ndarray, rows: np.ndarray, lam: float,
                iterations: int = BIAS_ITERATIONS) -> tuple[float, list[np.ndarray]]:
-    """y ~ mu + sum_e b_e[id_e] by ridge-regularised backfitting over the rows with weight w.
+    """y ~ mu + sum_e b_e[id_e] by ridge-regularised backfitting over the rows `rows` (indices).
 
     A raw replay rate of a user mixes the user's own tendency with where and what the user plays
     (a "my library" heavy user looks keen); fitting the effects jointly separates them, like the
     baseline predictors of collaborative filtering.
     """
-    mu = float((w * y).sum() / max(w.sum(), 1.0))
-    rows = np.flatnonzero(w > 0)          # rows of weight 0 add nothing: leave them out of every pass
-    w = w[rows]
+    y = y[rows]
+    mu = float(y.sum() / max(len(rows), 1))
     effects = [(ids[rows], n) for ids, n in effects]
-    denominators = [np.bincount(ids, weights=w, minlength=n) + lam for ids, n in effects]
+    denominators = [np.bincount(ids, minlength=n) + lam for ids, n in effects]
     bias = [np.zeros(n) for _, n in effects]
-    resid = (y[rows] - mu) * w
+    resid = y - mu
     for _ in range(iterations):
         for e, (ids, n) in enumerate(effects):
-            partial = resid + w * bias[e][ids]
+            partial = resid + bias[e][ids]
             bias[e] = np.bincount(ids, weights=partial, minlength=n) / denominators[e]
-            resid = partial - w * bias[e][ids]
+            resid = partial - bias[e][ids]
     return mu, bias
 
 
@@ -145,15 +151,19 @@ def bias_features(work: pl.DataFrame, keys: KeyCodes, k: int, smoothing: float,
     effects = [keys(cols) for cols in bias_effects.values()]
     out = {name: np.zeros(work.height, dtype=np.float32) for name in bias_effects}
     total = np.zeros(work.height, dtype=np.float32)
-    for f in range(k + 1):  # fold k = every non-train row: fitted on all train rows
+
+    def fold_fit(f: int) -> None:
+        """Fold k is every non-train row: fitted on all train rows. Folds write disjoint rows."""
         rows = fold == f
         if not rows.any():
-            continue
-        mu, bias = fit_biases(effects, y, labelled * (fold != f), smoothing, iterations)
+            return
+        mu, bias = fit_biases(effects, y, np.flatnonzero((labelled > 0) & (fold != f)), smoothing, iterations)
         total[rows] = mu
         for (name, b), (ids, _) in zip(zip(bias_effects, bias), effects):
             out[name][rows] = b[ids[rows]]
             total[rows] += b[ids[rows]]
+
+    thread_map(fold_fit, range(k + 1), cores())
     cols = {f"bias_{name}": v for name, v in out.items()} | {"bias_total": total}
     docs = [{"name": f"bias_{name}", "nan": False,
              "description": f"the {name}'s additive replay bias fitted jointly with the other biases "

@@ -13,8 +13,6 @@ that the two agree to ~1e-9, which proves the bookkeeping, and compares both wit
 """
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -22,23 +20,13 @@ from threadpoolctl import threadpool_limits
 from musicrec.influence.losses import (logloss_derivatives, loss_change, metric_changes, row_losses,
                                       test_directions)
 from musicrec.models.base import FeatureSet
+from musicrec.parallel import cores, thread_map
 
 
 def model_threads(model) -> int:
     """The analysed model's thread count (config `threads`), else the machine's cores."""
     n = getattr(model, "n_jobs", None)
-    return max(1, int(n)) if n and n > 0 else max(1, len(os.sched_getaffinity(0)))
-
-
-def thread_map(work, items, threads: int) -> list:
-    """[work(x) for x in items] on `threads` threads, results in input order: the passes over
-    millions of rows are numpy loops, which release the GIL, in blocks that each own their
-    output rows (so results do not depend on which thread finished first)."""
-    items = list(items)
-    if threads <= 1 or len(items) <= 1:
-        return [work(x) for x in items]
-    with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(work, items))
+    return max(1, int(n)) if n and n > 0 else cores()
 
 
 def row_blocks(n: int, size: int) -> list[slice]:

@@ -2,8 +2,10 @@
 
 Fitted on the train split only. Influence analysis treats this transform as part of the feature
 map (fitted once, held fixed when rows are removed), exactly like the stage-03 features.
-Fitting reads column blocks, transforming row blocks, so that a 7-million-row split never needs
-more than the output matrix plus one block of float64 temporaries.
+Fitting reads column blocks into one reused buffer, transforming row blocks, so that a
+7-million-row split never needs more than the output matrix plus one block of float64 temporaries.
+Reuse matters on machines that charge seconds per GB of freshly touched memory (BENCHMARKS.md,
+fresh_memory_s_per_gb): numpy's nanmedian and std make a column or block copy per call.
 """
 from __future__ import annotations
 
@@ -16,6 +18,21 @@ BLOCK = 16  # columns per float64 temporary when fitting (medians need whole col
 ROWS = 8_192  # rows per float64 temporary when transforming
 
 
+def median_ignoring_nan(column: np.ndarray, scratch: np.ndarray) -> float:
+    """np.nanmedian of one column, partitioned in `scratch` (no copy of the column): the same value,
+    the middle element or the mean of the two middle ones; NaN when every value is NaN."""
+    values = scratch[:int(np.count_nonzero(~np.isnan(column)))]
+    np.compress(~np.isnan(column), column, out=values)
+    m = len(values)
+    if m == 0:
+        return np.nan
+    if m % 2:
+        values.partition(m // 2)
+        return float(values[m // 2])
+    values.partition([m // 2 - 1, m // 2])
+    return float(np.mean(values[m // 2 - 1:m // 2 + 1]))
+
+
 class NumericDesign:
     """Median imputation + `standard` | `quantile` | `none` scaling of the chosen columns."""
 
@@ -25,21 +42,33 @@ class NumericDesign:
         self.random_state = random_state
 
     def _blocks(self, data: FeatureSet):
+        """Column blocks of the train rows as float64, copied a row chunk at a time into one buffer,
+        column-major (contiguous columns: numpy's pairwise sums, the medians' copies)."""
         idx = [data.names.index(c) for c in self.columns]
+        buffer = np.empty((len(data), min(BLOCK, len(idx)) or 1), order="F")
         for j in range(0, len(idx), BLOCK):
-            yield j, data.X[:, idx[j:j + BLOCK]].astype(np.float64)
+            cols = idx[j:j + BLOCK]
+            block = buffer[:, :len(cols)] if len(cols) == buffer.shape[1] else np.empty((len(data), len(cols)), order="F")
+            for s in range(0, len(data), ROWS):
+                block[s:s + ROWS] = data.X[s:s + ROWS, cols]
+            yield j, block
 
     def fit(self, data: FeatureSet) -> "NumericDesign":
-        d = len(self.columns)
+        d, n = len(self.columns), len(data)
         self.median_, self.mean_, self.std_ = np.zeros(d), np.zeros(d), np.ones(d)
+        scratch = np.empty(n)
         for j, block in self._blocks(data):
             sl = slice(j, j + block.shape[1])
-            med = np.nanmedian(block, axis=0) if len(block) else np.zeros(block.shape[1])
+            med = np.array([median_ignoring_nan(block[:, c], scratch) for c in range(block.shape[1])]) if n else 0.0
             self.median_[sl] = np.nan_to_num(med, nan=0.0)
             block = self._impute(block, sl)
-            self.mean_[sl] = block.mean(axis=0)
-            std = block.std(axis=0)
+            # mean and std as numpy's mean/std compute them (the same sums), the deviations in place
+            self.mean_[sl] = mean = block.mean(axis=0)
+            np.subtract(block, np.add.reduce(block, axis=0, keepdims=True) / n, out=block)
+            np.multiply(block, block, out=block)
+            std = np.sqrt(np.add.reduce(block, axis=0) / n)
             self.std_[sl] = np.where(std > 0, std, 1.0)
+            del mean
         if self.scale == "quantile":
             self.qt_ = QuantileTransformer(n_quantiles=min(1000, len(data)), output_distribution="normal",
                                            subsample=200_000, random_state=self.random_state)

@@ -13,9 +13,10 @@ from musicrec.models.base import FeatureSet, Model
 from musicrec.models.design import NumericDesign
 
 
-def varying(data: FeatureSet, chunk: int = 262_144) -> set[str]:
+def varying(data: FeatureSet, chunk: int = 16_384) -> set[str]:
     """The features with more than one value (NaN counting as one) over the rows, read in row
-    chunks: X is row-major, so a column at a time would stream the whole matrix per column.
+    chunks: X is row-major, so a column at a time would stream the whole matrix per column. The
+    chunks' temporaries stay below the allocator's mmap threshold, so they reuse the heap's pages.
     Kept in data.memo: every scikit-learn family asks."""
     if "varying" in data.memo:
         return data.memo["varying"]

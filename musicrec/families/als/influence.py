@@ -16,7 +16,8 @@ from implicit.als import AlternatingLeastSquares
 from scipy.linalg import cho_factor, cho_solve
 from threadpoolctl import threadpool_limits
 
-from musicrec.influence.base import Estimator, model_threads, thread_map
+from musicrec.influence.base import Estimator, model_threads
+from musicrec.parallel import thread_map
 from musicrec.influence.losses import loss_change
 from musicrec.config import ConfigError
 from musicrec.families.als.model import signed_label_matrix

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from musicrec.influence.base import thread_map
+from musicrec.parallel import thread_map
 
 CANDIDATES = 200      # best songs per user searched for a new top-k (with a bound: exact)
 BATCH = 64            # bm25: distinct play counts of a user reweighted at a time

@@ -17,7 +17,8 @@ import numpy as np
 from scipy.special import expit
 
 from musicrec.families.lgbm.replay import Replay, leaf_value
-from musicrec.influence.base import Estimator, model_threads, row_blocks, thread_map
+from musicrec.influence.base import Estimator, model_threads, row_blocks
+from musicrec.parallel import thread_map
 
 
 BLOCK = 16_384          # train rows per block of the numpy passes: their arrays stay in cache

@@ -1,6 +1,8 @@
 """Logistic regression: one Newton step with leverage, checked against scikit-learn's refit."""
 from __future__ import annotations
 
+import numpy as np
+
 from musicrec.families import register
 from musicrec.families.base import Family
 from musicrec.families.lr.influence import LogisticInfluence
@@ -21,6 +23,12 @@ class LogisticFamily(Family):
     removal_check = "newton_step"
     retrain_warm = True
     group_predictor = "one Newton step with the Hessian downdated by the group"
+
+    def retrain_model(self, model, seed):
+        """float64, like the estimator's polished optimum and scikit-learn's reference refit."""
+        fresh = super().retrain_model(model, seed)
+        fresh.dtype = np.float64
+        return fresh
 
     def retrain_arguments(self, model, seed=None) -> dict:
         """Retrained to the exact optimum, like the estimator's own polished fit: lbfgs stopped at

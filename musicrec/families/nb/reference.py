@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.naive_bayes import GaussianNB
 
-from musicrec.influence.base import model_threads, thread_map
+from musicrec.influence.base import model_threads
+from musicrec.parallel import thread_map
 from musicrec.influence.reference import LibraryReference
 from musicrec.models.sklearn_base import fit_without_rows
 
