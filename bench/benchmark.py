@@ -88,13 +88,15 @@ GENERATE = ("from musicrec import config; from musicrec.readers.synthetic import
 
 def run_process(cmd: list[str], log_path: Path) -> dict:
     """Run one command; wall and CPU seconds and peak RSS of that process tree from the OS."""
+    load = round(os.getloadavg()[0], 2)   # what else ran: a load near the core count halves a stage's speed
     t0 = time.perf_counter()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     return {"wall_s": round(wall, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
-            "peak_rss_gb": round(usage.ru_maxrss / 1024**2, 3), "exit_code": os.waitstatus_to_exitcode(status)}
+            "peak_rss_gb": round(usage.ru_maxrss / 1024**2, 3), "exit_code": os.waitstatus_to_exitcode(status),
+            "load_before": load}
 
 
 def fresh_memory_seconds_per_gb(gb: float = 1.0, idle: float = 10.0) -> float:
@@ -111,6 +113,15 @@ def fresh_memory_seconds_per_gb(gb: float = 1.0, idle: float = 10.0) -> float:
     t0 = time.perf_counter()
     np.ones(n)
     return round((time.perf_counter() - t0) / gb, 2)
+
+
+def fresh_memory_in_child() -> float:
+    """fresh_memory_seconds_per_gb in a process of its own: a child started after this process touched
+    a GB would inherit that high-water mark as its own peak RSS (Linux carries it across fork and exec)."""
+    code = "import sys; sys.path.insert(0, sys.argv[1]); from benchmark import fresh_memory_seconds_per_gb as f; print(f())"
+    done = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent)], capture_output=True, text=True,
+                          check=True)
+    return float(done.stdout.split()[-1])
 
 
 def manifest(out: Path, stage: str) -> dict:
@@ -195,6 +206,8 @@ def main(argv=None) -> int:
                     help="first step to run (earlier outputs in --out are reused)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                     help="config override passed to every stage")
+    ap.add_argument("--bare-fits", action="store_true",
+                    help="after the stages, time each family's bare library fit on 04's arrays (bench/bare_fits.py)")
     ap.add_argument("--engine", choices=("local", "dask"), default="local",
                     help="dask: engine.kind=dask and train.lgbm.engine=dask for every stage (01's buckets, 04's lgbm on "
                          "a LocalCluster); each stage's record adds what its workers did (manifest info.engine)")
@@ -226,7 +239,7 @@ def main(argv=None) -> int:
     partial = out / "bench_partial.json"
     record: dict = {"preset": args.preset, "profile": args.profile, "steps": {},
                     "engine": {"kind": args.engine, **({"workers": args.workers} if engine else {})},
-                    "fresh_memory_s_per_gb": fresh_memory_seconds_per_gb()}
+                    "fresh_memory_s_per_gb": fresh_memory_in_child()}
     if args.start != "generate" and partial.is_file():
         # resuming: keep the measurements of the steps that are not rerun
         earlier = json.loads(partial.read_text())["steps"]
@@ -253,6 +266,10 @@ def main(argv=None) -> int:
             print(f"{step} failed: see {out / (step + '.log')}", file=sys.stderr)
             return 1
     record["quality"] = quality(out)
+    if args.bare_fits and (out / "04_train" / "metrics.json").is_file():
+        from bare_fits import bare_fits
+
+        record["bare_fits"] = bare_fits(out)
     if args.naive_seconds > 0 and (out / "06_influence" / "validation.json").is_file():
         record["naive"] = naive_versus_ours(out, args.naive_seconds, cfg["influence"]["models"])
     record.update(
