@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from musicrec import families
-from musicrec.configspec import (Bool, Choice, Choices, ConfigError, Float, FloatPair, Int, OptInt, OptStr, Spec,
+from musicrec.configspec import (Bool, Choice, Choices, ConfigError, Float, FloatPair, Int, OptFloat, OptInt, OptStr, Spec,
                                  Str, read_yaml)
 from musicrec.families import BUILTIN, FamilyError
 
@@ -212,6 +212,7 @@ SCHEMA: dict = {
         "groups": {
             "enabled": Bool(True),
             "retrain": OptInt(5, lo=0),
+            "seconds": OptFloat(60.0, lo=0.0),
             "replay_rows": OptInt(500_000, lo=1),
             "als_sweeps": Int(1, 0, 50),
             "curve_fractions": Spec([0.1, 0.3, 0.5], "float_list", 0.0, 1.0, open_lo=True, open_hi=True),

@@ -32,7 +32,7 @@ class Spec:
     """One leaf of the schema: the default and the rule a value must follow."""
 
     default: Any
-    kind: str  # int | float | bool | str | choice | choices | float_pair | optional_int
+    kind: str  # int | float | bool | str | choice | choices | float_pair | optional_int | optional_float
     lo: float | None = None
     hi: float | None = None
     options: tuple = ()
@@ -56,7 +56,8 @@ class Spec:
             return "null or a non-empty string"
         if self.kind == "str_list":
             return "a list of non-empty strings"
-        noun = {"int": "an integer", "float": "a number", "optional_int": "null or an integer"}[self.kind]
+        noun = {"int": "an integer", "float": "a number", "optional_int": "null or an integer",
+                "optional_float": "null or a number"}[self.kind]
         return noun + self._range()
 
     def _range(self) -> str:
@@ -90,8 +91,10 @@ class Spec:
             return (isinstance(v, int) and not isinstance(v, bool) and self._in_range(v)), v
         if self.kind == "optional_int":
             return True, None
-        if self.kind == "float":
+        if self.kind == "float" or (self.kind == "optional_float" and v is not None):
             return (is_num and self._in_range(float(v))), (float(v) if is_num else v)
+        if self.kind == "optional_float":
+            return True, None
         if self.kind == "bool":
             return isinstance(v, bool), v
         if self.kind == "str":
@@ -132,6 +135,10 @@ def OptInt(default=None, lo=None, hi=None):
 
 def Float(default, lo=None, hi=None, open_lo=False, open_hi=False):
     return Spec(default, "float", lo, hi, open_lo=open_lo, open_hi=open_hi)
+
+
+def OptFloat(default=None, lo=None, hi=None):
+    return Spec(default, "optional_float", lo, hi)
 
 
 def OptStr(default=None):

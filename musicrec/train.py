@@ -95,7 +95,8 @@ def run(cfg: dict, force: bool = False) -> TrainMetrics:
             for f in files:
                 st.output(f)
             manifest.models[name] = TrainedModel(family=name, origin=families.origin(name), files=files,
-                                                 params=model.init_args(), info=model.info())
+                                                 params=model.init_args(), info=model.info(),
+                                                 fit_seconds=round(fit_s, 3))
             metrics.models[name] = entry
             if entry.valid is not None:
                 log.info("%s: %s valid AUC %.4f logloss %.4f (fit %.1fs)", STAGE, name, entry.valid.auc or 0,

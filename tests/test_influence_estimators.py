@@ -35,7 +35,8 @@ def test_nb_retraining_is_scikit_learns_gaussian_nb_without_the_row(splits):
     est = estimator("nb", splits)
     keep = np.ones(est.n, dtype=bool)
     keep[17] = False
-    jll = GaussianNB(var_smoothing=est.vs).fit(est.Z[keep], est.y[keep]).predict_joint_log_proba(est.Zt)
+    Z, Zt = est.Z.astype(np.float64), est.Zt.astype(np.float64)   # the model's float32 design, in float64
+    jll = GaussianNB(var_smoothing=est.vs).fit(Z[keep], est.y[keep]).predict_joint_log_proba(Zt)
     np.testing.assert_allclose(est.refit_logits(17)[0], jll[:, 1] - jll[:, 0], rtol=1e-9, atol=1e-9)
 
 
@@ -68,14 +69,15 @@ def test_nb_column_block_fit_is_gaussian_nbs_whole_fit(splits, block, threads):
     from sklearn.naive_bayes import GaussianNB
 
     est = estimator("nb", splits)
-    whole = GaussianNB(var_smoothing=est.vs).fit(est.Z, est.y)
+    Z = est.Z.astype(np.float64)
+    whole = GaussianNB(var_smoothing=est.vs).fit(Z, est.y)
     blocks = nb_reference.ColumnBlockNB(est.vs, block, threads).fit(est.Z, est.y)
     assert blocks.epsilon_ == pytest.approx(whole.epsilon_, rel=1e-13)   # summation order: an ulp
     np.testing.assert_array_equal(blocks.class_count_, whole.class_count_)
     np.testing.assert_allclose(blocks.theta_, whole.theta_, rtol=1e-13, atol=0)
     np.testing.assert_allclose(blocks.var_, whole.var_, rtol=1e-13, atol=0)
-    np.testing.assert_allclose(blocks.predict_joint_log_proba(est.Zt), whole.predict_joint_log_proba(est.Zt),
-                               rtol=1e-12)
+    Zt = est.Zt.astype(np.float64)
+    np.testing.assert_allclose(blocks.predict_joint_log_proba(Zt), whole.predict_joint_log_proba(Zt), rtol=1e-12)
 
 
 def test_nb_library_loo_is_gaussian_nb(splits):

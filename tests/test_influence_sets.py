@@ -37,7 +37,8 @@ def test_naive_bayes_set_is_gaussian_nb_refitted_without_it(splits):
 
     est = estimator("nb", splits)
     keep = np.setdiff1d(np.arange(est.n), GROUP)
-    jll = GaussianNB(var_smoothing=est.vs).fit(est.Z[keep], est.y[keep]).predict_joint_log_proba(est.Zt)
+    jll = (GaussianNB(var_smoothing=est.vs).fit(est.Z[keep].astype(np.float64), est.y[keep])
+           .predict_joint_log_proba(est.Zt.astype(np.float64)))
     ref = jll[:, 1] - jll[:, 0]
     np.testing.assert_allclose(est.group_logits(GROUP), ref, rtol=0, atol=1e-9 * np.abs(ref - est.f_test).max())
 
@@ -189,3 +190,16 @@ def test_group_trust_statement_follows_the_measured_correlation():
     assert "ranks groups reliably" in good["trust"] and "replayed" in good["trust"]
     assert "not shown to rank groups reliably" in bad["trust"] and "delta_logloss" in bad["trust"]
     assert "n=40" in bad["trust"] and good["predicted"]["A"]["relative_error"] < 0.05
+
+
+def test_group_retraining_fits_its_seconds_or_is_left_out():
+    from musicrec.influence.groups import MIN_CHECK, plan_retrains
+
+    cfg = {"retrain": 5, "seconds": 60.0}
+    assert plan_retrains(cfg, 69, 2.0, [0.1, 0.3], False) == (5, [0.1, 0.3], None)
+    check, curve, why = plan_retrains(cfg, 69, 12.0, [0.1, 0.3], False)   # 5 fits: the all-rows refit + 4
+    assert (check, curve) == (4, []) and "4 of 5" in why and "no learning curve" in why
+    assert plan_retrains(cfg, 69, 12.0, [], True)[0] == 0 < MIN_CHECK   # 2 per group under two seeds: 2 groups
+    assert plan_retrains(cfg, 69, 170.0, [0.1], False)[:2] == (0, [])
+    assert plan_retrains({"retrain": 5, "seconds": None}, 69, 170.0, [0.1], False) == (5, [0.1], None)
+    assert plan_retrains({"retrain": None, "seconds": 60.0}, 69, 170.0, [], False) == (69, [], None)

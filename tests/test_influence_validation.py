@@ -112,9 +112,9 @@ def test_group_removal_model_against_retraining(name, splits):
     keep = np.setdiff1d(np.arange(len(loo)), group)
     if name == "nb":
         from sklearn.naive_bayes import GaussianNB
-        X = est.Z[keep]
+        X = est.Z[keep].astype(np.float64)    # the model's float32 design, in float64
         nb = GaussianNB(var_smoothing=est.vs).fit(X, est.y[keep])
-        jll = nb.predict_joint_log_proba(est.Zt)
+        jll = nb.predict_joint_log_proba(est.Zt.astype(np.float64))
         f = jll[:, 1] - jll[:, 0]
     else:
         f = est.Xt @ est.polish(est.theta, est.y, np.isin(np.arange(len(loo)), keep).astype(float))
@@ -257,8 +257,9 @@ def test_nb_retraining_deletes_the_rows_it_leaves_out(splits):
     est = estimator("nb", splits)
     rows = np.arange(0, len(train), 7)
     keep = np.setdiff1d(np.arange(len(train)), rows)
-    model, _, new = Retrainer(est.model, train, valid, test).fit_without(0, rows)
-    jll = GaussianNB(var_smoothing=est.vs).fit(est.Z[keep], est.y[keep]).predict_joint_log_proba(est.Zt)
+    model, _, new = Retrainer(est.model, train, valid, test, prepared=est.retrain_inputs()).fit_without(0, rows)
+    Z = est.Z.astype(np.float64)
+    jll = GaussianNB(var_smoothing=est.vs).fit(Z[keep], est.y[keep]).predict_joint_log_proba(est.Zt.astype(np.float64))
     np.testing.assert_allclose(new, jll[:, 1] - jll[:, 0], rtol=1e-9, atol=1e-9)
 
 

@@ -127,6 +127,35 @@ def predict(est, groups: list, influence: dict | None, halves: dict, user: np.nd
     return out, (time.perf_counter() - t0) / max(1, len(groups))
 
 
+MIN_CHECK = 3   # fewer retrained groups than this give no correlation worth an interval
+
+
+def plan_retrains(gcfg: dict, n_groups: int, fit_seconds: float | None, curve_fractions, twice: bool):
+    """How many groups to retrain as the check, and which learning-curve shares, within
+    influence.groups.seconds when one retrain costs what stage 04's fit of the model took.
+
+    The all-rows refit the check compares with counts as one retrain; the check comes first, then
+    the curve; a check of fewer than MIN_CHECK groups is not made. `retrain: null` (every group) or
+    `seconds: null` is no cap. Returns (groups to retrain, curve shares, why fewer, or None)."""
+    wanted = n_groups if gcfg["retrain"] is None else min(gcfg["retrain"], n_groups)
+    budget = gcfg["seconds"]
+    if budget is None or gcfg["retrain"] is None or not fit_seconds or wanted == 0:
+        return wanted, list(curve_fractions), None
+    fits = int(budget // fit_seconds) - 1
+    check = min(wanted, max(0, fits) // (1 + twice))
+    if check < MIN_CHECK:
+        check = 0
+    fits -= check * (1 + twice)
+    curve = list(curve_fractions) if fits >= len(curve_fractions) else []
+    if check == wanted and len(curve) == len(curve_fractions):
+        return check, curve, None
+    why = (f"one retrain takes ~{fit_seconds:.0f} s (stage 04's fit) and influence.groups.seconds is {budget:g}: "
+           f"{check} of {wanted} groups retrained as the check" + ("" if len(curve) == len(curve_fractions) else
+                                                                  ", no learning curve")
+           + "; bench/benchmark.py --profile fullsize-proof retrains more")
+    return check, curve, why
+
+
 def retrain(retrainer: Retrainer, seed: int, groups: list, chosen: np.ndarray, halves: dict, user: np.ndarray,
             progress=None) -> tuple[dict, float]:
     """The retrained change of each half for the chosen groups (by index), and the mean seconds per

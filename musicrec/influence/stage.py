@@ -85,7 +85,7 @@ class Explained:
 
 
 def explain(cfg: dict, st: StageRun, name: str, model, data: dict, halves: dict, groups: list,
-            flipped: np.ndarray | None) -> Explained:
+            flipped: np.ndarray | None, fit_seconds: float | None = None) -> Explained:
     """Leave-one-out of every training row of one model, its validation and its group effects."""
     vcfg = cfg["influence"]["validate"]
     train, valid, test = data["train"], data["valid"], data["test"]
@@ -125,21 +125,25 @@ def explain(cfg: dict, st: StageRun, name: str, model, data: dict, halves: dict,
             "rows": "training split (all rows)", "rankings": noise.model_rankings(loo, flipped, rng, est.rankings())})
     if groups:
         out.groups, out.group_summary = explain_groups(cfg, st, est, retrainer, seeds, groups, influence, halves,
-                                                       users, data["valid"], rng)
+                                                       users, data["valid"], rng, fit_seconds)
     log.info("%s: %s LOO for %d rows in %.1fs, %d retrains", STAGE, name, len(train), loo_seconds, retrainer.fits)
     return out
 
 
 def explain_groups(cfg: dict, st: StageRun, est, retrainer, seeds: tuple[int, int], groups: list, influence: dict,
-                   halves: dict, users: np.ndarray, valid, rng) -> tuple[list[dict], GroupSummary]:
+                   halves: dict, users: np.ndarray, valid, rng, fit_seconds: float | None = None
+                   ) -> tuple[list[dict], GroupSummary]:
     """Every group's predicted effect by the family's set predictor, a seeded sample retrained, and
-    (influence.groups.ceiling) that sample retrained under a second seed: the noise ceiling."""
+    (influence.groups.ceiling) that sample retrained under a second seed: the noise ceiling. The
+    retraining fits influence.groups.seconds (grouping.plan_retrains)."""
     gcfg, name, seed = cfg["influence"]["groups"], est.name, seeds[0]
     family = families.get(name)
     twice = gcfg["ceiling"] and not family.deterministic
-    n_check = len(groups) if gcfg["retrain"] is None else min(gcfg["retrain"], len(groups))
+    n_check, curve_at, budget_note = grouping.plan_retrains(
+        gcfg, len(groups), fit_seconds, gcfg["curve_fractions"] if family.group_curve else [], twice)
+    if budget_note:
+        log.info("%s: %s groups: %s", STAGE, name, budget_note)
     chosen = np.sort(stream(cfg, STAGE, "group_retrain", name).choice(len(groups), n_check, replace=False))
-    curve_at = gcfg["curve_fractions"] if family.group_curve else []
     est.prepare_sets(valid, gcfg)
     with st.step(f"groups {name}"), Progress(len(groups) + n_check * (1 + twice) + len(curve_at), f"groups {name}",
                                             unit="groups") as progress:
@@ -156,6 +160,9 @@ def explain_groups(cfg: dict, st: StageRun, est, retrainer, seeds: tuple[int, in
     log.info("%s: %s groups: %d predicted (%.2fs each), %d retrained (%.2fs each)", STAGE, name, len(groups), predict_s,
              n_check, retrain_s)
     summary = grouping.summarize(recs, rng, name, seconds)
+    summary["retrain_budget"] = budget_note
+    if n_check == 0 and not family.group_exact:
+        summary["trust"] = f"{family.group_predictor}; not checked against retraining in this run ({budget_note})"
     if curve is not None:
         summary["learning_curve"] = curve
     if again is not None:
@@ -202,7 +209,8 @@ def run(cfg: dict, force: bool = False) -> Validation:
                 log.warning("%s: %s", STAGE, families.get(name).explains(models.pop(name)))
                 names.remove(name)
             for name in track(names, "influence models", unit="models", every=0.0):
-                results[name] = explain(cfg, st, name, models.pop(name), data, halves, groups, flipped)
+                results[name] = explain(cfg, st, name, models.pop(name), data, halves, groups, flipped,
+                                        manifest.models[name].fit_seconds)
                 gc.collect()   # one model's matrices at a time: at full size each estimator and retrainer holds GBs
         else:
             log.info("%s: play counts without time have no labelled event: the ranking part only", STAGE)

@@ -104,6 +104,7 @@ class GroupSummary(Record):
     seconds: dict | None = None   # set_prediction_per_group, retrain_per_group, prediction_share_of_retrain
     learning_curve: dict | None = None   # half -> fractions, residuals (retrained - predicted) of random draws
     noise_ceiling: dict | None = None    # half -> Spearman of the retrained changes under two seeds
+    retrain_budget: str | None = None    # why fewer groups were retrained (influence.groups.seconds)
 
 
 @dataclass

@@ -15,6 +15,7 @@ class TrainedModel(Record):
     files: list[str]
     params: dict                 # the model's constructor arguments (get_params)
     info: dict = field(default_factory=dict)   # fitted facts: trees, iterations, factors, ...
+    fit_seconds: float | None = None           # what one fit took: stage 06 sizes its retraining by it
 
 
 @dataclass

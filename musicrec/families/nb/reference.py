@@ -1,9 +1,9 @@
 """GaussianNB refitted without a row: the library reference of naive Bayes's estimates.
 
-scikit-learn's GaussianNB is fitted on the same float64 design without the row, one block of
-columns at a time (its means and variances are per column; only its var_smoothing epsilon,
-var_smoothing times the largest column variance, spans the columns, and it is the largest of the
-blocks' epsilons): GaussianNB's own temporaries are a design's worth per fit, ~5 GB at KKBOX size.
+scikit-learn's GaussianNB is fitted on the model's design (its float32 values, in float64) without
+the row, one block of columns at a time: its means and variances are per column, and only its
+var_smoothing epsilon (var_smoothing times the largest column variance) spans the columns.
+GaussianNB's own temporaries are a design's worth per fit on the whole design, ~5 GB at KKBOX size.
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 from sklearn.naive_bayes import GaussianNB
 
 from musicrec.influence.base import model_threads
-from musicrec.parallel import thread_map
 from musicrec.influence.reference import LibraryReference
+from musicrec.parallel import thread_map
 from musicrec.models.sklearn_base import fit_without_rows
 
 ROWS = 20_000          # test rows per block of the logit computations
@@ -22,8 +22,10 @@ NB_BLOCK = 16          # columns per GaussianNB fit: a block costs a strided pas
 
 class ColumnBlockNB:
     """GaussianNB fitted column block by column block, each worker thread copying its blocks into
-    one reused buffer, and assembled into one fitted GaussianNB: the library's fit of every column,
-    without a design-sized temporary."""
+    one reused float64 buffer, and assembled into one fitted GaussianNB: the library's fit of every
+    column, without a design-sized temporary. Blocks are fitted without var_smoothing, and its
+    epsilon (var_smoothing times the largest column variance) is added once, as GaussianNB adds it,
+    so the assembled fit is GaussianNB's on the whole design."""
 
     def __init__(self, var_smoothing: float, block: int = NB_BLOCK, threads: int = 1):
         self.var_smoothing, self.block, self.threads = var_smoothing, block, max(1, threads)
@@ -37,7 +39,12 @@ class ColumnBlockNB:
                 self.buffers[worker] = np.empty(len(Z) * width)
             block = self.buffers[worker][:cols.size].reshape(cols.shape)
             np.copyto(block, cols)
-            fits.append(GaussianNB(var_smoothing=self.var_smoothing).fit(block, y))
+            fit = GaussianNB(var_smoothing=0.0).fit(block, y)
+            # the columns' variances as np.var computes them (GaussianNB's epsilon), in the buffer
+            n = len(block)
+            np.subtract(block, np.add.reduce(block, axis=0, keepdims=True) / n, out=block)
+            np.multiply(block, block, out=block)
+            fits.append((fit, np.add.reduce(block, axis=0) / n))
         return fits
 
     def fit(self, Z: np.ndarray, y: np.ndarray) -> GaussianNB:
@@ -49,14 +56,13 @@ class ColumnBlockNB:
         done = thread_map(lambda w: self._fit_blocks(w, Z, y, shares[w], width), range(workers), workers)
         fits = [done[k % workers][k // workers] for k in range(len(starts))]   # back in column order
         nb = GaussianNB(var_smoothing=self.var_smoothing)
-        first = fits[0]
+        first = fits[0][0]
         nb.classes_, nb.class_count_, nb.class_prior_ = first.classes_, first.class_count_, first.class_prior_
         nb.n_features_in_ = d
-        nb.epsilon_ = max(f.epsilon_ for f in fits)
-        nb.theta_ = np.hstack([f.theta_ for f in fits])
-        # a block's variances carry its own epsilon; the block holding the largest variance is as fitted
-        nb.var_ = np.hstack([f.var_ if f.epsilon_ == nb.epsilon_ else f.var_ - f.epsilon_ + nb.epsilon_
-                             for f in fits])
+        nb.epsilon_ = self.var_smoothing * max(var.max() for _, var in fits)
+        nb.theta_ = np.hstack([f.theta_ for f, _ in fits])
+        nb.var_ = np.hstack([f.var_ for f, _ in fits])
+        nb.var_[:, :] += nb.epsilon_
         return nb
 
 
@@ -75,7 +81,7 @@ def nb_logits(nb: GaussianNB, Z: np.ndarray) -> np.ndarray:
     """GaussianNB's log-odds, predicted in row blocks (its temporaries are a few copies of the rows)."""
     out = np.empty(len(Z))
     for s in range(0, len(Z), ROWS):
-        jll = nb.predict_joint_log_proba(Z[s:s + ROWS])
+        jll = nb.predict_joint_log_proba(Z[s:s + ROWS].astype(np.float64))
         out[s:s + ROWS] = jll[:, 1] - jll[:, 0]
     return out
 
@@ -102,7 +108,7 @@ def nb_logit_change(base: GaussianNB, new: GaussianNB, Z: np.ndarray) -> np.ndar
 
 
 class NaiveBayesReference(LibraryReference):
-    """GaussianNB on the estimator's float64 design, refitted without each row (one reused buffer)."""
+    """GaussianNB on the estimator's design in float64, refitted without each row (one reused buffer)."""
 
     def __init__(self, est):
         super().__init__(est)
@@ -122,4 +128,4 @@ class NaiveBayesReference(LibraryReference):
         return nb_logit_change(base, fit, X)
 
     def train_rows(self, rows) -> np.ndarray:
-        return self.est.Z[rows]
+        return self.est.Z[rows].astype(np.float64)
