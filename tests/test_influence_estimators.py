@@ -209,3 +209,23 @@ def test_rf_data_oob_is_a_probability_of_the_own_label(splits):
     est.loo()
     v = est.data_oob[np.isfinite(est.data_oob)]
     assert len(v) > 0.9 * len(est.data_oob) and v.min() >= 0 and v.max() <= 1
+
+
+def test_lr_reference_with_a_blocked_hessian_is_scikit_learns_fit(splits):
+    """The reference's Hessian summed over row blocks (no design-sized temporary) leaves scikit-learn's
+    newton-cholesky fit as it is, to the rounding of the Hessian's sums."""
+    from sklearn.linear_model import LogisticRegression, _linear_loss
+
+    from musicrec.families.lr.reference import chunked_hessian
+
+    est = estimator("lr", splits)
+    w = np.ones(len(est.X))
+    w[[3, 40]] = 0.0
+    plain = LogisticRegression(C=est.C, solver="newton-cholesky", tol=1e-10).fit(est.X, est.y, sample_weight=w)
+    original = _linear_loss.sandwich_dot
+    with chunked_hessian(rows=997):
+        assert _linear_loss.sandwich_dot is not original
+        blocked = LogisticRegression(C=est.C, solver="newton-cholesky", tol=1e-10).fit(est.X, est.y, sample_weight=w)
+    assert _linear_loss.sandwich_dot is original
+    np.testing.assert_allclose(blocked.coef_, plain.coef_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(blocked.intercept_, plain.intercept_, rtol=1e-10, atol=1e-12)
