@@ -178,7 +178,9 @@ def run(cfg: dict, force: bool = False) -> Validation:
     with StageRun(STAGE, cfg, force=force) as st:
         with st.step("read"):
             spec = json.loads(st.input("03_features", "features.json").read_text())
-            data = {n: load_feature_set(st.input("03_features", f"features_{n}.parquet"), spec)
+            # the train matrix stays in its file: nb, lr and rf read their designs from it batch by batch,
+            # and a family that needs it whole (lgbm) reads it and lets it go when done (GBs at KKBOX size)
+            data = {n: load_feature_set(st.input("03_features", f"features_{n}.parquet"), spec, stored=n == "train")
                     for n in ("train", "valid", "test")}
             manifest, models = load_trained(st, icfg["models"])
             names = list(models)
@@ -211,6 +213,7 @@ def run(cfg: dict, force: bool = False) -> Validation:
             for name in track(names, "influence models", unit="models", every=0.0):
                 results[name] = explain(cfg, st, name, models.pop(name), data, halves, groups, flipped,
                                         manifest.models[name].fit_seconds)
+                data["train"].release()
                 gc.collect()   # one model's matrices at a time: at full size each estimator and retrainer holds GBs
         else:
             log.info("%s: play counts without time have no labelled event: the ranking part only", STAGE)

@@ -11,6 +11,10 @@ import pyarrow.parquet as pq
 from sklearn.base import BaseEstimator
 
 
+BATCH_ROWS = 32_768   # rows per parquet batch: its buffers (~17 MB) stay below the allocator's mmap
+                      # threshold, so every batch reuses the same heap pages
+
+
 @dataclass
 class FeatureSet:
     """One split as models see it: the feature matrix plus the keys some families need.
@@ -31,6 +35,14 @@ class FeatureSet:
     def __len__(self) -> int:
         return self.X.shape[0]
 
+    def row_batches(self, rows: int = BATCH_ROWS):
+        """(first row, block) of consecutive rows of X."""
+        for s in range(0, len(self), rows):
+            yield s, self.X[s:s + rows]
+
+    def release(self) -> None:
+        """Forget what can be read again (a StoredFeatureSet's matrix); nothing for a matrix in memory."""
+
     def column(self, name: str) -> np.ndarray:
         return self.X[:, self.names.index(name)]
 
@@ -47,33 +59,100 @@ class FeatureSet:
         return [n for n in self.names if n not in self.categorical]
 
 
-def load_feature_set(parquet, spec: dict, dtype=np.float32, batch_rows: int = 65_536) -> FeatureSet:
+def matrix_batches(parquet, names: list[str], dtype, batch_rows: int = BATCH_ROWS):
+    """(first row, block) of a features parquet's columns `names`, batch by batch (a column-major
+    view: one contiguous column per feature); nulls as NaN."""
+    start = 0
+    if not names:
+        return
+    for batch in pq.ParquetFile(parquet).iter_batches(batch_size=batch_rows, columns=names):
+        block = np.empty((len(names), batch.num_rows), dtype=dtype)   # a column per row: contiguous writes
+        for j, column in enumerate(batch.columns):
+            block[j] = column.to_numpy(zero_copy_only=False)
+        yield start, block.T
+        start += batch.num_rows
+
+
+def load_feature_set(parquet, spec: dict, dtype=np.float32, stored: bool = False) -> FeatureSet:
     """Read one features_*.parquet written by stage 03 into a FeatureSet.
 
     The feature matrix is filled batch by batch into one C-ordered array of `dtype` (a polars frame,
     its numpy copy and a C-ordered copy were three matrices at once: 8 GB for a 2.7 GB matrix at
-    KKBOX size); nulls read as NaN."""
+    KKBOX size). `stored`: the matrix stays in the file until it is needed whole (StoredFeatureSet)."""
     names = [f["name"] for f in spec["features"]]
     categorical = [f["name"] for f in spec["features"] if f["categorical"]]
     sources = {f["name"]: f["source"] for f in spec["features"]}
     file = pq.ParquetFile(parquet)
     present = set(file.schema_arrow.names)
     target = spec.get("target", "target")
-    meta = [c for c in (target, *spec["keys"], "id") if c in present]
     if hasattr(parquet, "seek"):
         parquet.seek(0)
-    frame = pl.read_parquet(parquet, columns=meta)
+    frame = pl.read_parquet(parquet, columns=[c for c in (target, *spec["keys"], "id") if c in present])
     y = frame[target].to_numpy().astype(np.int8) if target in present else None
-    X = np.empty((file.metadata.num_rows, len(names)), dtype=dtype)
-    start = 0
-    for batch in (file.iter_batches(batch_size=batch_rows, columns=names) if names else ()):
-        block = np.empty((len(names), batch.num_rows), dtype=dtype)   # a column per row: contiguous writes
-        for j, column in enumerate(batch.columns):
-            block[j] = column.to_numpy(zero_copy_only=False)
-        X[start:start + batch.num_rows] = block.T
-        start += batch.num_rows
-    return FeatureSet(X, y, frame.select([c for c in (*spec["keys"], "id") if c in present]), names, categorical,
-                      sources)
+    keys = frame.select([c for c in (*spec["keys"], "id") if c in present])
+    if stored:
+        return StoredFeatureSet(parquet, dtype, file.metadata.num_rows, y, keys, names, categorical, sources)
+    return FeatureSet(read_matrix(parquet, names, dtype, file.metadata.num_rows), y, keys, names, categorical, sources)
+
+
+def read_matrix(parquet, names: list[str], dtype, n_rows: int) -> np.ndarray:
+    X = np.empty((n_rows, len(names)), dtype=dtype)
+    for start, block in matrix_batches(parquet, names, dtype):
+        X[start:start + len(block)] = block
+    return X
+
+
+class StoredFeatureSet(FeatureSet):
+    """A split whose feature matrix stays in its parquet file until a family needs it whole.
+
+    Stage 06 at KKBOX size: the matrix is 2.7 GB, and the designs that nb, lr and rf build from it
+    (2.5 to 5 GB each) are read from the file batch by batch (row_batches) instead of from a copy
+    held beside them. `X` reads the whole matrix on first use; `release` lets it go again."""
+
+    def __init__(self, parquet, dtype, n_rows: int, y, keys, names, categorical, sources):
+        self.parquet, self.dtype, self.n_rows, self._X = parquet, dtype, n_rows, None
+        self.y, self.keys, self.names, self.categorical, self.sources = y, keys, names, categorical, sources
+        self.memo = {}
+
+    @property
+    def X(self) -> np.ndarray:
+        if self._X is None:
+            self._X = read_matrix(self.parquet, self.names, self.dtype, self.n_rows)
+        return self._X
+
+    @X.setter
+    def X(self, value: np.ndarray) -> None:
+        self._X = value
+
+    def __len__(self) -> int:
+        return self.n_rows
+
+    def row_batches(self, rows: int = BATCH_ROWS):
+        if self._X is not None:
+            yield from super().row_batches(rows)
+        else:
+            yield from matrix_batches(self.parquet, self.names, self.dtype, rows)
+
+    def take(self, rows: np.ndarray) -> FeatureSet:
+        """Some rows in memory, read from the file in one pass when the whole matrix is not held."""
+        if self._X is not None:
+            return super().take(rows)
+        rows = np.asarray(rows)
+        rows = np.flatnonzero(rows) if rows.dtype == bool else rows.astype(np.int64)
+        order = np.argsort(rows, kind="stable")
+        ranked = rows[order]
+        X = np.empty((len(rows), len(self.names)), dtype=self.dtype)
+        for start, block in self.row_batches():
+            lo, hi = np.searchsorted(ranked, [start, start + len(block)])
+            if hi > lo:
+                X[order[lo:hi]] = block[ranked[lo:hi] - start]
+        return FeatureSet(X, None if self.y is None else self.y[rows], self.keys[rows], self.names, self.categorical,
+                          self.sources)
+
+    def release(self) -> None:
+        """Forget the whole matrix (the file still holds it; the memo's designs go too)."""
+        self._X = None
+        self.memo.clear()
 
 
 class Model(BaseEstimator):

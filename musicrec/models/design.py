@@ -84,13 +84,14 @@ class NumericDesign:
         idx = np.array([data.names.index(c) for c in self.columns], dtype=np.intp)
         out = np.empty((len(data), d + int(intercept)), dtype=dtype)
         everything = slice(0, d)
-        for s in range(0, len(data), ROWS):
-            block = np.take(data.X[s:s + ROWS], idx, axis=1).astype(np.float64)
-            block = self._impute(block, everything)
-            if scale and self.scale == "standard":
-                block -= self.mean_
-                block /= self.std_
-            out[s:s + ROWS, :d] = block
+        for start, batch in data.row_batches():      # from memory, or from the file (StoredFeatureSet)
+            for s in range(0, len(batch), ROWS):
+                block = np.take(batch[s:s + ROWS], idx, axis=1).astype(np.float64)
+                block = self._impute(block, everything)
+                if scale and self.scale == "standard":
+                    block -= self.mean_
+                    block /= self.std_
+                out[start + s:start + s + len(block), :d] = block
         if scale and self.scale == "quantile":
             out[:, :d] = self.qt_.transform(out[:, :d])
         if intercept:

@@ -43,7 +43,7 @@ class ForestInfluence(Estimator):
         return logit(self.p_test)
 
     def train_logits(self, rows: np.ndarray) -> np.ndarray:
-        return logit(self.model.predict_proba(self.train.take(np.asarray(rows)))[:, 1])
+        return logit(self.model._mean_proba(self.X[np.asarray(rows)]))   # predict_proba on the design held
 
     def _tree(self, t: int, rows=None):
         """Leaf of every train (or only `rows`) and test row, bootstrap counts and leaf class
@@ -170,5 +170,5 @@ class ForestInfluence(Estimator):
                 share = (W1 - counts[row] * self.y[row]) / left
                 tree.tree_.value[l, 0, :] = [1 - share, share]
             model.trees_.append(tree)
-        own = logit(model.predict_proba(self.train.take(np.array([row])))[:, 1])
+        own = logit(model._mean_proba(self.X[row:row + 1]))
         return logit(model.predict_proba(self.test)[:, 1]), float(own[0])
