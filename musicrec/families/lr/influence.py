@@ -155,14 +155,28 @@ class LogisticInfluence(Estimator):
         out.update(self.own_terms(self.logits(self.theta), self.q * scale))
         return out
 
-    def group_logits(self, rows: np.ndarray) -> np.ndarray:
+    def group_theta(self, rows: np.ndarray) -> np.ndarray:
         """One Newton step without the rows (the group's influence function, with the Hessian
         downdated by all of them): second order in the group, where summing single-row
-        estimates is first order and overshoots when many rows pull the same way."""
-        x = with_intercept(self.X[rows])
-        H = self.H - weighted_gram(x, self.w[rows])
-        theta = self.theta + cho_solve(cho_factor(H), x.T @ self.r[rows])
-        return self.Xt @ theta
+        estimates is first order and overshoots when many rows pull the same way. The group's
+        Hessian and gradient are summed a block of its rows at a time (no copy of a large group)."""
+        H, g = self.H.copy(), np.zeros(len(self.theta))
+        for s in range(0, len(rows), CHUNK):
+            part = rows[s:s + CHUNK]
+            H -= weighted_gram(self.X[part], self.w[part], intercept=True)
+            g += with_intercept(self.X[part]).T @ self.r[part]
+        return self.theta + cho_solve(cho_factor(H), g)
+
+    def group_logits_many(self, groups: list[np.ndarray]):
+        """Every group's Newton step, then all their test logits in one product."""
+        thetas = np.stack([self.group_theta(np.asarray(rows, dtype=np.int64)) for rows in groups], axis=1) \
+            if len(groups) else np.zeros((len(self.theta), 0))
+        logits = self.Xt @ thetas
+        for j, rows in enumerate(groups):
+            yield self.f_test.copy() if len(rows) == 0 else logits[:, j]
+
+    def group_logits(self, rows: np.ndarray) -> np.ndarray:
+        return next(self.group_logits_many([rows]))
 
     def refit_logits(self, row: int, steps: int = 50) -> tuple[np.ndarray, float]:
         """Exact retraining without the row, to machine precision.
