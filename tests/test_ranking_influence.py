@@ -82,3 +82,18 @@ def test_a_row_the_users_held_out_songs_do_not_depend_on_changes_nothing():
     assert np.abs(without[0] - x).max() < 1e-12
     change = ri.user_influence(u)[1]
     assert change["loglik"][0] == pytest.approx(0.0, abs=1e-12) and change["ndcg"][0] == 0.0
+
+
+def test_a_time_budget_covers_whole_users_in_a_seeded_order():
+    """With `seconds`, users go in a seeded order until the time is spent: a covered user has every
+    row's value as without a budget, an uncovered user none, and coverage counts them."""
+    ri, _ = ranked("signed")
+    full = ri.loo()
+    some = ri.loo(seconds=0.0, rng=np.random.default_rng(3))     # one batch, then the budget is spent
+    cov = ri.coverage
+    assert 0 < cov["users"] < cov["of_users"] and cov["seconds_budget"] == 0.0
+    done = np.isfinite(some["loglik"])
+    assert done.sum() <= cov["rows"] < cov["of_rows"]
+    np.testing.assert_array_equal(some["ndcg"][done], full["ndcg"][done])
+    users_done = np.unique(ri.user[done])
+    assert not np.isin(ri.user[~done & np.isfinite(full["loglik"])], users_done).any()   # whole users only

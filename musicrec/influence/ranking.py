@@ -107,7 +107,7 @@ def explain_ranking(name: str, model, est, train, valid, lists: Lists, halves: d
     library, and every group's predicted change of each half's measures, a seeded sample retrained."""
     family = families.get(name)
     t0 = time.perf_counter()
-    loo = est.loo()
+    loo = est.loo(rcfg["seconds"], rng)
     loo_s = time.perf_counter() - t0
     check = library_check(est, rcfg["check_rows"], rng)
     n = len(train)
@@ -140,7 +140,8 @@ def explain_ranking(name: str, model, est, train, valid, lists: Lists, halves: d
                     rec[f"delta_{m}"] = None if retrained is None else retrained[h][m]
                     rec[f"delta_{m}_ci95"] = None if retrained is None else retrained[h][f"{m}_ci95"]
                 recs.append(rec)
-    return {"loo": loo, "loo_seconds": round(loo_s, 3), "library_check": check, "groups": recs,
+    return {"loo": loo, "loo_seconds": round(loo_s, 3), "loo_coverage": est.coverage, "library_check": check,
+            "groups": recs,
             "seconds": {"set_prediction_per_group": round(float(np.mean(predict_s)), 4) if predict_s else None,
                         "retrain_per_group": round(float(np.mean(retrain_s)), 4) if retrain_s else None}}
 

@@ -228,6 +228,9 @@ def run(cfg: dict, force: bool = False) -> Validation:
     return report
 
 
+RANKING_KEYS = ("loo_seconds", "loo_coverage", "library_check", "summary", "seconds", "users", "pruning")
+
+
 def write_outputs(st: StageRun, train, test, results: dict[str, Explained], flipped, noise_report, halves,
                   test_users, ranked: dict) -> Validation:
     group_rows = [r for e in results.values() for r in e.groups]
@@ -251,8 +254,7 @@ def write_outputs(st: StageRun, train, test, results: dict[str, Explained], flip
             definition="metric(trained without row) - metric(trained with row)", rows_used=ROWS_USED,
             test_halves={"by": "user", **describe(halves, test_users)}, label_noise=noise_report,
             groups={m: e.group_summary for m, e in results.items() if e.group_summary is not None} or None,
-            ranking={n: {k: r[k] for k in ("loo_seconds", "library_check", "summary", "seconds", "users", "pruning")
-                         if k in r} for n, r in ranked.items()} or None)
+            ranking={n: {k: r[k] for k in RANKING_KEYS if k in r} for n, r in ranked.items()} or None)
         if group_rows:
             gdf = pl.DataFrame(group_rows, infer_schema_length=None)
             st.write_parquet(gdf.filter(pl.col("kind") != "random_ablation").drop("fraction", "repeat", strict=False),

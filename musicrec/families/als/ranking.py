@@ -16,6 +16,8 @@ an outsider.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -211,14 +213,27 @@ class RankingInfluence:
         m = self.measures(u, X, rows, np.concatenate([[-1], self.song[rows]]))
         return rows, {k: v[1:] - v[0] for k, v in m.items()}
 
-    def loo(self) -> dict[str, np.ndarray]:
+    def loo(self, seconds: float | None = None, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
         """Per train row: change of its user's held-out NDCG@k, precision@k and sampled log-likelihood
-        when the row is removed (NaN where the user has no held-out relevant song)."""
+        when the row is removed (NaN where the user has no held-out relevant song).
+
+        `seconds`: users are taken in a seeded random order, a batch at a time (at least one), until
+        the time is spent (the other users' rows NaN; self.coverage says how many); None: every user."""
         out = {k: np.full(len(self.user), np.nan) for k in ("ndcg", "precision", "loglik")}
-        users = [u for u in sorted(self.relevant) if len(self.user_rows(u))]
-        for rows, changes in thread_map(self.user_influence, users, self.threads):
-            for k, v in changes.items():
-                out[k][rows] = v
+        users = np.array([u for u in sorted(self.relevant) if len(self.user_rows(u))], dtype=np.int64)
+        if seconds is not None:
+            users = (rng or np.random.default_rng(0)).permutation(users)
+        t0, done, batch = time.perf_counter(), 0, max(1, 8 * self.threads)
+        while done < len(users) and (seconds is None or done == 0 or time.perf_counter() - t0 < seconds):
+            for rows, changes in thread_map(self.user_influence, users[done:done + batch], self.threads):
+                for k, v in changes.items():
+                    out[k][rows] = v
+            done += min(batch, len(users) - done)
+        covered = users[:done]
+        self.coverage = {"users": int(done), "of_users": int(len(users)),
+                         "rows": int(sum(len(self.user_rows(u)) for u in covered)),
+                         "of_rows": int(sum(len(self.user_rows(u)) for u in users)),
+                         "seconds_budget": seconds}
         return out
 
     def refit_factor(self, row: int) -> np.ndarray:
