@@ -22,9 +22,15 @@ def train_plays(user: np.ndarray, song: np.ndarray, shape: tuple[int, int]) -> s
     return m
 
 
+FILTERED = -0.5 * float(np.finfo(np.float32).max)
+
+
 def top_k_by_factors(user_factors: np.ndarray, item_factors: np.ndarray, k: int, plays: sp.csr_matrix,
            filter_items: np.ndarray | None, n_threads: int) -> tuple[np.ndarray, np.ndarray]:
-    """implicit's batch recommend for factor matrices set by hand."""
+    """implicit's batch recommend for factor matrices set by hand. implicit pads a list longer than
+    the catalogue with item 0 (score 0) and scores a filtered item -FLT_MAX: so at most as many as
+    there are items are asked for, and pad_lists drops the filtered ones."""
+    k = min(k, item_factors.shape[0])
     with threadpool_limits(1, "blas"):
         model = AlternatingLeastSquares(factors=item_factors.shape[1], num_threads=n_threads)
         model.user_factors = np.ascontiguousarray(user_factors, dtype=np.float32)
@@ -40,7 +46,8 @@ def pad_lists(ids: np.ndarray, sc: np.ndarray, k: int, n_songs: int) -> tuple[np
     out_sc = np.full((ids.shape[0], k), np.nan, dtype=np.float64)
     w = min(k, ids.shape[1])
     out_ids[:, :w], out_sc[:, :w] = ids[:, :w], sc[:, :w]
-    bad = (out_ids < 0) | (out_ids >= n_songs) | ~np.isfinite(out_sc)
+    filtered = out_sc <= FILTERED     # implicit's score of an item it filtered out (already played, excluded)
+    bad = (out_ids < 0) | (out_ids >= n_songs) | ~np.isfinite(out_sc) | filtered
     out_ids[bad], out_sc[bad] = -1, np.nan  # fewer than k candidates
     return out_ids, out_sc
 

@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 
 from musicrec import families
+from musicrec.errors import InputError
 from musicrec.families.trained import load_trained
 from musicrec.influence import noise
 from musicrec.influence import plots as iplots
@@ -206,6 +207,10 @@ def run(cfg: dict, force: bool = False) -> Validation:
                                             stream(cfg, STAGE, "ablations"))
         rankers = {n: m for n, m in models.items() if families.get(n).ranker and icfg["ranking"]["enabled"]}
         results: dict[str, Explained] = {}
+        if labelled and np.unique(data["test"].y).size < 2:
+            raise InputError(st.input("03_features", "features_test.parquet"), "target",
+                             f"has one class only in its {len(data['test'])} rows: the influence on the test "
+                             "log-loss and AUC needs replays and non-replays (use more data)")
         if labelled:
             for name in [n for n in names if families.get(n).explains(models[n])]:
                 log.warning("%s: %s", STAGE, families.get(name).explains(models.pop(name)))
