@@ -115,8 +115,13 @@ def explain_ranking(name: str, model, est, train, valid, lists: Lists, halves: d
     n_check = len(groups) if rcfg["retrain"] is None else min(rcfg["retrain"], len(groups))
     chosen = set(rng.choice(len(groups), n_check, replace=False).tolist())
     recs, predict_s, retrain_s = [], [], []
+    t_groups = time.perf_counter()
     with Progress(len(groups) + n_check, f"ranking groups {name}", unit="groups") as progress:
         for i, (kind, group, rows) in enumerate(groups):
+            if rcfg["seconds"] is not None and i > 0 and time.perf_counter() - t_groups > rcfg["seconds"]:
+                log.info("ranking %s: %d of %d groups predicted within influence.ranking.seconds", name, i,
+                         len(groups))
+                break
             w = np.ones(n)
             w[rows] = 0.0
             t1 = time.perf_counter()
@@ -141,7 +146,7 @@ def explain_ranking(name: str, model, est, train, valid, lists: Lists, halves: d
                     rec[f"delta_{m}_ci95"] = None if retrained is None else retrained[h][f"{m}_ci95"]
                 recs.append(rec)
     return {"loo": loo, "loo_seconds": round(loo_s, 3), "loo_coverage": est.coverage, "library_check": check,
-            "groups": recs,
+            "groups": recs, "groups_predicted": {"groups": len(recs) // max(1, len(halves)), "of": len(groups)},
             "seconds": {"set_prediction_per_group": round(float(np.mean(predict_s)), 4) if predict_s else None,
                         "retrain_per_group": round(float(np.mean(retrain_s)), 4) if retrain_s else None}}
 

@@ -233,7 +233,8 @@ def run(cfg: dict, force: bool = False) -> Validation:
     return report
 
 
-RANKING_KEYS = ("loo_seconds", "loo_coverage", "library_check", "summary", "seconds", "users", "pruning")
+RANKING_KEYS = ("loo_seconds", "loo_coverage", "library_check", "summary", "seconds", "groups_predicted", "users",
+                "pruning")
 
 
 def write_outputs(st: StageRun, train, test, results: dict[str, Explained], flipped, noise_report, halves,
