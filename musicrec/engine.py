@@ -3,7 +3,14 @@
 `open_engine(cfg)` yields an engine whose `map(fn, items, shared=...)` runs `fn(shared, item)` for
 every item and returns the results in input order. `shared` (a model, a design matrix, a lookup
 table) reaches each worker once (scattered, broadcast), never once per task, so put what is large
-there and keep the items small (an index, a block of row numbers). The local engine calls the same
+there and keep the items small (an index, a block of row numbers). `keep(obj)` instead installs a
+private copy of obj in every worker process for all the maps of a block: Dask never moves it between
+workers (its memory manager drops and re-copies broadcast data while tasks run, and a copy taken
+from a worker whose task was changing the object in place is a half-changed object), a worker
+started later gets it too, and the tasks sharing it on one worker run one at a time, each with the
+worker's threads: use it for objects that tasks change (caches, rows swapped and put back).
+`window` keeps only that many tasks running, pulling further items from a lazy iterable as tasks
+finish (a loop under a time budget). The local engine calls the same
 function here, in order, so a stage's outputs do not depend on the engine; that is why `engine` is
 in no stage's manifest and changing it makes nothing stale.
 
@@ -17,11 +24,13 @@ the stage's manifest under `info.engine` (musicrec.engine_usage).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 import re
+import sys
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -41,6 +50,8 @@ RETRIES = 2   # a task raising on a worker is tried this many more times before 
 def task_threads(default: int) -> int:
     """Threads a task may use: inside a Dask worker, the worker's own (give it to LightGBM's num_threads,
     scikit-learn's n_jobs, threadpoolctl); elsewhere `default` (the config's train.threads)."""
+    if "distributed" not in sys.modules:   # never imported: not a worker (and the local path imports nothing)
+        return default
     try:
         from distributed import get_worker
 
@@ -49,12 +60,21 @@ def task_threads(default: int) -> int:
         return default
 
 
-def _in_order(engine, fn, items, shared, desc: str, unit: str) -> list:
+def _in_order(engine, fn, items, shared, desc: str, unit: str, progress) -> list:
     items = list(items)
     out: list = [None] * len(items)
-    for i, result in engine.map_unordered(fn, items, shared, desc=desc, unit=unit):
+    for i, result in engine.map_unordered(fn, items, shared, desc=desc, unit=unit, progress=progress):
         out[i] = result
     return out
+
+
+def _counted(items, desc: str, unit: str, progress: Progress | None):
+    """(Progress to update per result, context closing it): the caller's when given (its own count
+    goes on), else one of this map's."""
+    if progress is not None:
+        return progress, nullcontext()
+    p = Progress(len(items), desc, unit=unit)
+    return p, p
 
 
 class LocalEngine:
@@ -62,16 +82,27 @@ class LocalEngine:
 
     kind = "local"
     client = None
+    slots = 1   # tasks running at once
 
     def map_unordered(self, fn: Callable[[Any, Any], Any], items: Iterable, shared: Any = None, *,
-                      desc: str = "tasks", unit: str = "tasks") -> Iterator[tuple[int, Any]]:
-        items = list(items)
-        for i, item in enumerate(track(items, desc, unit=unit)):
+                      desc: str = "tasks", unit: str = "tasks", progress: Progress | None = None,
+                      window: int | None = None) -> Iterator[tuple[int, Any]]:
+        """fn(shared, item) for each item, in order; items are taken one at a time, so a lazy
+        iterable (window) sees the previous result before it yields the next item."""
+        if progress is None and window is None:
+            items = track(list(items), desc, unit=unit)
+        for i, item in enumerate(items):
             yield i, fn(shared, item)
+            if progress is not None:
+                progress.update()
 
     def map(self, fn: Callable[[Any, Any], Any], items: Iterable, shared: Any = None, *, desc: str = "tasks",
-            unit: str = "tasks") -> list:
-        return _in_order(self, fn, items, shared, desc, unit)
+            unit: str = "tasks", progress: Progress | None = None) -> list:
+        return _in_order(self, fn, items, shared, desc, unit, progress)
+
+    def keep(self, *objs):
+        """Nothing to send: the tasks run on these objects here."""
+        return nullcontext()
 
 
 class _UserError:
@@ -93,6 +124,28 @@ def _run_task(fn, shared, item):
         return _UserError(exc)
 
 
+_END = object()
+
+
+class _Submitter:
+    """Submits one map's tasks, numbered in the order submitted (its items' positions)."""
+
+    def __init__(self, client, fn, shared_f, desc: str, run=_run_task):
+        self.client, self.fn, self.shared_f, self.run = client, fn, shared_f, run
+        self.slug = re.sub(r"[^a-z0-9]+", "-", desc.lower()).strip("-")[:40] or "task"
+        self.token = uuid.uuid4().hex[:8]
+        self.futures: list = []
+        self.index: dict[str, int] = {}
+
+    def __call__(self, item):
+        i = len(self.futures)
+        f = self.client.submit(self.run, self.fn, self.shared_f, item, key=f"{self.slug}-{self.token}-{i}",
+                               pure=False, retries=RETRIES)
+        self.index[f.key] = i
+        self.futures.append(f)
+        return f
+
+
 class DaskEngine:
     """Tasks on a Dask cluster: a scheduler at `engine.address`, or a LocalCluster started here."""
 
@@ -101,6 +154,40 @@ class DaskEngine:
     def __init__(self, client, cluster, ecfg: dict):
         self.client, self.cluster, self.ecfg = client, cluster, ecfg
         self.usage = None   # musicrec.engine_usage.Usage, set by open_engine
+        self._kept: dict[int, tuple[Any, str]] = {}   # id(obj) -> (obj, the plugin holding each worker's copy)
+
+    @property
+    def slots(self) -> int:
+        """Tasks the cluster runs at once: its workers' threads."""
+        infos = self.client.scheduler_info(n_workers=-1)["workers"].values()
+        return max(1, sum(int(info.get("nthreads", 1)) for info in infos))
+
+    def _scatter(self, obj):
+        """obj on every worker, as one future (a list of one: scatter would split a list, tuple or dict)."""
+        if self.usage is not None:
+            self.usage.shared(obj, len(self.workers))
+        return self.client.scatter([obj], broadcast=True, hash=False)[0]
+
+    @contextmanager
+    def keep(self, *objs):
+        """Each object installed in every worker once, as the worker's private copy, for all the maps
+        of the block that share it (see the module docstring). A worker gets the object as it is
+        here when the block begins: change it before, not inside."""
+        from musicrec.engine_worker import Private
+
+        added = [o for o in {id(o): o for o in objs}.values() if id(o) not in self._kept]
+        try:
+            for o in added:
+                name = f"musicrec-shared-{uuid.uuid4().hex[:12]}"
+                if self.usage is not None:
+                    self.usage.shared(o, len(self.workers))
+                self.client.register_plugin(Private(name, o), name=name)
+                self._kept[id(o)] = (o, name)
+            yield
+        finally:
+            for o in added:
+                if id(o) in self._kept:
+                    self.client.unregister_worker_plugin(self._kept.pop(id(o))[1])
 
     @property
     def workers(self) -> list[str]:
@@ -114,36 +201,42 @@ class DaskEngine:
         return sorted((info["name"] for info in infos), key=str)
 
     def map(self, fn: Callable[[Any, Any], Any], items: Iterable, shared: Any = None, *, desc: str = "tasks",
-            unit: str = "tasks") -> list:
-        return _in_order(self, fn, items, shared, desc, unit)
+            unit: str = "tasks", progress: Progress | None = None) -> list:
+        return _in_order(self, fn, items, shared, desc, unit, progress)
 
     def map_unordered(self, fn: Callable[[Any, Any], Any], items: Iterable, shared: Any = None, *,
-                      desc: str = "tasks", unit: str = "tasks") -> Iterator[tuple[int, Any]]:
+                      desc: str = "tasks", unit: str = "tasks", progress: Progress | None = None,
+                      window: int | None = None) -> Iterator[tuple[int, Any]]:
+        """(index, fn(shared, item)) as tasks finish. With `window`, at most that many tasks run at
+        once and the next item is taken from `items` (which may be lazy) when one finishes: the items
+        taken are a prefix of `items`, and every item taken is run and yielded."""
         from distributed import as_completed
         from distributed.client import FutureCancelledError
         from distributed.scheduler import KilledWorker
 
-        items = list(items)
-        if not items:
+        from musicrec.engine_worker import run_private
+
+        source = iter(items) if window is not None else iter(list(items))
+        first = list(itertools.islice(source, window))
+        if not first:
             return
-        client = self.client
-        # a list of one: scatter would split a list, tuple or dict into futures of their own
-        shared_f = client.scatter([shared], broadcast=True, hash=False)[0] if shared is not None else None
-        if shared is not None and self.usage is not None:
-            self.usage.shared(shared, len(self.workers))
-        slug = re.sub(r"[^a-z0-9]+", "-", desc.lower()).strip("-")[:40] or "task"
-        token = uuid.uuid4().hex[:8]
-        futures = [client.submit(_run_task, fn, shared_f, item, key=f"{slug}-{token}-{i}", pure=False,
-                                 retries=RETRIES) for i, item in enumerate(items)]
-        where = {f.key: i for i, f in enumerate(futures)}
+        kept = self._kept.get(id(shared))
+        own = kept is None or kept[0] is not shared        # scattered for this map alone
+        shared_f = kept[1] if not own else self._scatter(shared) if shared is not None else None
+        submit = _Submitter(self.client, fn, shared_f, desc, run=_run_task if own else run_private)
+        pending = as_completed([submit(item) for item in first], loop=self.client.loop, with_results=True)
+        p, closing = _counted(first if window is None else [], desc, unit, progress)
         try:
-            with Progress(len(items), desc, unit=unit) as p:
-                for f, result in as_completed(futures, loop=client.loop, with_results=True):
+            with closing:
+                for f, result in pending:
                     if isinstance(result, _UserError):
                         result.raise_it()
                     f.release()   # the worker may drop it: the client holds it now
+                    nxt = next(source, _END) if window is not None else _END
+                    if nxt is not _END:
+                        pending.add(submit(nxt))
                     p.update()
-                    yield where[f.key], result
+                    yield submit.index[f.key], result
         except KilledWorker as exc:
             raise ConfigError(f"engine: every worker that ran task {exc.task} died ({exc.allowed_failures + 1} tries): "
                               "out of memory? docs/scale.md has the memory a worker needs per stage") from None
@@ -151,8 +244,8 @@ class DaskEngine:
             raise ConfigError(f"engine: the cluster at {self.address} cancelled the tasks of {desc!r} "
                               "(the scheduler or its workers went away)") from None
         finally:
-            client.cancel(futures)
-            if shared_f is not None:
+            self.client.cancel(submit.futures)
+            if own and shared_f is not None:
                 shared_f.release()
 
     @property

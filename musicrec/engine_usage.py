@@ -24,6 +24,42 @@ def worker_usage(dask_worker=None) -> dict:
             "sent_bytes": int(getattr(dask_worker, "transfer_outgoing_bytes_total", 0) or 0)}
 
 
+def closure_values(fn) -> list:
+    """What a function's closure holds, cell by cell (None for a cell not yet assigned)."""
+    out = []
+    for cell in fn.__closure__ or ():
+        try:
+            out.append(cell.cell_contents)
+        except ValueError:   # an empty cell
+            out.append(None)
+    return out
+
+
+def payload_bytes(obj, depth: int = 5, seen: set | None = None) -> int:
+    """The bytes of what an object holds (dask's sizeof of each array or table), looking inside lists,
+    tuples, dicts, objects' attributes and functions' closures (a closure brings its estimator), each
+    object counted once."""
+    from dask.sizeof import sizeof
+
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    if depth == 0 or isinstance(obj, (str, bytes, int, float)) or hasattr(obj, "__array__"):
+        return int(sizeof(obj))
+    if isinstance(obj, dict):
+        parts = list(obj.values())
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        parts = list(obj)
+    elif callable(obj) and getattr(obj, "__closure__", None):
+        parts = closure_values(obj)
+    elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+        parts = list(vars(obj).values())
+    else:
+        return int(sizeof(obj))
+    return sum(payload_bytes(x, depth - 1, seen) for x in parts)
+
+
 class Usage:
     """Counters from the engine's start; `summary()` at the end of the stage."""
 
@@ -37,9 +73,7 @@ class Usage:
 
     def shared(self, obj, workers: int) -> None:
         """Count a shared object sent to `workers` workers (its arrays' bytes, also inside an object)."""
-        from dask.sizeof import sizeof
-
-        self.shared_bytes += workers * sizeof(list(vars(obj).values()) if hasattr(obj, "__dict__") else obj)
+        self.shared_bytes += workers * payload_bytes(obj)
 
     def summary(self, ecfg: dict, where: str) -> dict:
         stream = self.client.get_task_stream(start=self.start)

@@ -59,6 +59,7 @@ class RecordingRetrainer(Retrainer):
     log-loss change of each part is minus the number of removed rows."""
 
     def __init__(self, n):
+        self.name = "recording"
         self.train = np.zeros(n)
         self.removed = []
         self.fits = 0

@@ -17,8 +17,10 @@ from __future__ import annotations
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from musicrec.engine import task_threads
 from musicrec.influence.losses import (logloss_derivatives, loss_change, metric_changes, row_losses,
                                       test_directions)
+from musicrec.influence.tasks import row_blocks_as_tasks, row_engine
 from musicrec.models.base import FeatureSet
 from musicrec.parallel import cores, thread_map
 
@@ -36,9 +38,15 @@ def row_blocks(n: int, size: int) -> list[slice]:
 def map_row_blocks(work, n: int, size: int, threads: int) -> None:
     """work(rows) for every block of `size` of n rows, on `threads` threads with one BLAS thread
     each (the blocks' small matrix products would otherwise oversubscribe the cores); each block
-    writes only its own output rows."""
+    writes only its own output rows, of arrays it reaches through its closure. Inside
+    `tasks.rows_on(engine)` with a cluster engine the blocks run as its tasks (musicrec.influence.tasks);
+    inside a task, on the worker's threads."""
+    eng = row_engine()
+    if eng is not None:
+        row_blocks_as_tasks(eng, work, n, size)
+        return
     with threadpool_limits(1, "blas"):
-        thread_map(work, row_blocks(n, size), threads)
+        thread_map(work, row_blocks(n, size), task_threads(threads))
 
 
 class Estimator:

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from musicrec import families
-from musicrec.influence.retrain import Retrainer, part_changes
+from musicrec.influence.retrain import Retrainer, part_changes, retrained, retrains
 from musicrec.influence.stats import ceiling, correlation
 
 log = logging.getLogger("musicrec")
@@ -157,39 +157,36 @@ def plan_retrains(gcfg: dict, n_groups: int, fit_seconds: float | None, curve_fr
 
 
 def retrain(retrainer: Retrainer, seed: int, groups: list, chosen: np.ndarray, halves: dict, user: np.ndarray,
-            progress=None) -> tuple[dict, float]:
+            progress=None, eng=None) -> tuple[dict, float]:
     """The retrained change of each half for the chosen groups (by index), and the mean seconds per
-    retrain (the all-rows fit they are compared with is made before the clock starts)."""
+    retrain (the all-rows fit they are compared with is made before the clock starts). On a cluster
+    engine the retrains are its tasks (retrain.retrains), each returning the test logits scored here."""
     out = {}
     base = retrainer.logits(seed)
     t0 = time.perf_counter()
-    for i in chosen:
-        _, _, new = retrainer.fit_without(seed, groups[i][2])
-        out[int(i)] = part_changes(retrainer.y_test, base, new, halves, user)
-        if progress is not None:
-            progress.update()
-    return out, (time.perf_counter() - t0) / max(1, len(chosen))
+    for k, new in retrains(eng, retrainer, [(seed, groups[i][2], "logits") for i in chosen], progress):
+        out[int(chosen[k])] = part_changes(retrainer.y_test, base, new, halves, user)
+    return {int(i): out[int(i)] for i in chosen}, (time.perf_counter() - t0) / max(1, len(chosen))
 
 
 def learning_curve(est, retrainer: Retrainer, seed: int, fractions, halves: dict, user: np.ndarray, rng,
-                   progress=None) -> dict:
+                   progress=None, eng=None) -> dict:
     """What a set predictor that holds the model's structure fixed misses: the retrained change
     minus the predicted one, for random draws of each share of the rows (draws of their own, never
-    a group that is scored). Per half: the shares (with 0 where nothing is missed) and the residuals."""
+    a group that is scored). Per half: the shares (with 0 where nothing is missed) and the residuals.
+    The draws are made here; on a cluster engine the retrains are its tasks."""
     n = len(retrainer.train)
     draws = [rng.choice(n, int(round(f * n)), replace=False) for f in fractions]
     predicted = list(est.group_logits_many(draws))
     base = retrainer.logits(seed)
     out = {h: {"fractions": [0.0], "residuals": [0.0]} for h in halves}
-    for f, rows, p in zip(fractions, draws, predicted):
-        _, _, new = retrainer.fit_without(seed, rows)
+    news = retrained(eng, retrainer, [(seed, rows, "logits") for rows in draws], progress)
+    for f, new, p in zip(fractions, news, predicted):
         got = part_changes(retrainer.y_test, base, new, halves, user)
         expected = part_changes(est.y_test, est.f_test, p, halves, user)
         for h in halves:
             out[h]["fractions"].append(float(f))
             out[h]["residuals"].append(got[h]["logloss"] - expected[h]["logloss"])
-        if progress is not None:
-            progress.update()
     return out
 
 

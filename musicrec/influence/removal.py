@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from musicrec.influence.heldout import HALVES, OTHER, mean_of
-from musicrec.influence.retrain import Retrainer
+from musicrec.engine import LocalEngine
+from musicrec.influence.retrain import Retrainer, on_cluster, retrained
 from musicrec.progress import Progress
 from musicrec.stats import Z95
 
@@ -21,10 +22,10 @@ METRICS = ("logloss", "auc")
 
 
 def removal_curves(retrainer: Retrainer, seed: int, influence: dict[str, np.ndarray], fractions, rng,
-                   progress: Progress | None = None) -> dict:
+                   progress: Progress | None = None, eng=None) -> dict:
     """Retrain without the top fractions of most harmful / most helpful rows, selected by their
     influence on one half of the test split and scored on the other (both ways), and without
-    random rows (scored on both halves).
+    random rows (scored on both halves). On a cluster engine the retrains are its tasks.
 
     influence: {"A": ..., "B": ...} estimated log-loss influence on each half; most harmful = most
     negative (removing it lowers the loss).
@@ -35,22 +36,20 @@ def removal_curves(retrainer: Retrainer, seed: int, influence: dict[str, np.ndar
     out = {"rows": "harmful/helpful: selected on one half of the test split, scored on the other "
                    "(scored_on_A was selected on B); random: scored on each half",
            "harmful": {}, "helpful": {}, "random": {}}
+    cells = []   # (kind, fraction, scored half or None, rows removed), in the order they were always retrained
     for f in fractions:
         k = max(1, int(round(f * n)))
-        rand = retrainer.without(seed, random_order[:k])
-        cells = {f"scored_on_{h}": rand[h] for h in HALVES}
-        out["random"][f"{f:g}"] = {"rows": k, **cells, "mean": mean_of(cells)}
-        if progress is not None:
-            progress.update()
+        cells.append(("random", f, None, random_order[:k]))
         for kind in ("harmful", "helpful"):
-            cells = {}
             for h in HALVES:
                 order = orders[OTHER[h]]
-                chosen = order[:k] if kind == "harmful" else order[::-1][:k]
-                cells[f"scored_on_{h}"] = retrainer.without(seed, chosen)[h]
-                if progress is not None:
-                    progress.update()
-            out[kind][f"{f:g}"] = {"rows": k, **cells, "mean": mean_of(cells)}
+                cells.append((kind, f, h, order[:k] if kind == "harmful" else order[::-1][:k]))
+    changes = retrained(eng, retrainer, [(seed, rows, "changes") for *_, rows in cells], progress)
+    for (kind, f, h, rows), change in zip(cells, changes):
+        got = out[kind].setdefault(f"{f:g}", {"rows": len(rows)})
+        got.update({f"scored_on_{s}": change[s] for s in HALVES} if h is None else {f"scored_on_{h}": change[h]})
+        if len(got) == 1 + len(HALVES):
+            got["mean"] = mean_of(got)
     return out
 
 
@@ -134,32 +133,76 @@ def greedy_set_selection(est, influence: np.ndarray, k: int, block: int, pool: i
     return chosen
 
 
+def _greedy_task(work: tuple, job: tuple) -> tuple[dict, int]:
+    """A task: greedy_set_selection on one half (its estimator built where the task runs), the model
+    retrained without the rows chosen and scored on the other half; with the fits it made."""
+    retrainer, half_estimators = work
+    h, seed, scores, k, block = job
+    chosen = greedy_set_selection(half_estimators(OTHER[h]), scores, k, block, 2 * k)
+    before = retrainer.fits
+    return retrainer.without(seed, chosen)[h], retrainer.fits - before
+
+
 def greedy_removal_curves(half_estimators, retrainer: Retrainer, seed: int, influence: dict[str, np.ndarray],
-                          fractions, block_share: float, rng, repeats: int = 1) -> dict:
+                          fractions, block_share: float, rng, repeats: int = 1, eng=None) -> dict:
     """Rows chosen by greedy_set_selection on one half, the model retrained without them and scored
-    on the other (both ways), beside `repeats` random draws of as many rows scored on both halves."""
+    on the other (both ways), beside `repeats` random draws of as many rows scored on both halves.
+    The random draws are made here; on a cluster engine every choice and retrain is a task."""
     n = len(influence["A"])
     block = max(1, int(round(block_share * n)))
     out = {"rows": "harmful_set: chosen on one test half by the set predictor, scored on the other (scored_on_A "
                    f"was chosen on B); random_repeats: {repeats} random draws, each scored on both halves",
            "harmful_set": {}, "random_repeats": {}}
+    sizes = {f: max(1, int(round(f * n))) for f in fractions}
+    draws = [(f, rng.choice(n, sizes[f], replace=False)) for f in fractions for _ in range(repeats)]
+    jobs = [(h, seed, influence[OTHER[h]], sizes[f], block) for f in fractions for h in HALVES]
+    if on_cluster(eng):
+        retrainer.base_model(seed)
+    eng, work = eng or LocalEngine(), (retrainer, half_estimators)
     with Progress(len(fractions) * (2 + repeats), f"greedy set removal {retrainer.name}", unit="retrains") as progress:
-        for f in fractions:
-            k = max(1, int(round(f * n)))
-            cells = {}
-            for h in HALVES:
-                sel = OTHER[h]
-                chosen = greedy_set_selection(half_estimators(sel), influence[sel], k, block, 2 * k)
-                cells[f"scored_on_{h}"] = retrainer.without(seed, chosen)[h]
-                progress.update()
-            out["harmful_set"][f"{f:g}"] = {"rows": k, **cells, "mean": mean_of(cells)}
-            draws = [retrainer.without(seed, rng.choice(n, k, replace=False)) for _ in range(repeats)]
-            progress.update(repeats)
-            cells = {f"scored_on_{h}": {"logloss": float(np.mean([d[h]["logloss"] for d in draws])),
-                                        "auc": float(np.mean([d[h]["auc"] for d in draws])),
-                                        "logloss_ci95": _pooled_interval([d[h] for d in draws])} for h in HALVES}
-            out["random_repeats"][f"{f:g}"] = {"rows": k, "repeats": repeats, **cells, "mean": mean_of(cells)}
+        with eng.keep(work):
+            chosen = eng.map(_greedy_task, jobs, shared=work, progress=progress,
+                             desc=f"greedy set removal {retrainer.name}", unit="retrains")
+        if on_cluster(eng):
+            retrainer.fits += sum(fits for _, fits in chosen)
+        random = retrained(eng, retrainer, [(seed, rows, "changes") for _, rows in draws], progress)
+    for i, f in enumerate(fractions):
+        cells = {f"scored_on_{h}": chosen[2 * i + j][0] for j, h in enumerate(HALVES)}
+        out["harmful_set"][f"{f:g}"] = {"rows": sizes[f], **cells, "mean": mean_of(cells)}
+        got = random[i * repeats:(i + 1) * repeats]
+        cells = {f"scored_on_{h}": {"logloss": float(np.mean([d[h]["logloss"] for d in got])),
+                                    "auc": float(np.mean([d[h]["auc"] for d in got])),
+                                    "logloss_ci95": _pooled_interval([d[h] for d in got])} for h in HALVES}
+        out["random_repeats"][f"{f:g}"] = {"rows": sizes[f], "repeats": repeats, **cells, "mean": mean_of(cells)}
     return out
+
+
+def _iterative_task(work: tuple, job: tuple) -> tuple[dict, int]:
+    """A task: iterative_removal scored on one half, selected on the other (its estimator built where
+    the task runs); with the fits it made."""
+    retrainer, half_estimators = work
+    h, seed, scores, fractions, step, until = job
+    before = retrainer.fits
+    out = iterative_removal(half_estimators(OTHER[h]), retrainer, seed, scores, fractions, step, until, score_on=h)
+    return out, retrainer.fits - before
+
+
+def iterative_halves(half_estimators, retrainer: Retrainer, seed: int, influence: dict[str, np.ndarray], fractions,
+                     step: float, until: float, eng=None) -> dict:
+    """iterative_removal scored on each half and selected on the other, and the mean of the two; on a
+    cluster engine one task per half (each step needs the step before)."""
+    jobs = [(h, seed, influence[OTHER[h]], fractions, step, until) for h in HALVES]
+    if on_cluster(eng):
+        retrainer.base_model(seed)
+    eng, work = eng or LocalEngine(), (retrainer, half_estimators)
+    with eng.keep(work):
+        done = eng.map(_iterative_task, jobs, shared=work, desc=f"iterative removal {retrainer.name}", unit="halves")
+    if on_cluster(eng):
+        retrainer.fits += sum(fits for _, fits in done)
+    it = {f"scored_on_{h}": result for h, (result, _) in zip(HALVES, done)}
+    it["mean"] = {f: {k: float(np.mean([it[f"scored_on_{h}"][f][k] for h in HALVES])) for k in METRICS}
+                  for f in it["scored_on_A"]}
+    return it
 
 
 def _pooled_interval(cells: list[dict]) -> list[float] | None:

@@ -14,12 +14,20 @@ feature sampling and bins, ALS's initialisation all stay as they were); naive Ba
 
 Test metrics are reported per named part of the test split (`parts`: row indices; "all" is
 always there), so that held-out experiments can select rows on one part and score on another.
+
+On a cluster (musicrec.engine) retrains are tasks (`retrains`, `retrain_task`): the retrainer goes to
+each worker once, with the all-rows fits made here first, so a task fits only its own model, on the
+worker's threads, and returns metric changes or test logits.
 """
 from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
 from musicrec import families
+from musicrec.engine import LocalEngine, task_threads
 from musicrec.influence.losses import auc, loss_change
 from musicrec.models.base import FeatureSet, Model
 from musicrec.stats import clustered_mean_interval
@@ -59,7 +67,17 @@ class Retrainer:
         self.users = users          # test users as codes 0..: the changes' intervals over users
         self.fits = 0
         self._prepared = prepared     # the family's training inputs, when the caller already has them
+        self._given = prepared is not None
         self._base: dict[int, tuple] = {}
+
+    def __getstate__(self) -> dict:
+        """What a worker gets: the training inputs the caller handed over (the estimator's design)
+        travel with it; inputs prepared here (a LightGBM Dataset, which cannot be pickled) are
+        prepared again by each worker, once."""
+        state = dict(self.__dict__)
+        if not self._given:
+            state["_prepared"] = None
+        return state
 
     @property
     def seed(self) -> int:
@@ -67,8 +85,13 @@ class Retrainer:
         return int(self.model.random_state)
 
     def fresh(self, seed: int) -> Model:
-        """An unfitted model with the analysed model's saved arguments and this seed."""
-        return self.family.retrain_model(self.model, seed)
+        """An unfitted model with the analysed model's saved arguments and this seed; on a worker
+        with the worker's threads (the client's count would oversubscribe it)."""
+        model = self.family.retrain_model(self.model, seed)
+        threads = getattr(model, "n_jobs", None)
+        if threads and task_threads(threads) != threads:
+            model.set_params(n_jobs=task_threads(threads))
+        return model
 
     def _fit(self, seed: int, weights: np.ndarray, init=None):
         model = self.fresh(seed)
@@ -118,3 +141,52 @@ class Retrainer:
             f = self.base_model(seed).predict_logit(rows)
             out["self"] = float(loss_change(rows.y, f, model.predict_logit(rows) - f).mean())
         return out
+
+
+def retrain_task(retrainer: Retrainer, job: tuple):
+    """One retrain as an engine task. job = (seed, removed rows, what): "changes" gives without()'s
+    changes per part, "own" adds the removed rows' own change ("self"), "logits" gives the retrained
+    test logits (the caller scores them). Numbers only: a model never travels back."""
+    seed, removed, what = job
+    if what == "logits":
+        return retrainer.fit_without(seed, removed)[2]
+    return retrainer.without(seed, removed, own=what == "own")
+
+
+def on_cluster(eng) -> bool:
+    return eng is not None and eng.kind != "local"
+
+
+def retrains(eng, retrainer: Retrainer, jobs: Iterable[tuple], progress=None) -> Iterator[tuple[int, Any]]:
+    """(index, retrain_task's result) of every job as it finishes. On the local engine (or None) here,
+    in order, the retrainer itself doing the work as it always did. On a cluster as tasks: the
+    retrainer installed in each worker once (eng.keep; for a whole block: `kept`), the all-rows fits
+    of the jobs' seeds made here first, so a task fits only its own model, and retrainer.fits
+    counting every task's fit."""
+    jobs, eng = list(jobs), eng or LocalEngine()
+    if on_cluster(eng):
+        for seed in dict.fromkeys(job[0] for job in jobs):
+            retrainer.base_model(seed)
+    with eng.keep(retrainer):
+        for i, result in eng.map_unordered(retrain_task, jobs, shared=retrainer, desc=f"retrain {retrainer.name}",
+                                           unit="retrains", progress=progress):
+            if on_cluster(eng):
+                retrainer.fits += 1
+            yield i, result
+
+
+def retrained(eng, retrainer: Retrainer, jobs: Iterable[tuple], progress=None) -> list:
+    """retrains' results in the jobs' order."""
+    out = dict(retrains(eng, retrainer, jobs, progress))
+    return [out[i] for i in range(len(out))]
+
+
+@contextmanager
+def kept(eng, retrainer: Retrainer, seeds: Iterable[int]):
+    """The retrainer installed in every worker once for all the retrains of the block, with its
+    all-rows fits under `seeds` made here first (only seeds the block retrains under: each fit counts)."""
+    if on_cluster(eng):
+        for seed in seeds:
+            retrainer.base_model(seed)
+    with (eng or LocalEngine()).keep(retrainer):
+        yield

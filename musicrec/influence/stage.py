@@ -12,13 +12,15 @@ import polars as pl
 
 from musicrec import families
 from musicrec.errors import InputError
+from musicrec.engine import open_engine
 from musicrec.families.trained import load_trained
 from musicrec.influence import noise
 from musicrec.influence import plots as iplots
 from musicrec.influence import groups as grouping
 from musicrec.influence.heldout import describe, half_influence, user_halves
 from musicrec.influence.ranking import run_ranking
-from musicrec.influence.retrain import Retrainer
+from musicrec.influence.retrain import Retrainer, kept
+from musicrec.influence.tasks import rows_on, sets_on
 from musicrec.influence.validate import validate_model
 from musicrec.manifest import StageRun
 from musicrec.models import load_feature_set
@@ -86,12 +88,12 @@ class Explained:
 
 
 def explain(cfg: dict, st: StageRun, name: str, model, data: dict, halves: dict, groups: list,
-            flipped: np.ndarray | None, fit_seconds: float | None = None) -> Explained:
+            flipped: np.ndarray | None, fit_seconds: float | None = None, eng=None) -> Explained:
     """Leave-one-out of every training row of one model, its validation and its group effects."""
     vcfg = cfg["influence"]["validate"]
     train, valid, test = data["train"], data["valid"], data["test"]
     family = families.get(name)
-    with st.step(f"loo {name}"):
+    with st.step(f"loo {name}"), rows_on(eng):
         t0 = time.perf_counter()
         est = family.influence(model, train, test)
         loo = est.loo()
@@ -102,7 +104,7 @@ def explain(cfg: dict, st: StageRun, name: str, model, data: dict, halves: dict,
     if vcfg["removal_fractions"] or (groups and (cfg["influence"]["groups"]["retrain"] is None
                                                  or not est.has_set_predictor)):
         # each half's LOO: for the removal curves, and the groups' sum of LOO beside their prediction
-        with st.step(f"influence on test halves {name}"):
+        with st.step(f"influence on test halves {name}"), rows_on(eng):
             influence = half_influence(est, loo["logloss"], halves)
     users = np.unique(test.keys["user"].to_numpy(), return_inverse=True)[1]
     retrainer = Retrainer(model, train, valid, test, parts=halves, users=users, prepared=est.retrain_inputs())
@@ -116,7 +118,7 @@ def explain(cfg: dict, st: StageRun, name: str, model, data: dict, halves: dict,
                 half = family.influence(model, train, test.take(halves[h]))
                 half.prepare_sets(valid, cfg["influence"]["groups"])
                 return half
-            checked = validate_model(est, loo, retrainer, vcfg, seeds, rng, influence, on_half, loo_seconds)
+            checked = validate_model(est, loo, retrainer, vcfg, seeds, rng, influence, on_half, loo_seconds, eng)
             out.validation = checked.report
             if checked.exact_logloss is not None:
                 out.pairs = (loo["logloss"][checked.sample_rows], checked.exact_logloss, checked.report.exact)
@@ -126,13 +128,13 @@ def explain(cfg: dict, st: StageRun, name: str, model, data: dict, halves: dict,
             "rows": "training split (all rows)", "rankings": noise.model_rankings(loo, flipped, rng, est.rankings())})
     if groups:
         out.groups, out.group_summary = explain_groups(cfg, st, est, retrainer, seeds, groups, influence, halves,
-                                                       users, data["valid"], rng, fit_seconds)
+                                                       users, data["valid"], rng, fit_seconds, eng)
     log.info("%s: %s LOO for %d rows in %.1fs, %d retrains", STAGE, name, len(train), loo_seconds, retrainer.fits)
     return out
 
 
 def explain_groups(cfg: dict, st: StageRun, est, retrainer, seeds: tuple[int, int], groups: list, influence: dict,
-                   halves: dict, users: np.ndarray, valid, rng, fit_seconds: float | None = None
+                   halves: dict, users: np.ndarray, valid, rng, fit_seconds: float | None = None, eng=None
                    ) -> tuple[list[dict], GroupSummary]:
     """Every group's predicted effect by the family's set predictor, a seeded sample retrained, and
     (influence.groups.ceiling) that sample retrained under a second seed: the noise ceiling. The
@@ -147,12 +149,13 @@ def explain_groups(cfg: dict, st: StageRun, est, retrainer, seeds: tuple[int, in
     chosen = np.sort(stream(cfg, STAGE, "group_retrain", name).choice(len(groups), n_check, replace=False))
     est.prepare_sets(valid, gcfg)
     with st.step(f"groups {name}"), Progress(len(groups) + n_check * (1 + twice) + len(curve_at), f"groups {name}",
-                                            unit="groups") as progress:
-        predicted, predict_s = grouping.predict(est, groups, influence, halves, users, progress)
-        curve = (grouping.learning_curve(est, retrainer, seed, curve_at, halves, users,
-                                         stream(cfg, STAGE, "learning_curve", name), progress) if curve_at else None)
-        retrained, retrain_s = grouping.retrain(retrainer, seed, groups, chosen, halves, users, progress)
-        again = grouping.retrain(retrainer, seeds[1], groups, chosen, halves, users, progress)[0] if twice else None
+                                            unit="groups") as progress, \
+            sets_on(est, eng) as sets, kept(eng, retrainer, seeds[:1 + twice]):
+        predicted, predict_s = grouping.predict(sets, groups, influence, halves, users, progress)
+        curve = (grouping.learning_curve(sets, retrainer, seed, curve_at, halves, users,
+                                         stream(cfg, STAGE, "learning_curve", name), progress, eng) if curve_at else None)
+        retrained, retrain_s = grouping.retrain(retrainer, seed, groups, chosen, halves, users, progress, eng)
+        again = grouping.retrain(retrainer, seeds[1], groups, chosen, halves, users, progress, eng)[0] if twice else None
     if curve is not None:
         predicted = grouping.with_curve(predicted, curve)
     recs = grouping.records(predicted, retrained, len(halves))
@@ -215,11 +218,12 @@ def run(cfg: dict, force: bool = False) -> Validation:
             for name in [n for n in names if families.get(n).explains(models[n])]:
                 log.warning("%s: %s", STAGE, families.get(name).explains(models.pop(name)))
                 names.remove(name)
-            for name in track(names, "influence models", unit="models", every=0.0):
-                results[name] = explain(cfg, st, name, models.pop(name), data, halves, groups, flipped,
-                                        manifest.models[name].fit_seconds)
-                data["train"].release()
-                gc.collect()   # one model's matrices at a time: at full size each estimator and retrainer holds GBs
+            with open_engine(cfg, st) as eng:   # 06's passes as its tasks on a cluster (musicrec.influence.tasks)
+                for name in track(names, "influence models", unit="models", every=0.0):
+                    results[name] = explain(cfg, st, name, models.pop(name), data, halves, groups, flipped,
+                                            manifest.models[name].fit_seconds, eng)
+                    data["train"].release()
+                    gc.collect()   # one model's matrices at a time: at full size each estimator and retrainer holds GBs
         else:
             log.info("%s: play counts without time have no labelled event: the ranking part only", STAGE)
         ranked = {}
