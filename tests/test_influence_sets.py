@@ -203,3 +203,27 @@ def test_group_retraining_fits_its_seconds_or_is_left_out():
     assert plan_retrains(cfg, 69, 170.0, [0.1], False)[:2] == (0, [])
     assert plan_retrains({"retrain": 5, "seconds": None}, 69, 170.0, [0.1], False) == (5, [0.1], None)
     assert plan_retrains({"retrain": None, "seconds": 60.0}, 69, 170.0, [], False) == (69, [], None)
+
+
+def test_naive_bayes_set_that_leaves_a_column_constant_is_still_gaussian_nb_refitted():
+    """A column that only the group's rows vary: without them each class's variance of it is
+    var_smoothing's epsilon alone, which a downdate of sums of squares cannot resolve (its rounding
+    is ~1e16 times larger; the logits came out ~1e6 off); the set predictor sums that column afresh
+    and equals the refit, to the refit's own rounding ((x - mu)^2 / epsilon amplifies an ulp of mu)."""
+    from sklearn.naive_bayes import GaussianNB
+
+    from conftest import PLANTED_NAMES, make_set
+    from musicrec.models import FeatureSet
+
+    train, valid, test = make_set(2500, 11, n_users=1000, n_songs=1000), make_set(800, 12), make_set(1200, 13)
+    X = train.X.copy()
+    outside = np.setdiff1d(np.arange(len(X)), GROUP)
+    X[outside, 3] = 0.25
+    planted = FeatureSet(X, train.y, train.keys, PLANTED_NAMES, ["source_system_tab"], train.sources)
+    est = estimator("nb", (planted, valid, test))
+    flat = np.flatnonzero(np.ptp(est.Z[outside], axis=0) == 0)
+    assert len(flat) == 1
+    refit = GaussianNB(var_smoothing=est.vs).fit(est.Z[outside].astype(np.float64), est.y[outside])
+    np.testing.assert_allclose(est._without_set(GROUP)[2][:, flat], refit.var_[:, flat], rtol=1e-12)
+    jll = refit.predict_joint_log_proba(est.Zt.astype(np.float64))
+    np.testing.assert_allclose(est.group_logits(GROUP), jll[:, 1] - jll[:, 0], rtol=0, atol=1e-3)

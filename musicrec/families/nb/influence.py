@@ -16,6 +16,7 @@ from musicrec.influence.base import Estimator, map_row_blocks, model_threads
 
 CHUNK = 20_000
 SET_ROWS = 65_536     # rows of a removed set read at a time
+FLAT = 1e-9          # a class's remaining sum of squared deviations below this share of its all-rows one: summed afresh
 LOO_BLOCK = 2_048     # rows per loo() block: its ~30 (rows x columns) temporaries stay in cache and in the heap
 
 
@@ -214,8 +215,34 @@ class NaiveBayesInfluence(Estimator):
         rests = [rest(self.nc[k], self.mu[k], self.S[k], per_class[k]) for k in (0, 1)]
         nc = np.array([p[0] for p in rests], dtype=np.float64)
         mu, S = np.stack([p[1] for p in rests]), np.stack([p[2] for p in rests])
+        self._exact_flat_columns(rows, nc, mu, S)
         _, _, S_all = rest(float(self.n), self.m, self.S_all, overall)
         return nc, mu, self.variances(nc, S, S_all)[0]
+
+    def _exact_flat_columns(self, rows: np.ndarray, nc, mu, S) -> None:
+        """Columns a class's remaining rows hold (nearly) constant, summed afresh over those rows, in place.
+
+        There the downdate's S_rest is a difference of numbers ~1e16 times larger than it, so its
+        rounding is all that is left; the variance is then var_smoothing's tiny epsilon plus that
+        rounding, and every test row off the constant scores (x - mu)^2 / v with v wrong in its
+        third digit: logits off by millions (a group holding every row of one language)."""
+        flat = [np.flatnonzero(S[k] <= FLAT * self.S[k]) for k in (0, 1)]
+        if not any(len(f) for f in flat):
+            return
+        keep = np.ones(self.n, dtype=bool)
+        keep[rows] = False
+        for k, cols in enumerate(flat):
+            if len(cols) == 0 or nc[k] == 0:
+                continue
+            sums, dev = np.zeros(len(cols)), np.zeros(len(cols))
+            for s in range(0, self.n, CHUNK):
+                mine = (self.y[s:s + CHUNK] == k) & keep[s:s + CHUNK]
+                sums += self.Z[s:s + CHUNK][mine][:, cols].astype(np.float64).sum(axis=0)
+            mu[k, cols] = sums / nc[k]
+            for s in range(0, self.n, CHUNK):
+                mine = (self.y[s:s + CHUNK] == k) & keep[s:s + CHUNK]
+                dev += ((self.Z[s:s + CHUNK][mine][:, cols].astype(np.float64) - mu[k, cols]) ** 2).sum(axis=0)
+            S[k, cols] = dev
 
     def group_logits_many(self, groups: list[np.ndarray]):
         """Test logits of naive Bayes refitted without each set: exact (each set's statistics downdated),
