@@ -227,3 +227,15 @@ def test_naive_bayes_set_that_leaves_a_column_constant_is_still_gaussian_nb_refi
     np.testing.assert_allclose(est._without_set(GROUP)[2][:, flat], refit.var_[:, flat], rtol=1e-12)
     jll = refit.predict_joint_log_proba(est.Zt.astype(np.float64))
     np.testing.assert_allclose(est.group_logits(GROUP), jll[:, 1] - jll[:, 0], rtol=0, atol=1e-3)
+
+
+def test_no_group_retrained_makes_no_all_rows_refit():
+    """With no group to retrain (influence.groups.seconds below one fit), the all-rows refit the
+    check would compare with is not made either: at KKBOX size it is minutes and GBs for nothing."""
+    from musicrec.influence import groups as grouping
+
+    class Unfittable:
+        def logits(self, seed):
+            raise AssertionError("an all-rows refit was made")
+
+    assert grouping.retrain(Unfittable(), 0, [], np.array([], dtype=np.int64), {}, np.array([])) == ({}, 0.0)
