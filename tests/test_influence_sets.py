@@ -190,6 +190,10 @@ def test_group_trust_statement_follows_the_measured_correlation():
     assert "ranks groups reliably" in good["trust"] and "replayed" in good["trust"]
     assert "not shown to rank groups reliably" in bad["trust"] and "delta_logloss" in bad["trust"]
     assert "n=40" in bad["trust"] and good["predicted"]["A"]["relative_error"] < 0.05
+    # five perfectly ordered groups: the bootstrap interval collapses to [1, 1], which proves nothing
+    few = summarize(records(truth)[:5] + records(truth)[40:45], np.random.default_rng(0), "lgbm")
+    assert few["predicted"]["A"]["spearman"]["ci95"][0] == 1.0 and few["predicted"]["A"]["spearman"]["n"] == 5
+    assert "too few groups retrained to say" in few["trust"] and "reliably (both" not in few["trust"]
 
 
 def test_group_retraining_fits_its_seconds_or_is_left_out():

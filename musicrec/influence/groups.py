@@ -25,6 +25,15 @@ log = logging.getLogger("musicrec")
 
 AGE_BANDS = ((0, 18, "<18"), (18, 25, "18-24"), (25, 35, "25-34"), (35, 45, "35-44"), (45, 200, "45+"))
 TRUSTED = 0.8   # lower end of the Spearman interval on both halves above which group predictions rank groups
+TRUST_MIN_N = 10   # fewer retrained groups than this: a percentile bootstrap of a few perfectly ordered pairs
+                   # collapses to [1, 1], an interval that proves nothing
+
+
+def ranks_reliably(spearman_by_half) -> bool:
+    """Trusted: on every test half, at least TRUST_MIN_N retrained groups and a Spearman interval
+    whose lower end reaches TRUSTED."""
+    return all(c is not None and (c.get("n") or 0) >= TRUST_MIN_N and c.get("ci95") is not None
+               and c["ci95"][0] >= TRUSTED for c in spearman_by_half)
 
 
 def _decile_of(counts: np.ndarray, n: int) -> np.ndarray:
@@ -234,10 +243,13 @@ def trust(name: str | None, summary: dict) -> str:
     how = family.group_predictor if family is not None else "the sum of the rows' leave-one-out estimates"
     if family is not None and family.group_exact:
         return how
-    lows = [(summary["predicted"][h]["spearman"]["ci95"] or [None])[0] for h in ("A", "B")]
-    measured = ", ".join(f"half {h}: Spearman {_txt(summary['predicted'][h]['spearman'])}" for h in ("A", "B"))
-    if all(x is not None and x >= TRUSTED for x in lows):
+    spearman = [summary["predicted"][h]["spearman"] for h in ("A", "B")]
+    measured = ", ".join(f"half {h}: Spearman {_txt(c)}" for h, c in zip("AB", spearman))
+    if ranks_reliably(spearman):
         verdict = f"the prediction ranks groups reliably (both intervals above {TRUSTED})"
+    elif min(c.get("n") or 0 for c in spearman) < TRUST_MIN_N:
+        verdict = (f"too few groups retrained to say (fewer than {TRUST_MIN_N} per half): read the retrained "
+                   "change (delta_logloss in groups.parquet) where there is one")
     else:
         verdict = (f"not shown to rank groups reliably (an interval reaches below {TRUSTED}): read the retrained "
                    "change (delta_logloss in groups.parquet) where there is one")

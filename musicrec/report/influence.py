@@ -6,7 +6,7 @@ from pathlib import Path
 import polars as pl
 
 from musicrec.outputs.common import Correlation, Detector
-from musicrec.influence.groups import TRUSTED
+from musicrec.influence.groups import TRUST_MIN_N, TRUSTED, ranks_reliably
 from musicrec.outputs.influence import GroupSummary, ModelValidation, Validation
 from musicrec.report.html import esc, fmt, table
 from musicrec.report.influence_rows import extreme_rows
@@ -98,8 +98,7 @@ def _ci_text(v, ci) -> str | None:
 
 
 def trusted(summary: GroupSummary) -> str:
-    lows = [(summary.predicted[h]["spearman"].get("ci95") or [None])[0] for h in ("A", "B")]
-    return "yes" if all(x is not None and x >= TRUSTED for x in lows) else "not shown"
+    return "yes" if ranks_reliably([summary.predicted[h]["spearman"] for h in ("A", "B")]) else "not shown"
 
 
 def group_summary_table(groups: dict[str, GroupSummary]) -> str:
@@ -114,7 +113,7 @@ def group_summary_table(groups: dict[str, GroupSummary]) -> str:
                      sec.get("set_prediction_per_group"), sec.get("retrain_per_group"), trusted(s)))
     return table(("model", "predictor", "groups", "retrained", "Spearman A [95%]", "Spearman B [95%]", "Pearson A",
                   "Pearson B", "rel. error A", "rel. error B", "s per prediction", "s per retrain",
-                  f"trusted (both lower bounds ≥ {TRUSTED})"), rows)
+                  f"trusted (n ≥ {TRUST_MIN_N}, both lower bounds ≥ {TRUSTED})"), rows)
 
 
 def groups_tables(path: Path, groups: dict[str, GroupSummary]) -> str:

@@ -5,9 +5,8 @@ from pathlib import Path
 
 import polars as pl
 
+from musicrec.influence.groups import TRUST_MIN_N, TRUSTED, ranks_reliably
 from musicrec.report.html import esc, table
-
-TRUSTED = 0.8
 
 
 def _corr(c: dict | None) -> str | None:
@@ -18,8 +17,7 @@ def _corr(c: dict | None) -> str | None:
 
 
 def _trusted(summary: dict) -> str:
-    lows = [((summary["ndcg"][h]["spearman"] or {}).get("ci95") or [None])[0] for h in ("A", "B")]
-    return "yes" if all(x is not None and x >= TRUSTED for x in lows) else "not shown"
+    return "yes" if ranks_reliably([summary["ndcg"][h]["spearman"] for h in ("A", "B")]) else "not shown"
 
 
 def _ci(v, ci) -> str | None:
@@ -81,7 +79,7 @@ def ranking_part(data: Path, ranking: dict) -> str:
                      sec.get("set_prediction_per_group"), sec.get("retrain_per_group"), _trusted(s) if s else None))
     body += table(("model", "rows checked", "max rel err vs library", "groups", "retrained", "NDCG Spearman A",
                    "NDCG Spearman B", "precision Spearman A", "precision Spearman B", "s per prediction",
-                   "s per retrain", f"trusted (lower bounds ≥ {TRUSTED})"), rows)
+                   "s per retrain", f"trusted (n ≥ {TRUST_MIN_N}, both lower bounds ≥ {TRUSTED})"), rows)
     for name in ranking:
         body += f"<h3>{esc(name)}: rows and groups for the top-k lists</h3>" + rows_table(data, name) + groups_table(data, name)
     return body
