@@ -108,51 +108,45 @@ def test_no_scheduler_at_the_address_is_one_line():
             pass
 
 
-def test_a_worker_with_another_package_version_is_one_line(tmp_path):
-    """A real worker process whose scikit-learn distribution says another version than the client's."""
+def assert_foreign_worker_refused(site: Path, message: str, cwd: Path | None = None) -> None:
+    """A real worker process importing from `site` first joins a scheduler: opening the engine
+    there stops with the one-line error `message` (a regex)."""
     from distributed import LocalCluster
 
-    fake = tmp_path / "site" / "scikit_learn-0.0.1.dist-info"
-    fake.mkdir(parents=True)
-    (fake / "METADATA").write_text("Metadata-Version: 2.1\nName: scikit-learn\nVersion: 0.0.1\n")
-    assert "scikit-learn" in PACKAGES
     with LocalCluster(n_workers=0, processes=True, dashboard_address=":0") as cluster:
-        env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
         worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", cluster.scheduler_address,
-                                   "--nthreads", "1", "--no-nanny", "--no-dashboard"], env=env,
+                                   "--nthreads", "1", "--no-nanny", "--no-dashboard"],
+                                  env={**os.environ, "PYTHONPATH": str(site)}, cwd=cwd,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            with pytest.raises(ConfigError, match=r"engine: worker tcp://\S+ has scikit-learn 0.0.1, not scikit-learn "):
+            with pytest.raises(ConfigError, match=message):
                 with open_engine(dask_cfg(address=cluster.scheduler_address)):
                     pass
         finally:
             worker.kill()
             worker.wait()
+
+
+def test_a_worker_with_another_package_version_is_one_line(tmp_path):
+    """A real worker process whose scikit-learn distribution says another version than the client's."""
+    fake = tmp_path / "site" / "scikit_learn-0.0.1.dist-info"
+    fake.mkdir(parents=True)
+    (fake / "METADATA").write_text("Metadata-Version: 2.1\nName: scikit-learn\nVersion: 0.0.1\n")
+    assert "scikit-learn" in PACKAGES
+    assert_foreign_worker_refused(tmp_path / "site", r"engine: worker tcp://\S+ has scikit-learn 0.0.1, not scikit-learn ")
 
 
 def test_a_worker_with_other_musicrec_code_is_one_line(tmp_path):
     """A real worker process importing a copy of musicrec with one changed line (the same version string)."""
     import shutil
 
-    from distributed import LocalCluster
-
     import musicrec
 
     copy = tmp_path / "site" / "musicrec"
     shutil.copytree(Path(musicrec.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
     (copy / "rng.py").write_text((copy / "rng.py").read_text() + "\n# another checkout\n")
-    with LocalCluster(n_workers=0, processes=True, dashboard_address=":0") as cluster:
-        env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
-        worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", cluster.scheduler_address,
-                                   "--nthreads", "1", "--no-nanny", "--no-dashboard"], env=env, cwd=tmp_path,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            with pytest.raises(ConfigError, match=r"engine: worker tcp://\S+ runs other musicrec code than the client"):
-                with open_engine(dask_cfg(address=cluster.scheduler_address)):
-                    pass
-        finally:
-            worker.kill()
-            worker.wait()
+    assert_foreign_worker_refused(tmp_path / "site", r"engine: worker tcp://\S+ runs other musicrec code than the client",
+                                  cwd=tmp_path)
 
 
 # -- stage 01 on the cluster ---------------------------------------------------------------------------

@@ -37,10 +37,11 @@ class NaiveBayesInfluence(Estimator):
         super().__init__(model, train, test)
 
     # -- full-data statistics ------------------------------------------------------------------
-    def statistics(self, keep: np.ndarray):
+    def statistics(self, keep: np.ndarray, cols: np.ndarray | None = None):
         """Class counts, means, sums of squared deviations, and the overall mean and sum of squared
-        deviations, of the kept rows: two passes over row chunks (no copy of the design)."""
-        Z, y = self.Z, self.y
+        deviations, of the kept rows (of the columns `cols` only, when given): two passes over row
+        chunks (no copy of the design)."""
+        Z, y = (self.Z if cols is None else self.Z[:, cols]), self.y
         nc = np.array([((y == c) & keep).sum() for c in (0, 1)], dtype=np.float64)
         sums = np.zeros((2, Z.shape[1]))
         for s in range(0, len(Z), CHUNK):
@@ -226,23 +227,17 @@ class NaiveBayesInfluence(Estimator):
         rounding is all that is left; the variance is then var_smoothing's tiny epsilon plus that
         rounding, and every test row off the constant scores (x - mu)^2 / v with v wrong in its
         third digit: logits off by millions (a group holding every row of one language)."""
-        flat = [np.flatnonzero(S[k] <= FLAT * self.S[k]) for k in (0, 1)]
-        if not any(len(f) for f in flat):
+        flat = S <= FLAT * self.S
+        cols = np.flatnonzero(flat.any(axis=0))
+        if len(cols) == 0:
             return
         keep = np.ones(self.n, dtype=bool)
         keep[rows] = False
-        for k, cols in enumerate(flat):
-            if len(cols) == 0 or nc[k] == 0:
-                continue
-            sums, dev = np.zeros(len(cols)), np.zeros(len(cols))
-            for s in range(0, self.n, CHUNK):
-                mine = (self.y[s:s + CHUNK] == k) & keep[s:s + CHUNK]
-                sums += self.Z[s:s + CHUNK][mine][:, cols].astype(np.float64).sum(axis=0)
-            mu[k, cols] = sums / nc[k]
-            for s in range(0, self.n, CHUNK):
-                mine = (self.y[s:s + CHUNK] == k) & keep[s:s + CHUNK]
-                dev += ((self.Z[s:s + CHUNK][mine][:, cols].astype(np.float64) - mu[k, cols]) ** 2).sum(axis=0)
-            S[k, cols] = dev
+        _, mu_kept, S_kept, _, _ = self.statistics(keep, cols)
+        for k in (0, 1):
+            if nc[k] > 0:
+                mine = flat[k, cols]
+                mu[k, cols[mine]], S[k, cols[mine]] = mu_kept[k, mine], S_kept[k, mine]
 
     def group_logits_many(self, groups: list[np.ndarray]):
         """Test logits of naive Bayes refitted without each set: exact (each set's statistics downdated),
