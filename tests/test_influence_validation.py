@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 from scipy.stats import pearsonr
+from sklearn.metrics import roc_auc_score
 
 from musicrec import families
 from musicrec.influence.heldout import half_influence, user_halves
-from musicrec.influence.losses import auc_gradient, logloss, loss_change, metric_changes
+from musicrec.influence.losses import auc, auc_gradient, logloss, loss_change, metric_changes
 from musicrec.influence.noise import oracle_posterior
 from musicrec.influence.retrain import Retrainer
 from musicrec.influence.stats import ceiling, correlation, detector, share_of_ceiling
@@ -40,6 +41,15 @@ def test_loss_change_of_extreme_logits_is_finite():
     old = np.minimum(np.logaddexp(0, -np.array([1, -1, 1, -1]) * f), 34.538776394910684)
     np.testing.assert_allclose(out[:3], (direct - old)[:3], rtol=1e-12)
     assert abs(out[3] - (-1e-9 * 1 / (1 + np.exp(-3.0)))) < 1e-15
+
+
+def test_auc_equals_scikit_learns_with_ties():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 2_000)
+    for f in (rng.normal(0, 1, 2_000), rng.integers(0, 7, 2_000).astype(float), np.zeros(2_000)):
+        assert auc(y, f) == pytest.approx(roc_auc_score(y, f), rel=1e-12, abs=1e-15)
+    with pytest.raises(ValueError, match="both classes"):
+        auc(np.ones(5), np.arange(5.0))
 
 
 def test_auc_gradient_predicts_small_auc_changes():

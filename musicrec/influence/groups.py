@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from musicrec import families
-from musicrec.influence.retrain import Retrainer, part_changes, retrained, retrains
+from musicrec.influence.retrain import PartScorer, Retrainer, retrained, retrains
 from musicrec.influence.stats import ceiling, correlation
 
 log = logging.getLogger("musicrec")
@@ -113,6 +113,7 @@ def predict(est, groups: list, influence: dict | None, halves: dict, user: np.nd
     seconds per group."""
     t0 = time.perf_counter()
     out = []
+    score = PartScorer(est.y_test, est.f_test, halves, user)
     for (kind, group, rows), f in zip(groups, est.group_logits_many([r for _, _, r in groups])):
         base = {"kind": kind, "group": group, "label": describe(kind, group), "rows": int(len(rows)),
                 "share": len(rows) / len(est.train)}
@@ -127,7 +128,7 @@ def predict(est, groups: list, influence: dict | None, halves: dict, user: np.nd
                 out.append({**base, "half": h, "predictor": "sum_of_loo", "predicted_logloss": summed[h],
                             "predicted_logloss_ci95": None, "predicted_auc": None, "sum_of_loo": summed[h]})
         else:
-            for h, c in part_changes(est.y_test, est.f_test, f, halves, user).items():
+            for h, c in score(f).items():
                 out.append({**base, "half": h, "predictor": "set_model", "predicted_logloss": c["logloss"],
                             "predicted_logloss_ci95": c["logloss_ci95"], "predicted_auc": c["auc"],
                             "sum_of_loo": summed[h]})
@@ -173,10 +174,10 @@ def retrain(retrainer: Retrainer, seed: int, groups: list, chosen: np.ndarray, h
     out = {}
     if len(chosen) == 0:   # nothing to compare: no all-rows refit either (minutes and GBs at KKBOX size)
         return {}, 0.0
-    base = retrainer.logits(seed)
+    score = PartScorer(retrainer.y_test, retrainer.logits(seed), halves, user)
     t0 = time.perf_counter()
     for k, new in retrains(eng, retrainer, [(seed, groups[i][2], "logits") for i in chosen], progress):
-        out[int(chosen[k])] = part_changes(retrainer.y_test, base, new, halves, user)
+        out[int(chosen[k])] = score(new)
     return {int(i): out[int(i)] for i in chosen}, (time.perf_counter() - t0) / max(1, len(chosen))
 
 
@@ -189,12 +190,12 @@ def learning_curve(est, retrainer: Retrainer, seed: int, fractions, halves: dict
     n = len(retrainer.train)
     draws = [rng.choice(n, int(round(f * n)), replace=False) for f in fractions]
     predicted = list(est.group_logits_many(draws))
-    base = retrainer.logits(seed)
+    got_score = PartScorer(retrainer.y_test, retrainer.logits(seed), halves, user)
+    expected_score = PartScorer(est.y_test, est.f_test, halves, user)
     out = {h: {"fractions": [0.0], "residuals": [0.0]} for h in halves}
     news = retrained(eng, retrainer, [(seed, rows, "logits") for rows in draws], progress)
     for f, new, p in zip(fractions, news, predicted):
-        got = part_changes(retrainer.y_test, base, new, halves, user)
-        expected = part_changes(est.y_test, est.f_test, p, halves, user)
+        got, expected = got_score(new), expected_score(p)
         for h in halves:
             out[h]["fractions"].append(float(f))
             out[h]["residuals"].append(got[h]["logloss"] - expected[h]["logloss"])

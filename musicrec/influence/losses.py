@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.signal import fftconvolve
-from sklearn.metrics import roc_auc_score
+from scipy.stats import rankdata
 
 from musicrec.metrics import PROB_CLIP
 
@@ -34,7 +34,15 @@ def logloss(y: np.ndarray, f: np.ndarray) -> np.ndarray | float:
 
 
 def auc(y: np.ndarray, f: np.ndarray) -> float:
-    return float(roc_auc_score(y, f))
+    """AUROC as the Mann-Whitney statistic of the scores' average ranks (ties count one half), the
+    value roc_auc_score gives: one sort, where roc_auc_score's input checks and threshold curve cost
+    ~0.2 s per call on a KKBOX test half, and stage 06 scores every group on both halves."""
+    pos = np.asarray(y) == 1
+    n1 = int(np.count_nonzero(pos))
+    n0 = len(pos) - n1
+    if n1 == 0 or n0 == 0:
+        raise ValueError("AUROC needs both classes among the scored rows")
+    return float((rankdata(f)[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 def logloss_derivatives(y: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

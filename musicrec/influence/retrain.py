@@ -38,17 +38,23 @@ def saved_arguments(model: Model, seed: int | None = None) -> dict:
     return families.get(model.name).retrain_arguments(model, seed)
 
 
-def part_changes(y: np.ndarray, base: np.ndarray, new: np.ndarray, parts: dict[str, np.ndarray],
-                 users: np.ndarray | None = None) -> dict:
-    """Change of mean log-loss and AUROC of each part of the test split (new vs base logits), with
-    the log-loss change's 95% interval over the part's users where their codes are given."""
-    d = loss_change(y, base, new - base)
-    out = {}
-    for p, j in parts.items():
-        out[p] = {"logloss": float(d[j].mean()), "auc": auc(y[j], new[j]) - auc(y[j], base[j])}
-        if users is not None:
-            out[p]["logloss_ci95"] = clustered_mean_interval(d[j], users[j])
-    return out
+class PartScorer:
+    """Changes of each test part's mean log-loss and AUROC from fixed base logits to new ones, with
+    the log-loss change's 95% interval over the part's users where their codes are given. The base
+    AUROC of each part is computed once: a scorer serves every group compared with one base."""
+
+    def __init__(self, y: np.ndarray, base: np.ndarray, parts: dict[str, np.ndarray], users: np.ndarray | None = None):
+        self.y, self.base, self.parts, self.users = y, base, parts, users
+        self.base_auc = {p: auc(y[j], base[j]) for p, j in parts.items()}
+
+    def __call__(self, new: np.ndarray) -> dict:
+        d = loss_change(self.y, self.base, new - self.base)
+        out = {}
+        for p, j in self.parts.items():
+            out[p] = {"logloss": float(d[j].mean()), "auc": auc(self.y[j], new[j]) - self.base_auc[p]}
+            if self.users is not None:
+                out[p]["logloss_ci95"] = clustered_mean_interval(d[j], self.users[j])
+        return out
 
 
 class Retrainer:
@@ -69,12 +75,14 @@ class Retrainer:
         self._prepared = prepared     # the family's training inputs, when the caller already has them
         self._given = prepared is not None
         self._base: dict[int, tuple] = {}
+        self._scorers: dict[int, PartScorer] = {}
 
     def __getstate__(self) -> dict:
         """What a worker gets: the training inputs the caller handed over (the estimator's design)
         travel with it; inputs prepared here (a LightGBM Dataset, which cannot be pickled) are
         prepared again by each worker, once."""
         state = dict(self.__dict__)
+        state["_scorers"] = {}     # rebuilt where used (a few AUCs), not shipped
         if not self._given:
             state["_prepared"] = None
         return state
@@ -130,7 +138,9 @@ class Retrainer:
         part, and its test logits."""
         model = self.model_without(seed, removed)
         new = model.predict_logit(self.test)
-        return model, part_changes(self.y_test, self.logits(seed), new, self.parts, self.users), new
+        if seed not in self._scorers:
+            self._scorers[seed] = PartScorer(self.y_test, self.logits(seed), self.parts, self.users)
+        return model, self._scorers[seed](new), new
 
     def without(self, seed: int, removed: np.ndarray, own: bool = False) -> dict:
         """{part: {"logloss", "auc"}} changes when `removed` rows are left out; own=True adds

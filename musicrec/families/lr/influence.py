@@ -159,12 +159,21 @@ class LogisticInfluence(Estimator):
         """One Newton step without the rows (the group's influence function, with the Hessian
         downdated by all of them): second order in the group, where summing single-row
         estimates is first order and overshoots when many rows pull the same way. The group's
-        Hessian and gradient are summed a block of its rows at a time (no copy of a large group)."""
-        H, g = self.H.copy(), np.zeros(len(self.theta))
+        Hessian and gradient are summed a block of its rows at a time (no copy of a large group),
+        each block gathered once and the intercept's row and column written from its sums."""
+        d = self.X.shape[1]
+        H, g = self.H.copy(), np.zeros(d + 1)
         for s in range(0, len(rows), CHUNK):
             part = rows[s:s + CHUNK]
-            H -= weighted_gram(self.X[part], self.w[part], intercept=True)
-            g += with_intercept(self.X[part]).T @ self.r[part]
+            x, r, root = self.X[part], self.r[part], np.sqrt(self.w[part])
+            g[:d] += x.T @ r
+            g[d] += r.sum()
+            x *= root[:, None]
+            H[:d, :d] -= x.T @ x
+            side = x.T @ root
+            H[:d, d] -= side
+            H[d, :d] -= side
+            H[d, d] -= root @ root
         return self.theta + cho_solve(cho_factor(H), g)
 
     def group_logits_many(self, groups: list[np.ndarray]):
