@@ -105,6 +105,29 @@ def test_lightgbm_set_replay_is_the_plain_replay(splits):
     assert np.abs(sampled - ref).max() < 0.2 * np.abs(ref - est.f_test).max()
 
 
+def test_lightgbm_sets_replayed_together_are_each_the_plain_replay(splits):
+    """group_logits_many sums every set's removed rows in one pass over the training rows (blocks
+    smaller than the split here); sets given unsorted or with repeats are the same sets."""
+    from musicrec.families.lgbm import replay
+
+    est = estimator("lgbm", splits)
+    n = len(est.y)
+    sets = [GROUP, np.arange(n // 3, n // 2), np.random.default_rng(1).permutation(n)[:300], np.array([5, 5, 17, 3])]
+    empty = plain_replay(est, np.array([], dtype=np.int64))
+    block, replay.SUMS_BLOCK = replay.SUMS_BLOCK, 1_000
+    try:
+        est.prepare_sets(None, {"replay_rows": None, "als_sweeps": 1})
+        for got, rows in zip(est.group_logits_many(sets), sets):
+            ref = plain_replay(est, np.unique(rows)) - empty + est.f_test
+            np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9 * np.abs(ref - est.f_test).max())
+        est.prepare_sets(None, {"replay_rows": 1200, "als_sweeps": 1})
+        for got, rows in zip(est.group_logits_many(sets), sets):
+            alone = est.group_logits(rows)
+            np.testing.assert_allclose(got, alone, rtol=0, atol=1e-12 * np.abs(alone - est.f_test).max())
+    finally:
+        replay.SUMS_BLOCK = block
+
+
 def test_lightgbm_replay_is_closer_to_retraining_than_the_sum_of_loo(splits):
     """On groups of rows pulling the same way (the most harmful ones), LightGBM's replay tracks the
     retrained change better than summing single-row estimates (which hold later trees fixed)."""

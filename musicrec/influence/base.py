@@ -31,6 +31,13 @@ def model_threads(model) -> int:
     return max(1, int(n)) if n and n > 0 else cores()
 
 
+def sorted_rows(rows) -> np.ndarray:
+    """A set's row indices sorted and unique as int64; a set given so (np.flatnonzero's, as the
+    groups are) is not sorted again: at KKBOX size the 51 groups' sorts took 20 s."""
+    rows = np.asarray(rows, dtype=np.int64)
+    return rows if len(rows) < 2 or bool((rows[1:] > rows[:-1]).all()) else np.unique(rows)
+
+
 def row_blocks(n: int, size: int) -> list[slice]:
     return [slice(s, min(s + size, n)) for s in range(0, n, size)]
 

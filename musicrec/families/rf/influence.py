@@ -14,8 +14,9 @@ import copy
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import scipy.sparse as sp
 
-from musicrec.influence.base import Estimator, model_threads
+from musicrec.influence.base import Estimator, model_threads, sorted_rows
 from musicrec.influence.losses import PROB_CLIP, logit
 from musicrec.influence.noise import oob_suspicion
 from musicrec.influence.stats import correlation
@@ -121,24 +122,38 @@ class ForestInfluence(Estimator):
     def group_logits_many(self, groups: list[np.ndarray]):
         """Test logits without each group, every tree's leaf shares recomputed from the rows it
         keeps (their bootstrap counts), the structure fixed: one pass over the trees for all
-        groups (each tree's leaves of every train row once), then one group at a time."""
-        groups = [np.asarray(g) for g in groups]
+        groups, then one group at a time.
 
-        def work(leaf, leaf_test, counts, W, W1):
-            changes = []
-            for g in groups:
-                w = np.bincount(leaf[g], counts[g], minlength=len(W))
-                w1 = np.bincount(leaf[g], counts[g] * self.y[g], minlength=len(W))
-                left = W - w
-                new = np.where(left > 0, (W1 - w1) / np.where(left > 0, left, 1.0), W1 / W)
-                changes.append(new - W1 / W)
-            return leaf_test.astype(np.int32), changes
+        Only the rows a tree drew (about a tenth at max_samples 0.1) move its leaves, so each tree
+        places only those, and every group's removed counts per leaf come from one sparse product:
+        (leaf x drawn row counts) @ (drawn row x group membership)."""
+        n, J = len(self.X), len(groups)
+        sets = [sorted_rows(g) for g in groups]
+        member = sp.csc_matrix((np.ones(sum(len(g) for g in sets)), np.concatenate(sets) if sets else [],
+                                np.cumsum([0] + [len(g) for g in sets])), shape=(n, J)).tocsr()
 
-        per_tree = list(self._trees(work=work))
-        for k in range(len(groups)):
+        def work(t):
+            tree = self.trees[t]
+            counts = self.model.bootstrap_counts(t, n)
+            drawn = np.flatnonzero(counts)
+            W = tree.tree_.weighted_n_node_samples
+            W1 = (tree.tree_.value[:, 0, -1] if tree.n_classes_ == 2 else np.full(len(W), float(tree.classes_[0]))) * W
+            leaf = tree.apply(self.X[drawn], check_input=False)
+            at = (leaf, np.arange(len(drawn)))
+            sub = member[drawn]
+            w = (sp.csr_matrix((counts[drawn], at), shape=(len(W), len(drawn))) @ sub).toarray()
+            w1 = (sp.csr_matrix((counts[drawn] * self.y[drawn], at), shape=(len(W), len(drawn))) @ sub).toarray()
+            left = W[:, None] - w
+            new = np.where(left > 0, (W1[:, None] - w1) / np.where(left > 0, left, 1.0), (W1 / W)[:, None])
+            return tree.apply(self.Xt, check_input=False).astype(np.int32), new - (W1 / W)[:, None]
+
+        threads = model_threads(self.model)
+        with ThreadPoolExecutor(threads) as pool:
+            per_tree = list(pool.map(work, range(self.T)))
+        for k in range(J):
             dp = np.zeros(len(self.Xt))
             for leaf_test, changes in per_tree:     # summed in tree order: deterministic
-                dp += np.take(changes[k], leaf_test)
+                dp += np.take(changes[:, k], leaf_test)
             yield logit(self.p_test + dp / self.T)
 
     def group_logits(self, rows: np.ndarray) -> np.ndarray:
