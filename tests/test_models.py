@@ -139,3 +139,27 @@ def test_nb_zero_weights_delete_rows_as_gaussiannb_on_the_rest(data):
     assert np.array_equal(X, before)
     for attr in ("class_count_", "theta_", "var_", "class_prior_"):
         np.testing.assert_allclose(getattr(fitted, attr), getattr(ref, attr), rtol=1e-12)
+
+
+def test_designs_sharing_columns_fit_numpys_statistics():
+    """Each column's median, mean and std are read once per split and shared by the designs that use
+    it (rf's design holds nb's and lr's columns): a design fitted after another equals numpy's own."""
+    import polars as pl
+
+    from musicrec.models.base import FeatureSet
+    from musicrec.models.design import NumericDesign
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(3, 2, (5_001, 30)).astype(np.float32)
+    X[rng.random(X.shape) < 0.1] = np.nan
+    X[:, 7] = np.nan
+    names = [f"c{i}" for i in range(30)]
+    data = FeatureSet(X, np.zeros(len(X)), pl.DataFrame({"row": np.arange(len(X))}), names)
+    NumericDesign(names[10:], "none").fit(data)                 # some columns' statistics first
+    design = NumericDesign(names[::2], "standard").fit(data)    # half of them already known
+    Z = X[:, ::2].astype(np.float64)
+    median = np.nan_to_num(np.nanmedian(Z, axis=0), nan=0.0)
+    filled = np.where(np.isnan(Z), median, Z)
+    np.testing.assert_array_equal(design.median_, median)
+    np.testing.assert_allclose(design.mean_, filled.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(design.std_, np.where(filled.std(axis=0) > 0, filled.std(axis=0), 1.0), rtol=1e-12)

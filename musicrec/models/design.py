@@ -41,10 +41,10 @@ class NumericDesign:
         self.scale = scale
         self.random_state = random_state
 
-    def _blocks(self, data: FeatureSet):
+    def _blocks(self, data: FeatureSet, columns: list[str]):
         """Column blocks of the train rows as float64, copied a row chunk at a time into one buffer,
         column-major (contiguous columns: numpy's pairwise sums, the medians' copies)."""
-        idx = [data.names.index(c) for c in self.columns]
+        idx = [data.names.index(c) for c in columns]
         buffer = np.empty((len(data), min(BLOCK, len(idx)) or 1), order="F")
         for j in range(0, len(idx), BLOCK):
             cols = idx[j:j + BLOCK]
@@ -53,22 +53,37 @@ class NumericDesign:
                 block[s:s + ROWS] = data.X[s:s + ROWS, cols]
             yield j, block
 
-    def fit(self, data: FeatureSet) -> "NumericDesign":
-        d, n = len(self.columns), len(data)
-        self.median_, self.mean_, self.std_ = np.zeros(d), np.zeros(d), np.ones(d)
-        scratch = np.empty(n)
-        for j, block in self._blocks(data):
-            sl = slice(j, j + block.shape[1])
-            med = np.array([median_ignoring_nan(block[:, c], scratch) for c in range(block.shape[1])]) if n else 0.0
-            self.median_[sl] = np.nan_to_num(med, nan=0.0)
-            block = self._impute(block, sl)
+    def _column_statistics(self, data: FeatureSet, columns: list[str]) -> dict[str, tuple[float, float, float]]:
+        """(median, mean, std) of each column, NaN imputed by the median for the mean and std. Each
+        column's figures are its own (contiguous column sums), so they are kept in data.memo by name:
+        the families' designs share columns (rf's holds all of nb's and lr's), and a column's
+        statistics are read once per split."""
+        known = data.memo.setdefault("column_statistics", {})
+        todo = [c for c in columns if c not in known]
+        n = len(data)
+        scratch = np.empty(n) if todo else None
+        for j, block in self._blocks(data, todo):
+            names = todo[j:j + block.shape[1]]
+            med = np.array([median_ignoring_nan(block[:, c], scratch) for c in range(block.shape[1])]) if n else \
+                np.zeros(len(names))
+            med = np.nan_to_num(med, nan=0.0)
+            nan = np.isnan(block)
+            if nan.any():
+                block[nan] = np.broadcast_to(med, block.shape)[nan]
             # mean and std as numpy's mean/std compute them (the same sums), the deviations in place
-            self.mean_[sl] = mean = block.mean(axis=0)
+            mean = block.mean(axis=0)
             np.subtract(block, np.add.reduce(block, axis=0, keepdims=True) / n, out=block)
             np.multiply(block, block, out=block)
             std = np.sqrt(np.add.reduce(block, axis=0) / n)
-            self.std_[sl] = np.where(std > 0, std, 1.0)
-            del mean
+            known.update({c: (float(med[k]), float(mean[k]), float(std[k])) for k, c in enumerate(names)})
+        return {c: known[c] for c in columns}
+
+    def fit(self, data: FeatureSet) -> "NumericDesign":
+        stats = self._column_statistics(data, self.columns)
+        self.median_ = np.array([stats[c][0] for c in self.columns], dtype=np.float64)
+        self.mean_ = np.array([stats[c][1] for c in self.columns], dtype=np.float64)
+        std = np.array([stats[c][2] for c in self.columns], dtype=np.float64)
+        self.std_ = np.where(std > 0, std, 1.0)
         if self.scale == "quantile":
             self.qt_ = QuantileTransformer(n_quantiles=min(1000, len(data)), output_distribution="normal",
                                            subsample=200_000, random_state=self.random_state)
