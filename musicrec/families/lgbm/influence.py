@@ -220,7 +220,7 @@ class BoostingInfluence(Estimator):
         if getattr(self, "_replay", None) is None:
             self._replay = Replay(self, self.replay_rows)
         groups = list(groups)
-        gone = self._replay.removed_sums(groups) if len(groups) > 1 else [None] * len(groups)
+        gone = self._replay.removed_sums(groups)
         for s in range(0, len(groups), self.threads):
             yield from thread_map(lambda k: self._replay.test_logits(groups[k], gone[k]),
                                   range(s, min(len(groups), s + self.threads)), self.threads)

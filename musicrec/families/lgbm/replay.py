@@ -63,24 +63,22 @@ class Replay:
         # the sample's gradient and hessian sums per leaf at the stored scores, once for every set
         self.sample_sums = self._sums(self.rows, self.leaves)
 
-    def _sums(self, rows: np.ndarray, leaves: np.ndarray, mask: np.ndarray | None = None) -> list:
-        """Per tree, gradient and hessian sums per leaf of the rows at their stored scores, and
-        (with `mask`) those of the masked rows only."""
+    def _sums(self, rows: np.ndarray, leaves: np.ndarray) -> list:
+        """Per tree, gradient and hessian sums per leaf of the rows at their stored scores."""
         est, out = self.est, []
         for t, leaf, g, h in est._forward(rows, leaves, np.empty(len(rows))):
             n_leaves = len(est.values[t])
-            sums = (np.bincount(leaf, g, minlength=n_leaves), np.bincount(leaf, h, minlength=n_leaves))
-            if mask is not None:
-                sums += (np.bincount(leaf, g * mask, minlength=n_leaves), np.bincount(leaf, h * mask, minlength=n_leaves))
-            out.append(sums)
+            out.append((np.bincount(leaf, g, minlength=n_leaves), np.bincount(leaf, h, minlength=n_leaves)))
         return out
 
     def removed_sums(self, sets: list[np.ndarray]) -> list[list]:
-        """What `_sums(removed, ..., mask)` gives for each set, from one pass over the training rows
-        for all of them: per set and tree, the removed rows' gradient and hessian sums per leaf at
-        their stored scores, and those of its rows in the knock-on sample. A pass per set cost its
-        size times the trees; the meaningful groups hold every row about seven times over. Blocks
-        of rows on the model's threads, their sums added in block order (the same bytes every run)."""
+        """Per set and tree, the removed rows' gradient and hessian sums per leaf at their stored
+        scores, and those of its rows in the knock-on sample, from one pass over the training rows
+        for all sets (a pass per set cost its size times the trees; the meaningful groups hold every
+        row about seven times over). Only the rows some set removes are carried through the trees.
+        A set's sums are added block by block in block order, each block's in row order, whatever
+        other sets share the pass: the same bytes for a set alone, in any chunk of sets on a cluster,
+        every run. Blocks run on the model's threads."""
         est = self.est
         sets = [sorted_rows(r) for r in sets]
         n, J = len(est.y), len(sets)
@@ -95,10 +93,16 @@ class Replay:
                 return None
             which = np.repeat(np.arange(J), [len(p) for p in pieces])
             inside = sampled[block][local]
+            used = local if J == 1 else np.unique(local)
+            if len(used) == block.stop - block.start:      # every row of the block: no gather
+                rows, leaves, at = block, est._block_leaves(block), local
+            else:
+                rows = block.start + used
+                leaves, at = est.leaf_rows(rows), np.searchsorted(used, local)
             out = []
-            for t, leaf, g, h in est._forward(block, est._block_leaves(block), np.empty(block.stop - block.start)):
-                idx, width = which * sizes[t] + leaf[local], J * sizes[t]
-                gl, hl = g[local], h[local]
+            for t, leaf, g, h in est._forward(rows, leaves, np.empty(len(used))):
+                idx, width = which * sizes[t] + leaf[at], J * sizes[t]
+                gl, hl = g[at], h[at]
                 out.append(np.stack([np.bincount(idx, gl, minlength=width), np.bincount(idx, hl, minlength=width),
                                      np.bincount(idx[inside], gl[inside], minlength=width),
                                      np.bincount(idx[inside], hl[inside], minlength=width)]))
@@ -113,9 +117,9 @@ class Replay:
                         acc[t] += part[t]
         return [[tuple(acc[t][k].reshape(J, sizes[t])[j] for k in range(4)) for t in range(est.T)] for j in range(J)]
 
-    def test_logits(self, removed: np.ndarray, gone: list | None = None) -> np.ndarray:
+    def test_logits(self, removed: np.ndarray, gone: list) -> np.ndarray:
         """Test raw scores of the model replayed without the `removed` train rows (`gone`: their
-        removed_sums, where the caller has them)."""
+        removed_sums)."""
         est = self.est
         removed = sorted_rows(removed)
         if len(removed) == 0:
@@ -128,8 +132,6 @@ class Replay:
         m = (est.y.sum() - est.y[removed].sum()) / (n - len(removed))
         d_init = np.log(m / (1 - m)) - est.init if 0 < m < 1 else 0.0
         # every removed row's terms (exact), and those of the removed rows in the sample
-        if gone is None:
-            gone = self._sums(removed, est.leaf_rows(removed), np.isin(removed, self.rows).astype(np.float64))
         score = np.full(len(rows), est.init + d_init)    # the kept sample rows' replayed scores
         f = est.f_test.copy()
         for t in range(est.T):

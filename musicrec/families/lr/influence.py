@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
+from threadpoolctl import threadpool_limits
 
 from musicrec.influence.base import Estimator, map_row_blocks, model_threads
 
@@ -177,10 +178,12 @@ class LogisticInfluence(Estimator):
         return self.theta + cho_solve(cho_factor(H), g)
 
     def group_logits_many(self, groups: list[np.ndarray]):
-        """Every group's Newton step, then all their test logits in one product."""
-        thetas = np.stack([self.group_theta(np.asarray(rows, dtype=np.int64)) for rows in groups], axis=1) \
-            if len(groups) else np.zeros((len(self.theta), 0))
-        logits = self.Xt @ thetas
+        """Every group's Newton step, then all their test logits in one product (one BLAS thread:
+        the same sums on any engine, in any chunk of groups)."""
+        with threadpool_limits(1, "blas"):
+            thetas = np.stack([self.group_theta(np.asarray(rows, dtype=np.int64)) for rows in groups], axis=1) \
+                if len(groups) else np.zeros((len(self.theta), 0))
+            logits = self.Xt @ thetas
         for j, rows in enumerate(groups):
             yield self.f_test.copy() if len(rows) == 0 else logits[:, j]
 

@@ -11,6 +11,7 @@ For every row, the log-loss change is sum_j g_j dF_ij + 1/2 sum_j h_j dF_ij^2 wi
 from __future__ import annotations
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from musicrec.influence.base import Estimator, map_row_blocks, model_threads, sorted_rows
 
@@ -253,18 +254,19 @@ class NaiveBayesInfluence(Estimator):
     def group_logits_many(self, groups: list[np.ndarray]):
         """Test logits of naive Bayes refitted without each set: exact (each set's statistics downdated),
         every set's coefficient change applied in one pass over the test design."""
-        groups = [sorted_rows(g) for g in groups]
-        w = self.coefficients(self.mu, self.v, np.log(self.nc / self.nc.sum()))
-        dW = []
-        for g in groups:
-            nc, mu, v = self._without_set(g) if len(g) else (self.nc, self.mu, self.v)
-            dW.append(self.coefficients(mu, v, np.log(nc / nc.sum())) - w)
-        dW = np.stack(dW, axis=1) if dW else np.zeros((len(w), 0))
-        d = self.Zt.shape[1]
-        change = np.empty((len(self.Zt), len(groups)))
-        for s in range(0, len(self.Zt), CHUNK):
-            z = self.Zt[s:s + CHUNK].astype(np.float64)
-            change[s:s + CHUNK] = (z * z) @ dW[:d] + z @ dW[d:2 * d] + dW[2 * d]
+        with threadpool_limits(1, "blas"):   # one BLAS thread: the same sums on any engine, any chunk of sets
+            groups = [sorted_rows(g) for g in groups]
+            w = self.coefficients(self.mu, self.v, np.log(self.nc / self.nc.sum()))
+            dW = []
+            for g in groups:
+                nc, mu, v = self._without_set(g) if len(g) else (self.nc, self.mu, self.v)
+                dW.append(self.coefficients(mu, v, np.log(nc / nc.sum())) - w)
+            dW = np.stack(dW, axis=1) if dW else np.zeros((len(w), 0))
+            d = self.Zt.shape[1]
+            change = np.empty((len(self.Zt), len(groups)))
+            for s in range(0, len(self.Zt), CHUNK):
+                z = self.Zt[s:s + CHUNK].astype(np.float64)
+                change[s:s + CHUNK] = (z * z) @ dW[:d] + z @ dW[d:2 * d] + dW[2 * d]
         for j, g in enumerate(groups):
             yield self.f_test.copy() if len(g) == 0 else self.f_test + change[:, j]
 
