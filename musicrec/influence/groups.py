@@ -79,8 +79,10 @@ def meaningful_groups(rows: pl.DataFrame, names: dict[str, dict[int, str]], gcfg
     out.append(("age_band", "unknown", np.flatnonzero(unknown)))
     for lo, hi, label in AGE_BANDS:
         out.append(("age_band", label, np.flatnonzero(~unknown & (bd >= lo) & (bd < hi))))
-    # a group of every row (a listen log's single "unknown" tab, genre or age) leaves nothing to retrain on
-    return [(k, g, r) for k, g, r in out if 0 < len(r) < rows.height]
+    # a group of every row (a listen log's single "unknown" tab, genre or age) leaves nothing to retrain on;
+    # int32 row numbers: the groups hold every row about seven times over (300 MB as int64 at KKBOX size)
+    small = np.int32 if rows.height < 2**31 else np.int64
+    return [(k, g, r.astype(small)) for k, g, r in out if 0 < len(r) < rows.height]
 
 
 def random_ablations(n: int, fractions, repeats: int, rng) -> list[tuple[str, str, np.ndarray]]:

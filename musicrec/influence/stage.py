@@ -206,6 +206,7 @@ def run(cfg: dict, force: bool = False) -> Validation:
         test_users = test.keys["user"].to_numpy()
         halves = user_halves(test_users, stream(cfg, STAGE, "test_halves"))
         groups = grouping.meaningful_groups(rows, names_map, icfg["groups"]) if icfg["groups"]["enabled"] else []
+        del rows   # the split's columns were for the groups and the flipped labels only
         groups += grouping.random_ablations(len(train), icfg["ablation"]["fractions"], icfg["ablation"]["repeats"],
                                             stream(cfg, STAGE, "ablations"))
         rankers = {n: m for n, m in models.items() if families.get(n).ranker and icfg["ranking"]["enabled"]}

@@ -178,14 +178,18 @@ class LogisticInfluence(Estimator):
         return self.theta + cho_solve(cho_factor(H), g)
 
     def group_logits_many(self, groups: list[np.ndarray]):
-        """Every group's Newton step, then all their test logits in one product (one BLAS thread:
-        the same sums on any engine, in any chunk of groups)."""
+        """Every group's Newton step, then each group's test logits as it is asked for (one
+        test-sized vector at a time: all of them at once were 600 MB at KKBOX size). One BLAS thread:
+        the same sums on any engine, in any chunk of groups."""
         with threadpool_limits(1, "blas"):
-            thetas = np.stack([self.group_theta(np.asarray(rows, dtype=np.int64)) for rows in groups], axis=1) \
-                if len(groups) else np.zeros((len(self.theta), 0))
-            logits = self.Xt @ thetas
-        for j, rows in enumerate(groups):
-            yield self.f_test.copy() if len(rows) == 0 else logits[:, j]
+            thetas = [self.group_theta(np.asarray(rows, dtype=np.int64)) for rows in groups]
+        for theta, rows in zip(thetas, groups):
+            if len(rows) == 0:
+                yield self.f_test.copy()
+                continue
+            with threadpool_limits(1, "blas"):
+                logits = self.Xt @ theta
+            yield logits
 
     def group_logits(self, rows: np.ndarray) -> np.ndarray:
         return next(self.group_logits_many([rows]))
