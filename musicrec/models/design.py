@@ -33,6 +33,14 @@ def median_ignoring_nan(column: np.ndarray, scratch: np.ndarray) -> float:
     return float(np.mean(values[m // 2 - 1:m // 2 + 1]))
 
 
+def impute(block: np.ndarray, medians: np.ndarray) -> np.ndarray:
+    """The block's NaN replaced in place by its columns' medians."""
+    nan = np.isnan(block)
+    if nan.any():
+        block[nan] = np.broadcast_to(medians, block.shape)[nan]
+    return block
+
+
 class NumericDesign:
     """Median imputation + `standard` | `quantile` | `none` scaling of the chosen columns."""
 
@@ -67,9 +75,7 @@ class NumericDesign:
             med = np.array([median_ignoring_nan(block[:, c], scratch) for c in range(block.shape[1])]) if n else \
                 np.zeros(len(names))
             med = np.nan_to_num(med, nan=0.0)
-            nan = np.isnan(block)
-            if nan.any():
-                block[nan] = np.broadcast_to(med, block.shape)[nan]
+            impute(block, med)
             # mean and std as numpy's mean/std compute them (the same sums), the deviations in place
             mean = block.mean(axis=0)
             np.subtract(block, np.add.reduce(block, axis=0, keepdims=True) / n, out=block)
@@ -98,11 +104,10 @@ class NumericDesign:
         d = len(self.columns)
         idx = np.array([data.names.index(c) for c in self.columns], dtype=np.intp)
         out = np.empty((len(data), d + int(intercept)), dtype=dtype)
-        everything = slice(0, d)
         for start, batch in data.row_batches():      # from memory, or from the file (StoredFeatureSet)
             for s in range(0, len(batch), ROWS):
                 block = np.take(batch[s:s + ROWS], idx, axis=1).astype(np.float64)
-                block = self._impute(block, everything)
+                impute(block, self.median_)
                 if scale and self.scale == "standard":
                     block -= self.mean_
                     block /= self.std_
@@ -112,9 +117,3 @@ class NumericDesign:
         if intercept:
             out[:, d] = 1.0
         return out
-
-    def _impute(self, block: np.ndarray, sl: slice) -> np.ndarray:
-        nan = np.isnan(block)
-        if nan.any():
-            block[nan] = np.broadcast_to(self.median_[sl], block.shape)[nan]
-        return block

@@ -46,17 +46,22 @@ class ForestInfluence(Estimator):
     def train_logits(self, rows: np.ndarray) -> np.ndarray:
         return logit(self.model._mean_proba(self.X[np.asarray(rows)]))   # predict_proba on the design held
 
+    @staticmethod
+    def _node_weights(tree) -> tuple[np.ndarray, np.ndarray]:
+        """(W, W1): each node's bootstrap weight and its replays' weight."""
+        W = tree.tree_.weighted_n_node_samples
+        share = tree.tree_.value[:, 0, -1] if tree.n_classes_ == 2 else np.full(len(W), float(tree.classes_[0]))
+        return W, share * W
+
     def _tree(self, t: int, rows=None):
         """Leaf of every train (or only `rows`) and test row, bootstrap counts and leaf class
         weights of tree t."""
         tree = self.trees[t]
         counts = self.model.bootstrap_counts(t, len(self.X))
-        W = tree.tree_.weighted_n_node_samples
-        share = tree.tree_.value[:, 0, -1] if tree.n_classes_ == 2 else np.full(len(W), float(tree.classes_[0]))
         # the design matrices are C-ordered float32 without NaN: skip scikit-learn's per-call checks
         X = self.X if rows is None else self.X[rows]
         return (tree.apply(X, check_input=False), tree.apply(self.Xt, check_input=False),
-                counts, W, share * W)
+                counts, *self._node_weights(tree))
 
     def _trees(self, rows=None, work=None):
         """`_tree` of every tree in order (or work(*_tree) where given), a few trees at a time on
@@ -136,8 +141,7 @@ class ForestInfluence(Estimator):
             tree = self.trees[t]
             counts = self.model.bootstrap_counts(t, n)
             drawn = np.flatnonzero(counts)
-            W = tree.tree_.weighted_n_node_samples
-            W1 = (tree.tree_.value[:, 0, -1] if tree.n_classes_ == 2 else np.full(len(W), float(tree.classes_[0]))) * W
+            W, W1 = self._node_weights(tree)
             leaf = tree.apply(self.X[drawn], check_input=False)
             at = (leaf, np.arange(len(drawn)))
             sub = member[drawn]
