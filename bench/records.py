@@ -70,6 +70,9 @@ def influence_figures(mv: ModelValidation, groups: GroupSummary | None) -> dict:
     if "0.05" in it.get("mean", {}):
         out["removal_5pct_heldout"]["harmful_iterative"] = {
             "mean": it["mean"]["0.05"], **{f"scored_on_{h}": it[f"scored_on_{h}"]["0.05"] for h in ("A", "B")}}
+    for kind in ("harmful_set", "random_repeats"):
+        if "0.05" in removal.get(kind, {}):
+            out["removal_5pct_heldout"][kind] = removal[kind]["0.05"]
     if r.get("label_noise"):
         out["label_noise"] = {k: _detector(d) for k, d in r["label_noise"]["rankings"].items()}
     if groups is not None:
@@ -205,6 +208,7 @@ def _influence_lines(q: dict) -> list[str]:
                     f"{c['mean']['logloss']:+.5f} ({c['scored_on_A']['logloss']:+.5f}, {c['scored_on_B']['logloss']:+.5f})")
             lines.append(f"| {m} | {cell(r.get('harmful'))} | {cell(r.get('harmful_iterative'))} | {cell(r.get('random'))} | "
                          f"{cell(r.get('helpful'))} |")
+    lines += _set_removal_lines(q)
     if q.get("label_noise"):
         ln = q["label_noise"]
         lines += ["", f"Flipped training labels ({ln['source']}): {ln['flipped']} rows ({ln['share']:.1%}). Lift at 10% "
@@ -286,3 +290,26 @@ def _fmt(x, digits=3) -> str:
     if x is None:
         return "–"
     return f"{x:.{digits}e}" if abs(x) < 1e-3 and x != 0 else f"{x:.{digits}f}"
+
+
+def _set_removal_lines(q: dict) -> list[str]:
+    """Rows chosen by the set predictor against random draws of as many rows, each test half with
+    its interval: the removal helps where its interval lies below the random one."""
+    rows = [(m, v["removal_5pct_heldout"]) for m, v in q["influence"].items()
+            if "harmful_set" in (v.get("removal_5pct_heldout") or {})]
+    if not rows:
+        return []
+    lines = ["", "Held-out removal of 5% of the training rows chosen by the set predictor (greedy blocks, chosen on one "
+             "test half, scored on the other) against random draws of as many rows: change of the scored half's "
+             "log-loss with its 95% interval over that half's users (random: pooled over the draws).", "",
+             "| model | scored half | set predictor | random (draws) | set predictor below random |", "|---|---|---|---|---|"]
+    for m, r in rows:
+        for h in ("A", "B"):
+            got, rnd = r["harmful_set"][f"scored_on_{h}"], r.get("random_repeats", {}).get(f"scored_on_{h}")
+            ci, rci = got.get("logloss_ci95"), (rnd or {}).get("logloss_ci95")
+            clear = "–" if not (ci and rci) else ("yes" if ci[1] < rci[0] else "no")
+            rtxt = "–" if rnd is None else (f"{rnd['logloss']:+.5f} [{rci[0]:+.5f}, {rci[1]:+.5f}] "
+                                            f"({r['random_repeats']['repeats']})" if rci else f"{rnd['logloss']:+.5f}")
+            stxt = f"{got['logloss']:+.5f}" + (f" [{ci[0]:+.5f}, {ci[1]:+.5f}]" if ci else "")
+            lines.append(f"| {m} | {h} | {stxt} | {rtxt} | {clear} |")
+    return lines

@@ -78,3 +78,15 @@ def test_span_by_hand():
     pool = np.array([True, True, True, False, True])          # the row at ts 9 is not in the pool
     first, last, plays = span(ids, 4, ts, pool)
     assert first.tolist() == [1, 5, 12, 0] and last.tolist() == [4, 5, 12, 0] and plays.tolist() == [2, 1, 1, 0]
+
+
+def test_row_blocks_product_is_scipys_product_to_the_bit():
+    """Threads share the rows of a sparse product; no row may come out different from the one-core product."""
+    from musicrec.parallel import RowBlocks
+
+    rng = np.random.default_rng(3)
+    matrix = sp.random(1001, 77, density=0.1, random_state=4, format="csr", dtype=np.float32)
+    dense = rng.normal(size=(77, 5))
+    for threads in (1, 2, 3, 7):
+        got = RowBlocks(matrix, threads) @ dense
+        assert got.dtype == np.float64 and np.array_equal(got, matrix @ dense)

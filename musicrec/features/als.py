@@ -11,7 +11,7 @@ import polars as pl
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from musicrec.features.pool import CHUNK, nan_unless, pool_play_matrix, seen, unit_rows
+from musicrec.features.pool import by_chunks, nan_unless, pool_play_matrix, seen, unit_rows
 
 
 def fit_als(matrix: sp.csr_matrix, acfg: dict, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -29,9 +29,11 @@ def fit_als(matrix: sp.csr_matrix, acfg: dict, seed: int) -> tuple[np.ndarray, n
 def row_dot(a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
     """a[ia] . b[ib] for every row, in blocks."""
     out = np.empty(len(ia), dtype=np.float32)
-    for lo in range(0, len(ia), CHUNK):
-        hi = lo + CHUNK
-        out[lo:hi] = np.einsum("ij,ij->i", a[ia[lo:hi]], b[ib[lo:hi]])
+
+    def fill(rows: slice) -> None:
+        out[rows] = np.einsum("ij,ij->i", a[ia[rows]], b[ib[rows]])
+
+    by_chunks(len(ia), fill)
     return out
 
 
@@ -44,11 +46,14 @@ def taste_similarity(matrix: sp.csr_matrix, item_unit: np.ndarray, user: np.ndar
     centroid = matrix @ item_unit
     plays = np.asarray(matrix.sum(axis=1)).ravel()
     out = np.empty(len(user), dtype=np.float32)
-    for lo in range(0, len(user), CHUNK):
-        u, i = user[lo:lo + CHUNK], item[lo:lo + CHUNK]
+
+    def fill(rows: slice) -> None:
+        u, i = user[rows], item[rows]
         own = np.asarray(matrix[u, i]).ravel()
         total = np.einsum("ij,ij->i", centroid[u], item_unit[i]) - own * 1.0
-        out[lo:lo + CHUNK] = total / np.maximum(plays[u] - own, 1.0)
+        out[rows] = total / np.maximum(plays[u] - own, 1.0)
+
+    by_chunks(len(user), fill)
     return out
 
 

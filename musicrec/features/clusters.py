@@ -19,29 +19,44 @@ import polars as pl
 import scipy.sparse as sp
 from sklearn.cluster import KMeans
 
-from musicrec.features.pool import CHUNK, nan_unless, pool_play_matrix, seen, span, unit_rows
+from musicrec.features.pool import by_chunks, nan_unless, pool_play_matrix, seen, span, unit_rows
+from musicrec.parallel import RowBlocks
 
 
 def softmax_rows(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    """Row-wise softmax, in place."""
+    logits -= logits.max(axis=1, keepdims=True)
+    np.exp(logits, out=logits)
+    logits /= logits.sum(axis=1, keepdims=True)
+    return logits
 
 
-def user_shares(matrix: sp.csr_matrix, post: np.ndarray, smoothing: float) -> np.ndarray:
+def user_shares(matrix: sp.csr_matrix | RowBlocks, post: np.ndarray, smoothing: float) -> np.ndarray:
     """theta: each user's smoothed share of plays per cluster (rows sum to 1)."""
     k = post.shape[1]
     nuc = matrix @ post
     return (nuc + smoothing) / (nuc.sum(axis=1, keepdims=True) + k * smoothing)
 
 
-def song_logits(matrix_t: sp.csr_matrix, theta: np.ndarray, post: np.ndarray, plays: np.ndarray) -> np.ndarray:
+def song_posteriors(matrix_t: RowBlocks, theta: np.ndarray, post: np.ndarray, plays: np.ndarray) -> np.ndarray:
+    """The E-step: every song's cluster posteriors given the users' shares, a block of songs per core."""
     cluster_plays = plays @ post
     log_nc = np.log(cluster_plays + 1e-9)
     prior = np.log(cluster_plays / max(cluster_plays.sum(), 1e-9) + 1e-12)
-    return matrix_t @ np.log(theta) - plays[:, None] * log_nc[None, :] + prior[None, :]
+    log_theta = np.log(theta)
+    out = np.empty_like(post)
+
+    def block(songs: sp.csr_matrix, rows: slice) -> None:
+        logits = songs @ log_theta
+        logits -= plays[rows, None] * log_nc[None, :]
+        logits += prior[None, :]
+        out[rows] = softmax_rows(logits)
+
+    matrix_t.each(block)
+    return out
 
 
-def initial_posteriors(matrix: sp.csr_matrix, k: int, rng: np.random.Generator,
+def initial_posteriors(matrix: sp.csr_matrix, matrix_t: RowBlocks, k: int, rng: np.random.Generator,
                        user_factors: np.ndarray | None) -> np.ndarray:
     """Song posteriors to start EM from: the songs' players grouped by k-means on ALS user factors."""
     n_users, n_songs = matrix.shape
@@ -52,18 +67,17 @@ def initial_posteriors(matrix: sp.csr_matrix, k: int, rng: np.random.Generator,
     theta = np.full((n_users, k), 0.02)
     theta[np.flatnonzero(played), km.labels_] = 1.0
     theta /= theta.sum(axis=1, keepdims=True)
-    return softmax_rows(matrix.T.tocsr() @ np.log(theta))
+    return softmax_rows(matrix_t @ np.log(theta))
 
 
 def fit_clusters(matrix: sp.csr_matrix, ccfg: dict, rng: np.random.Generator,
                  user_factors: np.ndarray | None = None) -> np.ndarray:
     """Soft song clusters R (songs x K) by EM."""
     plays = np.asarray(matrix.sum(axis=0)).ravel()
-    matrix_t = matrix.T.tocsr()
-    post = initial_posteriors(matrix, ccfg["k"], rng, user_factors)
+    users, songs = RowBlocks(matrix), RowBlocks(matrix.T.tocsr())
+    post = initial_posteriors(matrix, songs, ccfg["k"], rng, user_factors)
     for _ in range(ccfg["iterations"]):
-        theta = user_shares(matrix, post, ccfg["smoothing"])
-        post = softmax_rows(song_logits(matrix_t, theta, post, plays))
+        post = song_posteriors(songs, user_shares(users, post, ccfg["smoothing"]), post, plays)
     return post
 
 
@@ -92,14 +106,17 @@ class Taste:
         with_pair = np.empty(n, np.float32)
         without_pair = np.empty(n, np.float32)
         top = np.empty(n, np.float32)
-        for lo in range(0, n, CHUNK):
-            u, s, o = self.user[lo:lo + CHUNK], self.song[lo:lo + CHUNK], own[lo:lo + CHUNK]
+
+        def fill(rows: slice) -> None:
+            u, s, o = self.user[rows], self.song[rows], own[rows]
             r = self.post[s]
-            with_pair[lo:lo + CHUNK] = (r * self.theta[u]).sum(axis=1)
+            with_pair[rows] = (r * self.theta[u]).sum(axis=1)
             rest = self.user_plays[u] - o[:, None] * r                 # the user's plays but this pair
             th = (rest + a) / (rest.sum(axis=1, keepdims=True) + k * a)
-            without_pair[lo:lo + CHUNK] = (r * th).sum(axis=1)
-            top[lo:lo + CHUNK] = th[np.arange(len(s)), r.argmax(axis=1)]
+            without_pair[rows] = (r * th).sum(axis=1)
+            top[rows] = th[np.arange(len(s)), r.argmax(axis=1)]
+
+        by_chunks(n, fill)
         cols = {"taste_match": with_pair, "taste_match_other": without_pair, "taste_top_share": top,
                 "song_cluster_share": self.cluster_share()}
         cols = {name: nan_unless(v, self.known) for name, v in cols.items()}
@@ -156,10 +173,12 @@ class Taste:
         coef = np.linalg.solve(a_mat.sum(axis=1, keepdims=True) - a_mat + reg,
                                (b_vec.sum(axis=1, keepdims=True) - b_vec)[..., None])[..., 0]
         out = np.empty(len(y), np.float32)
-        for lo in range(0, len(y), CHUNK):
-            sl = slice(lo, lo + CHUNK)
-            c = coef[self.song_cluster[sl], fold[sl]]
-            out[sl] = np.einsum("ij,ij->i", self.theta[self.user[sl]], c[:, :-1]) + c[:, -1]
+
+        def fill(rows: slice) -> None:
+            c = coef[self.song_cluster[rows], fold[rows]]
+            out[rows] = np.einsum("ij,ij->i", self.theta[self.user[rows]], c[:, :-1]) + c[:, -1]
+
+        by_chunks(len(y), fill)
         doc = {"name": "te_taste_regression", "nan": False,
                "description": f"replay rate predicted from the user's cluster shares by a ridge regression "
                               f"(lambda={lam:g}) per song cluster; out-of-fold on train, full train elsewhere"}

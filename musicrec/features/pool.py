@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from musicrec.parallel import cores, thread_map
+
 CHUNK = 1 << 20  # rows per block when gathering factor rows, to bound memory
 
 
@@ -42,3 +44,8 @@ def span(ids: np.ndarray, n_groups: int, t: np.ndarray, in_pool: np.ndarray
     none = last < 0
     first[none], last[none] = 0, 0
     return first, last, np.bincount(ids[in_pool], minlength=n_groups)
+
+
+def by_chunks(n: int, fill) -> None:
+    """fill(rows) for consecutive slices of CHUNK rows, on every core; each call writes only its rows."""
+    thread_map(fill, [slice(lo, min(lo + CHUNK, n)) for lo in range(0, n, CHUNK)], cores())

@@ -129,7 +129,7 @@ def fit_biases(effects: list[tuple[np.ndarray, int]], y: np.ndarray, rows: np.nd
     """
     y = y[rows]
     mu = float(y.sum() / max(len(rows), 1))
-    effects = [(ids[rows], n) for ids, n in effects]
+    effects = [(ids[rows].astype(np.intp), n) for ids, n in effects]   # bincount would cast int32 ids on every call
     denominators = [np.bincount(ids, minlength=n) + lam for ids, n in effects]
     bias = [np.zeros(n) for _, n in effects]
     resid = y - mu
