@@ -106,7 +106,7 @@ def rank_songs(models: dict, train: pl.DataFrame, test: pl.DataFrame, n_songs: i
     counts = train["plays"].to_numpy() if "plays" in train.columns else 1 + train["target"].to_numpy()
     scores = popularity_scores(train["user"].to_numpy(), train["song"].to_numpy(), counts, n_songs,
                                pop["method"], pop["beta"])
-    lists[POPULARITY] = recommend_popular(scores, users, max_k, plays, threads)
+    lists[POPULARITY] = recommend_popular(scores, users, max_k, plays)
     ranking, curves = {}, {}
     for name, (songs, _) in lists.items():
         ranking[name], curves[name] = score_lists(songs, relevant, train, n_songs, pcfg, side)

@@ -1,9 +1,9 @@
 """Top-k song lists by factor scores, and the popularity baseline every ranking family is judged against.
 
-Every list is ranked through implicit's public `recommend` (batch, `filter_already_liked_items`,
-`filter_items`): the popularity ranking is the one-factor model whose item factor is the song's
-score, so every list is filtered the same way (no song the user played in train, no song unseen
-in train).
+Factor lists are ranked through implicit's public `recommend` (batch, `filter_already_liked_items`,
+`filter_items`); the popularity lists, one order shared by every user, by a search over each user's
+played songs in that order. Both are filtered the same way: no song the user played in train, no
+song unseen in train.
 """
 from __future__ import annotations
 
@@ -65,16 +65,30 @@ def popularity_scores(user: np.ndarray, song: np.ndarray, plays: np.ndarray, n_s
     raise ValueError(f"popularity method must be one of {', '.join(POPULARITY_METHODS)}")
 
 
-def recommend_popular(scores: np.ndarray, users: np.ndarray, k: int, plays: sp.csr_matrix,
-                      n_threads: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """The k best-scored train songs each user has not played in train (ties: lower song code first)."""
-    n_songs = len(scores)
-    unseen = np.flatnonzero(scores <= 0).astype(np.int32)  # never played in train
-    order = np.lexsort((np.arange(n_songs), -scores))  # best first, ties by lower code
-    rank_value = np.empty(n_songs, dtype=np.float64)
-    rank_value[order] = n_songs - np.arange(n_songs)  # exact in float32 up to 16M songs
-    rows = plays[np.asarray(users, dtype=np.int64)].tocsr()
-    ids, sc = top_k_by_factors(np.ones((len(users), 1)), rank_value[:, None], k, rows, unseen, n_threads)
-    ids, _ = pad_lists(ids, sc, k, n_songs)
+def recommend_popular(scores: np.ndarray, users: np.ndarray, k: int, plays: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """The k best-scored train songs each user has not played in train (ties: lower song code first).
+
+    Every user reads the same global order, so no song is scored per user: with q_i = p_i - i for
+    the user's played positions p_0 < p_1 < ... in that order (the free places before the i-th),
+    the user's j-th free place is j + #{i: q_i <= j}, found for every user and j by one search."""
+    n_songs, users = len(scores), np.asarray(users, dtype=np.int64)
+    order = np.lexsort((np.arange(n_songs), -scores))          # best first, ties by lower code
+    cand = order[scores[order] > 0]                             # a song never played in train is never listed
+    place = np.full(n_songs, -1, dtype=np.int64)
+    place[cand] = np.arange(len(cand))
+    rows = plays[users].tocsr()
+    owner = np.repeat(np.arange(len(users)), np.diff(rows.indptr))
+    pos = place[rows.indices]
+    owner, pos = owner[pos >= 0], pos[pos >= 0]
+    by = np.lexsort((pos, owner))
+    owner, pos = owner[by], pos[by]
+    start = np.searchsorted(owner, np.arange(len(users) + 1))
+    span = len(cand) + k + 1
+    key = owner * span + pos - (np.arange(len(pos)) - start[owner])   # sorted: q is nondecreasing per user
+    j = np.arange(k)
+    free = j + np.searchsorted(key, np.arange(len(users))[:, None] * span + j, side="right") - start[:-1, None]
+    found = free < len(cand)                                    # else fewer than k songs are left to list
+    ids = np.full(free.shape, -1, dtype=np.int64)
+    ids[found] = cand[free[found]]
     out_sc = np.where(ids >= 0, scores[np.maximum(ids, 0)], np.nan)
     return ids, out_sc

@@ -343,3 +343,13 @@ def test_mean_ci_covers_the_true_mean_about_95_percent_of_the_time():
     assert 0.88 <= covered / 200 <= 0.99
     one = metrics.mean_ci(np.array([0.5]), rng)
     assert one.to_dict() == {"value": 0.5, "n": 1, "ci95": None}
+
+
+def test_auc_is_scikit_learns_with_ties_and_float32_scores():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 50_000)
+    for p in (rng.random(50_000), rng.integers(0, 9, 50_000) / 8, rng.random(50_000).astype(np.float32),
+              np.full(50_000, 0.3)):
+        assert metrics.auc(y, p) == pytest.approx(roc_auc_score(y, p), rel=1e-12, abs=1e-15)
