@@ -293,23 +293,37 @@ def _fmt(x, digits=3) -> str:
 
 
 def _set_removal_lines(q: dict) -> list[str]:
-    """Rows chosen by the set predictor against random draws of as many rows, each test half with
-    its interval: the removal helps where its interval lies below the random one."""
+    """Rows chosen on one test half (iteratively, or greedily by the set predictor) against random
+    draws of as many rows, each scored half with its interval: a choice helps where its interval
+    lies below the random one."""
     rows = [(m, v["removal_5pct_heldout"]) for m, v in q["influence"].items()
             if "harmful_set" in (v.get("removal_5pct_heldout") or {})]
     if not rows:
         return []
-    lines = ["", "Held-out removal of 5% of the training rows chosen by the set predictor (greedy blocks, chosen on one "
-             "test half, scored on the other) against random draws of as many rows: change of the scored half's "
-             "log-loss with its 95% interval over that half's users (random: pooled over the draws).", "",
-             "| model | scored half | set predictor | random (draws) | set predictor below random |", "|---|---|---|---|---|"]
+
+    def cell(c: dict | None) -> str:
+        if c is None:
+            return "–"
+        ci = c.get("logloss_ci95")
+        return f"{c['logloss']:+.5f}" + (f" [{ci[0]:+.5f}, {ci[1]:+.5f}]" if ci else "")
+
+    def below(c: dict | None, rnd: dict | None) -> str:
+        ci, rci = (c or {}).get("logloss_ci95"), (rnd or {}).get("logloss_ci95")
+        return "–" if not (ci and rci) else ("yes" if ci[1] < rci[0] else "no")
+
+    lines = ["", "Held-out removal of 5% of the training rows, chosen on one test half and scored on the other: "
+             "iterative (LOO re-estimated on the model retrained after every step; nb and lr size each step with "
+             "their set predictor) and greedy (blocks chosen one at a time by the set predictor, no retrain), "
+             "against random draws of as many rows: change of the scored half's log-loss with its 95% interval over "
+             "that half's users (random: pooled over the draws); below random = the interval lies wholly below "
+             "random's.", "",
+             "| model | scored half | iterative | greedy, set predictor | random (draws) | iterative below random | "
+             "greedy below random |", "|---|---|---|---|---|---|---|"]
     for m, r in rows:
         for h in ("A", "B"):
+            it = (r.get("harmful_iterative") or {}).get(f"scored_on_{h}")
             got, rnd = r["harmful_set"][f"scored_on_{h}"], r.get("random_repeats", {}).get(f"scored_on_{h}")
-            ci, rci = got.get("logloss_ci95"), (rnd or {}).get("logloss_ci95")
-            clear = "–" if not (ci and rci) else ("yes" if ci[1] < rci[0] else "no")
-            rtxt = "–" if rnd is None else (f"{rnd['logloss']:+.5f} [{rci[0]:+.5f}, {rci[1]:+.5f}] "
-                                            f"({r['random_repeats']['repeats']})" if rci else f"{rnd['logloss']:+.5f}")
-            stxt = f"{got['logloss']:+.5f}" + (f" [{ci[0]:+.5f}, {ci[1]:+.5f}]" if ci else "")
-            lines.append(f"| {m} | {h} | {stxt} | {rtxt} | {clear} |")
+            draws = f" ({r['random_repeats']['repeats']})" if rnd else ""
+            lines.append(f"| {m} | {h} | {cell(it)} | {cell(got)} | {cell(rnd)}{draws} | {below(it, rnd)} | "
+                         f"{below(got, rnd)} |")
     return lines
