@@ -34,11 +34,28 @@ def quality(out: Path) -> dict:
         v = Validation.read(vm)
         q["loo_seconds"] = v.loo_seconds
         q["influence"] = {name: influence_figures(r, (v.groups or {}).get(name)) for name, r in v.models.items()}
+        if v.ranking:
+            q["ranking_influence"] = {name: ranking_figures(r) for name, r in v.ranking.items()}
         if v.label_noise is not None:
             ln = v.label_noise
             q["label_noise"] = {"source": ln.source, "flipped": ln.flipped, "share": ln.share,
                                 "oracle": None if ln.oracle is None else _detector(ln.oracle.to_dict())}
     return q
+
+
+def ranking_figures(r: dict) -> dict:
+    """A ranking family's influence on the top-k lists: coverage, the library check, predicted against
+    retrained groups per test half, held-out pruning against random removal."""
+    s = r.get("summary") or {}
+    p = r.get("pruning") or {}
+    return {"coverage": r.get("loo_coverage"), "library_max_rel_err": (r.get("library_check") or {}).get("max_rel_err"),
+            "groups_predicted": r.get("groups_predicted"), "retrained": s.get("retrained"), "seconds": r.get("seconds"),
+            "groups": {m: {h: {c: _corr(s[m][h].get(c)) for c in ("spearman", "pearson")} for h in s[m]}
+                       for m in ("ndcg", "precision") if isinstance(s.get(m), dict)},
+            "pruning": None if not p else {"fraction": p.get("fraction"), "repeats": p.get("repeats"),
+                                           **{h: {k: _corr(p[h].get(k)) for k in ("harmful", "random", "harmful_minus_random")}
+                                              | {"rows_removed": p[h].get("rows_removed")}
+                                              for h in ("scored_on_A", "scored_on_B") if h in p}}}
 
 
 def _corr(c: dict | None) -> dict | None:
@@ -128,6 +145,8 @@ def write_markdown(results_dir: Path, path: Path) -> None:
                              + " |")
         if q.get("influence"):
             lines += _influence_lines(q)
+        if q.get("ranking_influence"):
+            lines += _ranking_influence_lines(q["ranking_influence"])
         if r.get("naive"):
             lines += ["", "| model | naive LOO rows/s (retrain per row) | our LOO rows/s | speed-up |", "|---|---|---|---|"]
             for m, v in r["naive"].items():
@@ -327,3 +346,45 @@ def _set_removal_lines(q: dict) -> list[str]:
             lines.append(f"| {m} | {h} | {cell(it)} | {cell(got)} | {cell(rnd)}{draws} | {below(it, rnd)} | "
                          f"{below(got, rnd)} |")
     return lines
+
+
+def _ranking_influence_lines(ri: dict) -> list[str]:
+    """Stage 06's influence on the top-k lists (validation.json `ranking`)."""
+    lines = ["", "Influence on the top-10 lists (06's validation.json `ranking`): interactions covered, the downdated user "
+             "factor against implicit's recalculate_user, and the predicted against the retrained change of each test "
+             "half's mean NDCG@10 and precision@10 over the retrained groups (Spearman, n, 95% interval).", "",
+             "| model | interactions covered | library max rel err | groups predicted / retrained | NDCG Spearman A | "
+             "NDCG Spearman B | precision Spearman A | precision Spearman B | s per prediction / retrain |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for m, r in ri.items():
+        cov, g, sec = r.get("coverage") or {}, r.get("groups") or {}, r.get("seconds") or {}
+        gp = r.get("groups_predicted") or {}
+        sp = (lambda metric, h: _ci((g.get(metric, {}).get(h) or {}).get("spearman")))
+        covered = f"{cov['rows']:,} of {cov['of_rows']:,}" if cov.get("of_rows") is not None else "–"
+        lines.append(f"| {m} | {covered} | {_fmt(r.get('library_max_rel_err'), 2)} | "
+                     f"{gp.get('groups', '–')} of {gp.get('of', '–')} / {r.get('retrained') or 0} | {sp('ndcg', 'A')} | "
+                     f"{sp('ndcg', 'B')} | {sp('precision', 'A')} | {sp('precision', 'B')} | "
+                     f"{sec.get('set_prediction_per_group', '–')} / {sec.get('retrain_per_group', '–')} |")
+    pruned = [(m, r["pruning"]) for m, r in ri.items() if r.get("pruning")]
+    if pruned:
+        lines += ["", "Held-out pruning: the rows most harmful to their own users' lists, chosen among one test half's "
+                  "users, removed and the model retrained; change of the other half's mean NDCG@10 (higher is better) "
+                  "against random removals of as many rows, paired per user, 95% interval.", "",
+                  "| model | scored half | rows removed | harmful removed | random removed (draws) | harmful − random |",
+                  "|---|---|---|---|---|---|"]
+        for m, p in pruned:
+            for h in ("scored_on_A", "scored_on_B"):
+                if h in p:
+                    c = p[h]
+                    lines.append(f"| {m} | {h[-1]} | {c.get('rows_removed')} | {_change(c['harmful'])} | "
+                                 f"{_change(c['random'])} ({p.get('repeats')}) | {_change(c['harmful_minus_random'])} |")
+    return lines
+
+
+def _change(c: dict | None) -> str:
+    """A signed change with its interval and n, to 4 decimals."""
+    if not c or c.get("value") is None:
+        return "–"
+    ci = c.get("ci95")
+    return (f"{c['value']:+.4f}" + (f" [{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else "")
+            + (f" (n={c['n']})" if c.get("n") is not None else ""))
