@@ -82,6 +82,7 @@ def count_features(work: pl.DataFrame, keys: KeyCodes
     only possible when not every row is in the pool) gives NaN rather than a made-up 0.
     """
     in_pool = work["in_pool"].to_numpy().astype(np.float64)
+    keys.prepare([*COUNT_KEYS.values(), *((g, c) for g, c in DISTINCT.values()), *((g,) for g, _ in DISTINCT.values())])
     cnt = {name: pool_count(keys, cols, in_pool) for name, cols in COUNT_KEYS.items()}
     counts = pl.DataFrame({f"cnt_{name}": v.astype(np.float32) for name, v in cnt.items()}
                           | {name: distinct_count(keys, g, c, in_pool).astype(np.float32)

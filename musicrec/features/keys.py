@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from musicrec.parallel import cores, thread_map
+
 I64_MAX = np.iinfo(np.int64).max
 
 
@@ -54,9 +56,19 @@ class KeyCodes:
     def __call__(self, cols: tuple[str, ...]) -> tuple[np.ndarray, int]:
         cols = tuple(cols)
         if cols not in self._cache:
-            ids, n_groups = densify(*mixed_radix(self.work, cols))
-            self._cache[cols] = (ids.astype(np.int32) if n_groups < 2**31 else ids), n_groups
+            self._cache[cols] = self._codes(cols)
         return self._cache[cols]
+
+    def prepare(self, groupings) -> None:
+        """The codes of several keys computed side by side, one key per core (numpy's sorts and
+        arithmetic release the GIL); the cache itself is filled by the calling thread only."""
+        todo = list(dict.fromkeys(tuple(c) for c in groupings if tuple(c) not in self._cache))
+        for cols, got in zip(todo, thread_map(self._codes, todo, cores())):
+            self._cache[cols] = got
+
+    def _codes(self, cols: tuple[str, ...]) -> tuple[np.ndarray, int]:
+        ids, n_groups = densify(*mixed_radix(self.work, cols))
+        return (ids.astype(np.int32) if n_groups < 2**31 else ids), n_groups
 
 
 def group_sum(ids: np.ndarray, n_groups: int, values: np.ndarray) -> np.ndarray:

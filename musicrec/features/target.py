@@ -72,8 +72,7 @@ def target_features(work: pl.DataFrame, keys: KeyCodes, k: int, smoothing: float
     labelled = work["labelled"].to_numpy().astype(np.float64)
     fold = work["fold"].to_numpy().astype(np.int64)
     prior = fold_prior(y, labelled, fold, k)
-    for key_cols in te_keys.values():   # the key codes first: KeyCodes's cache is not thread-safe
-        keys(key_cols)
+    keys.prepare(te_keys.values())   # the key codes first: the threads below only read the cache
 
     def statistic(key_cols: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
         ids, n_groups = keys(key_cols)
@@ -148,6 +147,7 @@ def bias_features(work: pl.DataFrame, keys: KeyCodes, k: int, smoothing: float,
     y = work["y"].to_numpy().astype(np.float64)
     labelled = work["labelled"].to_numpy().astype(np.float64)
     fold = work["fold"].to_numpy().astype(np.int64)
+    keys.prepare(bias_effects.values())
     effects = [keys(cols) for cols in bias_effects.values()]
     out = {name: np.zeros(work.height, dtype=np.float32) for name in bias_effects}
     total = np.zeros(work.height, dtype=np.float32)

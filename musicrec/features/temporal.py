@@ -11,6 +11,7 @@ import polars as pl
 
 from musicrec.features.keys import KeyCodes
 from musicrec.features.pool import span
+from musicrec.parallel import cores, thread_map
 
 # name -> columns of the key whose history is looked up
 HISTORY_KEYS: dict[str, tuple[str, ...]] = {
@@ -71,12 +72,15 @@ def time_features(work: pl.DataFrame, keys: KeyCodes, shares: list[float]) -> tu
     """Play indexes, ages and recent-window counts, as Float32 columns in the frame's row order."""
     t, in_pool = work["time_order"].to_numpy(), work["in_pool"].to_numpy().astype(bool)
     widths = window_sizes(shares, work.height)
-    cols, docs = {}, []
-    for name, key_cols in HISTORY_KEYS.items():
+    keys.prepare([*HISTORY_KEYS.values(), *((name,) for name in RATE_KEYS)])
+
+    def history(item: tuple[str, tuple[str, ...]]) -> tuple[dict, list[dict]]:
+        """One key's play indexes, age and windows (a key per core: its sort releases the GIL)."""
+        name, key_cols = item
         hist = History(keys(key_cols)[0], t, in_pool)
         label = " x ".join(key_cols)
-        cols[f"play_index_{name}"] = hist.earlier()
-        docs.append({"name": f"play_index_{name}", "description": f"pool rows of the same {label} before this row"})
+        cols = {f"play_index_{name}": hist.earlier()}
+        docs = [{"name": f"play_index_{name}", "description": f"pool rows of the same {label} before this row"}]
         if name in AGE_KEYS:
             cols[f"{name}_age_rows"] = hist.age()
             docs.append({"name": f"{name}_age_rows",
@@ -87,6 +91,12 @@ def time_features(work: pl.DataFrame, keys: KeyCodes, shares: list[float]) -> tu
                 docs.append({"name": f"recent_{name}_w{i}",
                              "description": f"pool rows of the same {label} in the previous {w} rows "
                                             f"(share {shares[i]:g} of all rows)"})
+        return cols, docs
+
+    cols, docs = {}, []
+    for key_cols, key_docs in thread_map(history, HISTORY_KEYS.items(), cores()):
+        cols.update(key_cols)
+        docs += key_docs
     pad = max(1.0, RATE_PAD * work.height)
     for name in RATE_KEYS:
         ids, n_groups = keys((name,))
