@@ -123,7 +123,9 @@ def write_markdown(results_dir: Path, path: Path) -> None:
             lines += _single_row_lines(res_path.stem, r)
             continue
         profile = r.get("profile", "default")
-        lines += [f"## preset `{r['preset']}`" + ("" if profile == "default" else f", profile `{profile}`"), "",
+        named = res_path.stem != (r["preset"] if profile == "default" else f"{r['preset']}-{profile}")
+        lines += [f"## preset `{r['preset']}`" + ("" if profile == "default" else f", profile `{profile}`")
+                  + (f" (record `{res_path.stem}`)" if named else ""), "",
                   f"- machine: {r['machine']}", f"- date: {r['date']}", f"- command: `{r['command']}`",
                   *([f"- fresh memory: {r['fresh_memory_s_per_gb']} s per GB first touched after 10 s freed "
                      "(fresh_memory_seconds_per_gb: what this machine charges for GB-sized temporaries)"]
