@@ -163,3 +163,30 @@ def test_designs_sharing_columns_fit_numpys_statistics():
     np.testing.assert_array_equal(design.median_, median)
     np.testing.assert_allclose(design.mean_, filled.mean(axis=0), rtol=1e-12)
     np.testing.assert_allclose(design.std_, np.where(filled.std(axis=0) > 0, filled.std(axis=0), 1.0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("scale", ["standard", "quantile"])
+def test_design_made_per_block_gives_numpys_products_on_the_held_design(scale):
+    """lr's test design is made a block at a time when used: its products equal numpy's on the whole
+    design that transform() holds, and do not depend on the threads."""
+    import polars as pl
+
+    from musicrec.models.base import FeatureSet
+    from musicrec.models.design import DesignRows, NumericDesign
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(3, 2, (2_345, 12)).astype(np.float32)
+    X[rng.random(X.shape) < 0.1] = np.nan
+    names = [f"c{i}" for i in range(12)]
+    data = FeatureSet(X, np.zeros(len(X)), pl.DataFrame({"row": np.arange(len(X))}), names)
+    design = NumericDesign(names[1:], scale).fit(data)
+    held = design.transform(data, intercept=True)
+    M, V, w = rng.normal(size=(held.shape[1], 3)), rng.normal(size=(len(X), 2)), rng.random(len(X))
+    one, two = DesignRows(design, data, rows=500), DesignRows(design, data, rows=500, threads=2)
+    assert one.shape == held.shape
+    np.testing.assert_allclose(one @ M, held @ M, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(one @ M[:, 0], held @ M[:, 0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(one.t_dot(V), held.T @ V, rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(one.gram(w), held.T @ (w[:, None] * held), rtol=1e-12, atol=1e-10)
+    for product in (lambda d: d @ M, lambda d: d.t_dot(V), lambda d: d.gram(w)):
+        np.testing.assert_array_equal(product(one), product(two))
