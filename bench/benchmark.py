@@ -189,6 +189,15 @@ def naive_versus_ours(out: Path, seconds: float, models: list[str]) -> dict:
     return result
 
 
+def machine() -> str:
+    """Architecture, CPU model, cores and memory: records made on different CPUs are not comparable."""
+    cpuinfo = Path("/proc/cpuinfo")
+    model = next((line.split(":", 1)[1].strip() for line in (cpuinfo.read_text().splitlines() if cpuinfo.is_file()
+                  else []) if line.startswith("model name")), platform.processor() or "unknown CPU")
+    return (f"{platform.machine()} {model}, {os.cpu_count()} cores, "
+            f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 1024**3:.0f} GB RAM, {platform.system()}")
+
+
 def versions() -> dict:
     from musicrec.manifest import library_versions
 
@@ -275,8 +284,7 @@ def main(argv=None) -> int:
     if args.naive_seconds > 0 and (out / "06_influence" / "validation.json").is_file():
         record["naive"] = naive_versus_ours(out, args.naive_seconds, cfg["influence"]["models"])
     record.update(
-        machine=f"{platform.machine()}, {os.cpu_count()} cores, "
-                f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 1024**3:.0f} GB RAM, {platform.system()}",
+        machine=machine(),
         date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         command=" ".join(["bench/benchmark.py", *(argv if argv is not None else sys.argv[1:])]),
         versions=versions(),
