@@ -178,8 +178,10 @@ def group_extremes(groups: pl.DataFrame, path, k: int = 8) -> Path:
               pl.col("predicted_logloss").min().alias("lo"), pl.col("predicted_logloss").max().alias("hi")))
     names = g["model"].unique(maintain_order=True).to_list()
     colours = model_colours(names)
-    fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 0.32 * 2 * k + 1.6), squeeze=False)
-    for ax, name in zip(axes[0], names):
+    # one panel per row: the groups' names are long and need the figure's width beside their bars
+    fig, axes = plt.subplots(len(names), 1, figsize=(10, len(names) * (0.26 * 2 * k + 1.4)), squeeze=False,
+                             layout="constrained")
+    for ax, name in zip(axes[:, 0], names):
         sub = g.filter(pl.col("model") == name).sort("p")
         sub = pl.concat([sub.head(k), sub.tail(k)]).unique(maintain_order=True) if sub.height > 2 * k else sub
         y = np.arange(sub.height)
@@ -198,5 +200,4 @@ def group_extremes(groups: pl.DataFrame, path, k: int = 8) -> Path:
                      fontsize=9)
         ax.set_xlabel("change of test log-loss (halves A, B: whiskers)", fontsize=8)
         ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 3))
-    fig.tight_layout()
     return save_figure(fig, path)
