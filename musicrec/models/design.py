@@ -142,9 +142,6 @@ class DesignRows:
         self.shape = (len(data), len(design.columns) + 1)
         self._idx = design._indices(data.names)
 
-    def __len__(self) -> int:
-        return self.shape[0]
-
     def _each(self, work) -> list:
         """[work(row slice, design block)] over the blocks in row order, `threads` blocks at a time,
         one BLAS thread each."""

@@ -186,9 +186,8 @@ class LogisticInfluence(Estimator):
         groups = list(groups)
         with threadpool_limits(1, "blas"):
             thetas = [self.group_theta(np.asarray(rows, dtype=np.int64)) for rows in groups]
-        for s in range(0, len(groups), GROUP_BATCH):
-            with threadpool_limits(1, "blas"):
-                logits = np.ascontiguousarray((self.Xt @ np.column_stack(thetas[s:s + GROUP_BATCH])).T)
+        for s in range(0, len(groups), GROUP_BATCH):   # DesignRows' products run on one BLAS thread
+            logits = np.ascontiguousarray((self.Xt @ np.column_stack(thetas[s:s + GROUP_BATCH])).T)
             for f, rows in zip(logits, groups[s:s + GROUP_BATCH]):
                 yield self.f_test.copy() if len(rows) == 0 else f
 
