@@ -352,3 +352,6 @@ def test_auc_is_scikit_learns_with_ties_and_float32_scores():
     for p in (rng.random(50_000), rng.integers(0, 9, 50_000) / 8, rng.random(50_000).astype(np.float32),
               np.full(50_000, 0.3)):
         assert metrics.auc(y, p) == pytest.approx(roc_auc_score(y, p), rel=1e-12, abs=1e-15)
+    with_nan = rng.random(50_000)
+    with_nan[7] = np.nan
+    assert np.isnan(metrics.auc(y, with_nan))

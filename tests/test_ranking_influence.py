@@ -6,7 +6,8 @@ import polars as pl
 import pytest
 
 from musicrec.families import make_model
-from musicrec.families.als.ranking import RankingInfluence
+from musicrec.families.als import ranking
+from musicrec.families.als.ranking import RankingInfluence, sampled_loglik
 
 from conftest import make_set, small_cfg
 
@@ -54,10 +55,17 @@ def brute(ri, u, x, freed=-1):
     return (hits / np.log2(np.arange(2, 12))).sum() / ideal, hits.sum() / 10, loglik
 
 
-@pytest.mark.parametrize("weighting", ["signed", "bm25"])
-def test_measures_are_a_brute_force_ranking_of_every_song(weighting):
+@pytest.mark.parametrize("weighting,candidates", [("signed", 200), ("bm25", 200), ("signed", 10)])
+def test_measures_are_a_brute_force_ranking_of_every_song(weighting, candidates, monkeypatch):
+    """With 10 candidates (k) most removals cannot rule out an outsider: the songs the bound leaves are
+    scored (RankingInfluence._reachable), and the lists must still be those of every song scored."""
+    monkeypatch.setattr(ranking, "CANDIDATES", candidates)
+    pools = []
+    reachable = RankingInfluence._reachable
+    monkeypatch.setattr(RankingInfluence, "_reachable", lambda *a: pools.append(reachable(*a)) or pools[-1])
     ri, _ = ranked(weighting)
     out = ri.loo()
+    assert (len(pools) > 0) == (candidates < 200)
     for u in sorted(ri.relevant)[:8]:
         rows, x, without = ri.factors_without(u)
         base = brute(ri, u, x)
@@ -67,6 +75,21 @@ def test_measures_are_a_brute_force_ranking_of_every_song(weighting):
             new = brute(ri, u, without[j], int(ri.song[r]))
             np.testing.assert_allclose([out["ndcg"][r], out["precision"][r], out["loglik"][r]],
                                        np.array(new) - np.array(base), atol=1e-12)
+
+
+def test_sampled_loglik_is_the_mean_over_every_pair_near_and_far():
+    """Rows near row 0 take the Taylor series of the change, rows far the exact mean: both within
+    TAYLOR_ERROR of the mean log-sigmoid over every (held-out, sampled) pair."""
+    rng = np.random.default_rng(4)
+    T, S, x = rng.normal(size=(40, 16)), rng.normal(size=(60, 16)), rng.normal(size=16) / 2
+    steps = np.array([0.0, 1e-7, 1e-4, 1e-3, 3e-3, 6e-3, 0.05, 1.0])
+    X = x + steps[:, None] * rng.normal(size=(len(steps), 16))
+    exact = np.array([(-np.logaddexp(0, -(T @ r)[:, None] + (S @ r)[None, :])).mean() for r in X])
+    got = sampled_loglik(X, T, S)
+    np.testing.assert_allclose(got - got[0], exact - exact[0], rtol=0, atol=ranking.TAYLOR_ERROR + 1e-15)
+    D = X - X[0]
+    reach = np.abs((D @ T.T)[:, :, None] - (D @ S.T)[:, None, :]).max(axis=(1, 2))
+    assert (reach[1:] <= ranking.TAYLOR_RADIUS).sum() >= 4 and (reach > ranking.TAYLOR_RADIUS).sum() >= 1
 
 
 def test_a_row_the_users_held_out_songs_do_not_depend_on_changes_nothing():
