@@ -20,6 +20,7 @@ from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 from musicrec.models.base import FeatureSet, Model, two_columns
+from musicrec.parallel import thread_map
 
 
 def signed_label_matrix(user: np.ndarray, song: np.ndarray, y: np.ndarray, shape: tuple[int, int],
@@ -142,9 +143,12 @@ class ALSModel(Model):
         known = self.known(user, song)
         score = np.zeros(len(user))
         rows = np.flatnonzero(known)
-        for s in range(0, len(rows), SCORE_CHUNK):   # gathered factors of millions of pairs: GBs at once
-            r = rows[s:s + SCORE_CHUNK]
+
+        def chunk(start: int) -> None:   # gathered factors of millions of pairs: GBs at once
+            r = rows[start:start + SCORE_CHUNK]
             score[r] = np.einsum("ij,ij->i", self.user_factors_[user[r]], self.item_factors_[song[r]])
+
+        thread_map(chunk, range(0, len(rows), SCORE_CHUNK), max(1, int(self.n_jobs)))   # numpy's gathers release the GIL
         return score, known
 
     def calibration_features(self, data: FeatureSet) -> np.ndarray:
