@@ -204,6 +204,7 @@ SCHEMA: dict = {
             "k": Int(10, 1, 1000),
             "negatives": Int(100, 1, 100_000),
             "seconds": OptFloat(120.0, lo=0.0),
+            "group_seconds": OptFloat(120.0, lo=0.0),
             "users": Int(10, 0),
             "retrain": OptInt(5, lo=0),
             "check_rows": Int(20, 0),

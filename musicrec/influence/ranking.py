@@ -119,8 +119,9 @@ def explain_ranking(name: str, model, est, train, valid, lists: Lists, halves: d
     t_groups = time.perf_counter()
     with Progress(len(groups) + n_check, f"ranking groups {name}", unit="groups") as progress:
         for i, (kind, group, rows) in enumerate(groups):
-            if rcfg["seconds"] is not None and i > 0 and time.perf_counter() - t_groups > rcfg["seconds"]:
-                log.info("ranking %s: %d of %d groups predicted within influence.ranking.seconds", name, i,
+            budget = rcfg["group_seconds"]
+            if budget is not None and i > 0 and time.perf_counter() - t_groups > budget:
+                log.info("ranking %s: %d of %d groups predicted within influence.ranking.group_seconds", name, i,
                          len(groups))
                 break
             w = np.ones(n)
