@@ -45,11 +45,13 @@ def _log_sigmoid_derivatives(order: int) -> list[np.ndarray]:
 
 
 _DERIVATIVES = _log_sigmoid_derivatives(TAYLOR_ORDER)
-# the series holds to TAYLOR_ERROR while every score difference moves by at most this (Lagrange's
-# remainder: sup |f^(n+1)| / (n+1)! |delta|^(n+1), the sup taken on a fine grid of s with 1% to spare)
-TAYLOR_RADIUS = (TAYLOR_ERROR * factorial(TAYLOR_ORDER + 1)
-                 / (1.01 * np.abs(polynomial.polyval(np.linspace(0.0, 1.0, 100_001), _DERIVATIVES[-1])).max())
-                 ) ** (1.0 / (TAYLOR_ORDER + 1))
+_GRID = np.linspace(0.0, 1.0, 100_001)
+# the series to order n holds to TAYLOR_ERROR while every score difference moves by at most
+# RADII[n - 1] (Lagrange's remainder: sup |f^(n+1)| / (n+1)! |delta|^(n+1), the sup taken on a fine
+# grid of s with 1% to spare); beyond the last, the exact mean
+RADII = np.array([(TAYLOR_ERROR * factorial(n + 1) / (1.01 * np.abs(polynomial.polyval(_GRID, _DERIVATIVES[n])).max()))
+                  ** (1.0 / (n + 1)) for n in range(1, TAYLOR_ORDER + 1)])
+TAYLOR_RADIUS = float(RADII.max())
 
 
 def _exact_loglik(X: np.ndarray, T: np.ndarray, S: np.ndarray) -> np.ndarray:
@@ -64,8 +66,8 @@ def sampled_loglik(X: np.ndarray, T: np.ndarray, S: np.ndarray) -> np.ndarray:
 
     A row whose score differences all move by at most TAYLOR_RADIUS from row 0's gets row 0's mean
     plus the Taylor series of the change: sum over n of mean_ts f^(n)(z_ts) (da_t - db_s)^n / n!, each
-    term a few matrix products of powers of da and db (the score changes) with the derivatives,
-    within TAYLOR_ERROR of the exact mean; the others the exact mean. Each logaddexp costs ~30 ns,
+    term a few matrix products of powers of da and db (the score changes) with the derivatives, to
+    the lowest order that holds it within TAYLOR_ERROR of the exact mean; the others the exact mean. Each logaddexp costs ~30 ns,
     and a user's rows times held-out times sampled items run to millions."""
     out = np.empty(len(X))
     out[0] = _exact_loglik(X[:1], T, S)[0]
@@ -79,17 +81,22 @@ def sampled_loglik(X: np.ndarray, T: np.ndarray, S: np.ndarray) -> np.ndarray:
         D = X[rows] - X[0]
         da, db = D @ T.T, D @ S.T
         reach = np.maximum(da.max(axis=1) - db.min(axis=1), db.max(axis=1) - da.min(axis=1))
-        near = reach <= TAYLOR_RADIUS
+        fits = reach[:, None] <= RADII[None, :]
+        near = fits.any(axis=1)
         if near.any():
-            pa, pb = [np.ones_like(da[near])], [np.ones_like(db[near])]
-            for _ in range(TAYLOR_ORDER):
-                pa.append(pa[-1] * da[near])
-                pb.append(pb[-1] * db[near])
-            series = np.zeros(int(near.sum()))
-            for n, F in enumerate(terms, start=1):
+            need = fits[near].argmax(axis=1) + 1        # the lowest order whose radius holds the row
+            by_need = np.argsort(-need, kind="stable")  # rows needing order n or more: a prefix
+            need, at = need[by_need], np.flatnonzero(near)[by_need]
+            a, b = da[at], db[at]
+            pa, pb, series = [np.ones_like(a)], [np.ones_like(b)], np.zeros(len(at))
+            for n in range(1, int(need[0]) + 1):
+                m = int(np.count_nonzero(need >= n))
+                pa.append(pa[-1][:m] * a[:m])
+                pb.append(pb[-1][:m] * b[:m])
                 for k in range(n + 1):    # (da - db)^n = sum_k C(n, k) da^k (-db)^(n-k)
-                    series += comb(n, k) * (-1.0) ** (n - k) * ((pa[k] @ F) * pb[n - k]).sum(axis=1)
-            out[rows[near]] = out[0] + series / z0.size
+                    series[:m] += comb(n, k) * (-1.0) ** (n - k) * np.einsum(
+                        "ij,ij->i", pa[k][:m] @ terms[n - 1], pb[n - k][:m])
+            out[rows[at]] = out[0] + series / z0.size
         if (~near).any():
             out[rows[~near]] = _exact_loglik(X[rows[~near]], T, S)
     return out
@@ -112,6 +119,7 @@ class RankingInfluence:
         self.y_norm = self.item_norm.max()
         self.relevant = relevant
         self.count = model.song_count_.astype(np.float64)
+        self.alive = self.count[:self.n_items] > 0     # songs a list may hold (played in train)
         order = np.argsort(self.user, kind="stable")
         self.order, self.start = order, np.searchsorted(self.user[order], np.arange(model.shape_[0] + 1))
         self.v = self._values(np.ones(len(self.user), dtype=bool))
@@ -213,7 +221,7 @@ class RankingInfluence:
 
     # -- the held-out measures -------------------------------------------------------------------
     def _allowed(self, u: int, rows: np.ndarray) -> np.ndarray:
-        ok = self.count[:self.n_items] > 0
+        ok = self.alive.copy()
         ok[self.song[rows]] = False
         return ok
 
@@ -228,16 +236,18 @@ class RankingInfluence:
             floor -= 1e-9 * (1.0 + abs(floor))
         return np.flatnonzero(reach >= floor)
 
-    def measures(self, u: int, X: np.ndarray, rows: np.ndarray, freed: np.ndarray | None = None) -> dict:
+    def measures(self, u: int, X: np.ndarray, rows: np.ndarray, freed: np.ndarray | None = None,
+                 scores: np.ndarray | None = None) -> dict:
         """NDCG@k, precision@k and the sampled log-likelihood of user u for each factor row of X;
         freed[j]: the song row j's removal lets back into u's list (-1: none). Row 0 of X is the
-        user's factor with every row (its list decides the candidates)."""
+        user's factor with every row (its list decides the candidates); `scores`, its score of every
+        song where the caller has it."""
         rel = self.relevant[u]
         rel_set = np.zeros(self.n_items + 1, dtype=bool)
         rel_set[rel[rel < self.n_items]] = True
         allowed = self._allowed(u, rows)
         n_allowed = int(allowed.sum())
-        base = np.where(allowed, self.Y @ X[0], -np.inf)
+        base = np.where(allowed, self.Y @ X[0] if scores is None else scores, -np.inf)
         c = min(CANDIDATES, n_allowed)
         if c < n_allowed:      # the best c allowed songs, and the best score of any other
             part = np.argpartition(-base, c)[:c + 1]
@@ -285,13 +295,14 @@ class RankingInfluence:
             out["loglik"] = np.full(len(X), np.nan)
         return out
 
-    def user_influence(self, u: int):
-        """(rows, {measure: change per row}) of one user: its measures without each row minus with all."""
-        rows, x, without = self.factors_without(u)
+    def user_influence(self, u: int, solved: tuple | None = None, scores: np.ndarray | None = None):
+        """(rows, {measure: change per row}) of one user: its measures without each row minus with all.
+        solved: factors_without(u), scores: its factor's score of every song, where the caller has them."""
+        rows, x, without = self.factors_without(u) if solved is None else solved
         if len(rows) == 1:       # the user's only row: the user becomes unseen (popularity's list)
             without[:] = 0.0
         X = np.vstack([x[None, :], without])
-        m = self.measures(u, X, rows, np.concatenate([[-1], self.song[rows]]))
+        m = self.measures(u, X, rows, np.concatenate([[-1], self.song[rows]]), scores)
         return rows, {k: v[1:] - v[0] for k, v in m.items()}
 
     def loo(self, seconds: float | None = None, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
@@ -306,7 +317,12 @@ class RankingInfluence:
             users = (rng or np.random.default_rng(0)).permutation(users)
         t0, done, batch = time.perf_counter(), 0, max(1, 8 * self.threads)
         while done < len(users) and (seconds is None or done == 0 or time.perf_counter() - t0 < seconds):
-            for rows, changes in thread_map(self.user_influence, users[done:done + batch], self.threads):
+            chunk = users[done:done + batch]
+            solved = thread_map(self.factors_without, chunk, self.threads)
+            # every song's score for the chunk's users at once: one pass over the item factors, not one per user
+            scores = np.stack([x for _, x, _ in solved]) @ self.Y.T
+            for rows, changes in thread_map(lambda j: self.user_influence(int(chunk[j]), solved[j], scores[j]),
+                                            range(len(chunk)), self.threads):
                 for k, v in changes.items():
                     out[k][rows] = v
             done += min(batch, len(users) - done)
