@@ -48,7 +48,8 @@ def ranking_figures(r: dict) -> dict:
     retrained groups per test half, held-out pruning against random removal."""
     s = r.get("summary") or {}
     p = r.get("pruning") or {}
-    return {"coverage": r.get("loo_coverage"), "loo_seconds": r.get("loo_seconds"), "library_max_rel_err": (r.get("library_check") or {}).get("max_rel_err"),
+    return {"coverage": r.get("loo_coverage"), "loo_seconds": r.get("loo_seconds"),
+            "library_max_rel_err": (r.get("library_check") or {}).get("max_rel_err"),
             "groups_predicted": r.get("groups_predicted"), "retrained": s.get("retrained"), "seconds": r.get("seconds"),
             "groups": {m: {h: {c: _corr(s[m][h].get(c)) for c in ("spearman", "pearson")} for h in s[m]}
                        for m in ("ndcg", "precision") if isinstance(s.get(m), dict)},
@@ -352,9 +353,9 @@ def _set_removal_lines(q: dict) -> list[str]:
 
 def _ranking_influence_lines(ri: dict) -> list[str]:
     """Stage 06's influence on the top-k lists (validation.json `ranking`)."""
-    lines = ["", "Influence on the top-10 lists (06's validation.json `ranking`): interactions covered (and the seconds it took), the downdated user "
-             "factor against implicit's recalculate_user, and the predicted against the retrained change of each test "
-             "half's mean NDCG@10 and precision@10 over the retrained groups (Spearman, n, 95% interval).", "",
+    lines = ["", "Influence on the top-10 lists (06's validation.json `ranking`): interactions covered (and the seconds "
+             "it took), the downdated user factor against implicit's recalculate_user, and the predicted against "
+             "the retrained change of each test half's mean NDCG@10 and precision@10 over the retrained groups (Spearman, n, 95% interval).", "",
              "| model | interactions covered | library max rel err | groups predicted / retrained | NDCG Spearman A | "
              "NDCG Spearman B | precision Spearman A | precision Spearman B | s per prediction / retrain |",
              "|---|---|---|---|---|---|---|---|---|"]

@@ -116,10 +116,9 @@ def explain_ranking(name: str, model, est, train, valid, lists: Lists, halves: d
     chosen = set(rng.choice(len(groups), n_check, replace=False).tolist())
     recs, predict_s, retrain_s = [], [], []
     retrained_base = None      # the retrained family's own all-rows lists, scored once
-    t_groups = time.perf_counter()
+    budget, t_groups = rcfg["group_seconds"], time.perf_counter()
     with Progress(len(groups) + n_check, f"ranking groups {name}", unit="groups") as progress:
         for i, (kind, group, rows) in enumerate(groups):
-            budget = rcfg["group_seconds"]
             if budget is not None and i > 0 and time.perf_counter() - t_groups > budget:
                 log.info("ranking %s: %d of %d groups predicted within influence.ranking.group_seconds", name, i,
                          len(groups))

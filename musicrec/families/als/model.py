@@ -148,7 +148,8 @@ class ALSModel(Model):
             r = rows[start:start + SCORE_CHUNK]
             score[r] = np.einsum("ij,ij->i", self.user_factors_[user[r]], self.item_factors_[song[r]])
 
-        thread_map(chunk, range(0, len(rows), SCORE_CHUNK), max(1, int(self.n_jobs)))   # numpy's gathers release the GIL
+        # numpy's gathers and einsum release the GIL: the chunks on the model's threads
+        thread_map(chunk, range(0, len(rows), SCORE_CHUNK), max(1, int(self.n_jobs)))
         return score, known
 
     def calibration_features(self, data: FeatureSet) -> np.ndarray:
