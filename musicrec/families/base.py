@@ -87,8 +87,9 @@ class Family:
         top-k list (musicrec.influence.ranking); families that do not rank have none."""
         raise ValueError(f"model family {self.name!r} does not rank songs")
 
-    def ranking_set_model(self, model: Model, train: FeatureSet, valid: FeatureSet | None, weights, gcfg: dict):
-        """A ranking family's model without the rows of weight 0, by its set predictor."""
+    def ranking_set_models(self, model: Model, train: FeatureSet, valid: FeatureSet | None, gcfg: dict):
+        """A ranking family's set predictor: a callable giving, for row weights, the model without the
+        rows of weight 0."""
         raise ValueError(f"model family {self.name!r} does not rank songs")
 
     # -- retraining without rows (musicrec.influence.retrain) -----------------------------------

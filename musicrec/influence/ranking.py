@@ -111,7 +111,8 @@ def explain_ranking(name: str, model, est, train, valid, lists: Lists, halves: d
     loo_s = time.perf_counter() - t0
     check = library_check(est, rcfg["check_rows"], rng)
     n = len(train)
-    set_base = lists.measures(family.ranking_set_model(model, train, valid, np.ones(n), gcfg))
+    set_model = family.ranking_set_models(model, train, valid, gcfg)
+    set_base = lists.measures(set_model(np.ones(n)))
     n_check = len(groups) if rcfg["retrain"] is None else min(rcfg["retrain"], len(groups))
     chosen = set(rng.choice(len(groups), n_check, replace=False).tolist())
     recs, predict_s, retrain_s = [], [], []
@@ -126,7 +127,7 @@ def explain_ranking(name: str, model, est, train, valid, lists: Lists, halves: d
             w = np.ones(n)
             w[rows] = 0.0
             t1 = time.perf_counter()
-            predicted = half_changes(lists.measures(family.ranking_set_model(model, train, valid, w, gcfg), w > 0),
+            predicted = half_changes(lists.measures(set_model(w), w > 0),
                                      set_base, halves)
             predict_s.append(time.perf_counter() - t1)
             progress.update()

@@ -32,5 +32,7 @@ class ALSFamily(Family):
                                 model.entry_plays(train), relevant, k=rcfg["k"], negatives=rcfg["negatives"],
                                 rng=rng, threads=model.n_jobs)
 
-    def ranking_set_model(self, model, train, valid, weights, gcfg: dict):
-        return model.warm_refit(model.prepare(train, valid), weights, gcfg["als_sweeps"])
+    def ranking_set_models(self, model, train, valid, gcfg: dict):
+        from musicrec.families.als.sets import WarmSweeps
+
+        return WarmSweeps(model, model.prepare(train, valid), gcfg["als_sweeps"])

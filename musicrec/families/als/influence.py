@@ -21,6 +21,7 @@ from musicrec.parallel import thread_map
 from musicrec.influence.losses import loss_change
 from musicrec.config import ConfigError
 from musicrec.families.als.model import signed_label_matrix
+from musicrec.families.als.sets import WarmSweeps
 
 
 def _groups(keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -197,22 +198,18 @@ class ALSInfluence(Estimator):
     def prepare_sets(self, valid, gcfg: dict) -> None:
         self.valid, self.sweeps = valid, gcfg["als_sweeps"]
 
-    def _warm(self, prepared, weights: np.ndarray) -> np.ndarray:
-        """Test logits of the model refitted on `weights` (ALSModel.warm_refit)."""
-        return self.model.warm_refit(prepared, weights, self.sweeps).predict_logit(self.test)
-
     def group_logits_many(self, groups: list[np.ndarray]):
-        """Test logits without each group: the users' exact solves, `sweeps` ALS sweeps of items and
-        users warm-started from the trained factors, and the calibration refitted. The same refit
-        with nothing removed is subtracted (its sweeps move the factors too), so an empty group
-        returns the trained model's logits exactly."""
-        prepared = self.model.prepare(self.train, self.valid)
+        """Test logits without each group: the set model (WarmSweeps: the affected users' exact solves,
+        `sweeps` sweeps of items and users from the trained factors, the calibration refitted). The
+        same refit with nothing removed is subtracted (its sweeps move the factors too), so an empty
+        group returns the trained model's logits exactly."""
+        sweeper = WarmSweeps(self.model, self.model.prepare(self.train, self.valid), self.sweeps)
         ones = np.ones(len(self.u))
-        base = self._warm(prepared, ones)
+        base = sweeper(ones).predict_logit(self.test)
         for rows in groups:
             w = ones.copy()
             w[np.asarray(rows, dtype=np.int64)] = 0.0
-            yield self.f_test + (self._warm(prepared, w) - base)
+            yield self.f_test + (sweeper(w).predict_logit(self.test) - base)
 
     def group_logits(self, rows: np.ndarray) -> np.ndarray:
         return next(self.group_logits_many([rows]))

@@ -82,18 +82,9 @@ class ALSModel(Model):
         train, valid = prepared
         user, song = self._ids(train)
         self.shape_ = (int(user.max()) + 1, int(song.max()) + 1)
-        if self.weighting == "signed":
-            R = signed_label_matrix(user, song, train.y, self.shape_, sample_weight)
-        else:
-            R = confidence_matrix(user, song, self.entry_plays(train), self.shape_, self.weighting, self.bm25_k1,
-                                  self.bm25_b, sample_weight)
-        w = np.ones(len(train)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-        self.song_count_ = np.bincount(song, weights=(w > 0).astype(np.float64), minlength=self.shape_[1])
-        self.user_count_ = np.bincount(user, weights=(w > 0).astype(np.float64), minlength=self.shape_[0])
+        R = self.play_matrix(user, song, self.entry_plays(train), sample_weight)
         with threadpool_limits(1, "blas"):
-            model = AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
-                                            alpha=self.alpha, iterations=self.iterations,
-                                            random_state=self.random_state, use_gpu=False, num_threads=self.n_jobs)
+            model = self.implicit_model()
             if init is not None:   # warm start: implicit fits on from the factors it finds set
                 model.user_factors = init.user_factors_.astype(np.float32)
                 model.item_factors = init.item_factors_.astype(np.float32)
@@ -101,12 +92,35 @@ class ALSModel(Model):
                 model.fit(R.astype(np.float32), show_progress=False)
             self.item_factors_ = model.item_factors.astype(np.float64)
             self.user_factors_ = self.solve_users(R)
-        calib = valid if valid is not None else train
+        return self.fit_calibration(user, song, sample_weight, valid if valid is not None else train, init)
+
+    def implicit_model(self, **kw) -> AlternatingLeastSquares:
+        """implicit's model with this one's arguments (its solver is the sweep the set model repeats)."""
+        return AlternatingLeastSquares(**{"factors": self.factors, "regularization": self.regularization,
+                                          "alpha": self.alpha, "iterations": self.iterations,
+                                          "random_state": self.random_state, "use_gpu": False,
+                                          "num_threads": self.n_jobs, **kw})
+
+    def play_matrix(self, user: np.ndarray, song: np.ndarray, entries: np.ndarray,
+                    sample_weight: np.ndarray | None = None) -> sp.csr_matrix:
+        """The (user, song) matrix implicit fits, under this model's weighting (rows of weight 0 left out)."""
+        if self.weighting == "signed":
+            return signed_label_matrix(user, song, entries, self.shape_, sample_weight)
+        return confidence_matrix(user, song, entries, self.shape_, self.weighting, self.bm25_k1, self.bm25_b,
+                                 sample_weight)
+
+    def fit_calibration(self, user: np.ndarray, song: np.ndarray, sample_weight, calib: FeatureSet,
+                        init: "ALSModel | None" = None) -> "ALSModel":
+        """The play counts of the rows kept and the 3-feature logistic calibration on `calib` (warm-started
+        from `init`'s: a few steps, not a fit from zero)."""
+        w = np.ones(len(user)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        self.song_count_ = np.bincount(song, weights=(w > 0).astype(np.float64), minlength=self.shape_[1])
+        self.user_count_ = np.bincount(user, weights=(w > 0).astype(np.float64), minlength=self.shape_[0])
         if np.unique(calib.y).size < 2:  # untimed play counts: every row is a positive, nothing to calibrate
             self.calibration_coef_, self.calibration_intercept_ = np.array([1.0, 0.0, 0.0]), 0.0
             return self
         lr = LogisticRegression(C=1e4, max_iter=1000)
-        if init is not None:   # from the warm start's calibration: a few steps, not a fit from zero
+        if init is not None:
             lr.set_params(warm_start=True)
             lr.coef_, lr.intercept_ = init.calibration_coef_[None, :].copy(), np.array([init.calibration_intercept_])
         lr.fit(self.calibration_features(calib), calib.y)
@@ -123,9 +137,7 @@ class ALSModel(Model):
     def solve_users(self, R: sp.csr_matrix) -> np.ndarray:
         """Exact float64 least-squares user factors against the current item factors (implicit's Cholesky)."""
         with threadpool_limits(1, "blas"):  # implicit checks (and warns) in its constructor
-            solver = AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
-                                             alpha=self.alpha, use_gpu=False, num_threads=self.n_jobs,
-                                             dtype=np.float64)
+            solver = self.implicit_model(dtype=np.float64)
             solver.item_factors = self.item_factors_
             return solver.recalculate_user(np.arange(R.shape[0]), R)
 
@@ -170,10 +182,11 @@ class ALSModel(Model):
         return two_columns(1.0 / (1.0 + np.exp(-self.predict_logit(data))))
 
     def warm_refit(self, prepared, weights: np.ndarray, sweeps: int) -> "ALSModel":
-        """This model refitted on `weights` with `sweeps` ALS iterations warm-started from its factors
-        (then the exact user solve, the counts and the calibration, as in fit): the set model."""
-        model = type(self)(**{**self.init_args(), "iterations": sweeps})
-        return model.fit_prepared(prepared, weights, init=self)
+        """This model refitted on `weights` by `sweeps` sweeps warm-started from its factors: the set
+        model (musicrec.families.als.sets; build a WarmSweeps once to refit it for many sets)."""
+        from musicrec.families.als.sets import WarmSweeps
+
+        return WarmSweeps(self, prepared, sweeps)(weights)
 
     # -- ranking -------------------------------------------------------------------------------
     def recommend(self, users: np.ndarray, k: int, plays: sp.csr_matrix, n_threads: int = 2):
