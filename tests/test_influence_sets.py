@@ -266,3 +266,48 @@ def test_no_group_retrained_makes_no_all_rows_refit():
             raise AssertionError("an all-rows refit was made")
 
     assert grouping.retrain(Unfittable(), 0, [], np.array([], dtype=np.int64), {}, np.array([])) == ({}, 0.0)
+
+
+def test_als_set_matrices_are_implicits_matrix_without_the_set(splits):
+    """The set model drops a set's entries from a layout sorted once; the result is the matrix
+    ALSModel.play_matrix builds from scratch (scipy's COO to CSR), and its transpose."""
+    from musicrec.families.als.sets import WarmSweeps
+
+    train, valid, _ = splits
+    model = estimator("als", splits).model
+    sweeper = WarmSweeps(model, model.prepare(train, valid), 1)
+    assert sweeper.layouts is not None
+    w = np.ones(len(train))
+    w[GROUP] = 0.0
+    w[1::50] = 0.5
+    R, Rt = sweeper.matrices(w)
+    user, song = model._ids(train)
+    ref = model.play_matrix(user, song, model.entry_plays(train), w)
+    for got, want in ((R, ref), (Rt, ref.T.tocsr())):
+        assert np.array_equal(got.indptr, want.indptr) and np.array_equal(got.indices, want.indices)
+        assert np.array_equal(got.data, want.data)
+
+
+def test_als_set_model_tracks_retraining(splits):
+    """Groups that pull the test loss both ways (the rows of lowest and highest LOO), random draws and
+    whole users: the predicted change of the test log-loss ranks the retrained change (implicit
+    refitted from scratch without the rows, then the calibration)."""
+    from scipy.stats import pearsonr, spearmanr
+
+    from musicrec.influence.losses import loss_change
+    from musicrec.influence.retrain import Retrainer
+
+    train, valid, test = splits
+    est = estimator("als", splits)
+    est.prepare_sets(valid, {"replay_rows": None, "als_sweeps": 1})
+    loo = est.loo()["logloss"]
+    user = train.keys["user"].to_numpy()
+    groups = [np.argsort(loo, kind="stable")[:k] for k in (50, 150, 400)]
+    groups += [np.argsort(-loo, kind="stable")[:k] for k in (50, 200)]
+    groups += [np.random.default_rng(k).choice(len(train), k, replace=False) for k in (100, 300, 800)]
+    groups += [np.flatnonzero(np.isin(user, np.unique(user)[i::7])) for i in range(3)]
+    r = Retrainer(est.model, train, valid, test)
+    predicted = [float(loss_change(est.y_test, est.f_test, f - est.f_test).mean())
+                 for f in est.group_logits_many(groups)]
+    retrained = [r.without(r.seed, g)["all"]["logloss"] for g in groups]
+    assert spearmanr(predicted, retrained)[0] >= 0.85 and pearsonr(predicted, retrained)[0] >= 0.95
