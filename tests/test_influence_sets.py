@@ -288,6 +288,28 @@ def test_als_set_matrices_are_implicits_matrix_without_the_set(splits):
         assert np.array_equal(got.data, want.data)
 
 
+def test_als_set_models_affected_users_are_implicits_exact_solve(splits):
+    """The users whose rows a set drops or reweights, solved from their normal equations changed by
+    the set's entries alone, against implicit's recalculate_user (Cholesky, float64) of those users
+    on the reweighted matrix."""
+    from musicrec.families.als.sets import WarmSweeps
+
+    train, valid, _ = splits
+    model = estimator("als", splits).model
+    sweeper = WarmSweeps(model, model.prepare(train, valid), 1)
+    w = np.ones(len(train))
+    w[GROUP] = 0.0
+    w[1::50] = 0.5
+    users, x = sweeper.affected_users(w)
+    user, song = model._ids(train)
+    assert np.array_equal(users, np.unique(user[w != 1.0]))
+    solver = model.implicit_model(dtype=np.float64)
+    solver.item_factors = model.item_factors_
+    ref = solver.recalculate_user(users, model.play_matrix(user, song, model.entry_plays(train), w)[users])
+    np.testing.assert_allclose(x, ref, rtol=0, atol=1e-10 * np.abs(ref).max())
+    assert np.abs(x - model.user_factors_[users]).max() > 1e-3 * np.abs(ref).max()   # the set moved them
+
+
 def test_als_set_model_tracks_retraining(splits):
     """Groups that pull the test loss both ways (the rows of lowest and highest LOO), random draws and
     whole users: the predicted change of the test log-loss ranks the retrained change (implicit
