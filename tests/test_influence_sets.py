@@ -329,7 +329,8 @@ def test_als_set_model_tracks_retraining(splits):
     groups += [np.random.default_rng(k).choice(len(train), k, replace=False) for k in (100, 300, 800)]
     groups += [np.flatnonzero(np.isin(user, np.unique(user)[i::7])) for i in range(3)]
     r = Retrainer(est.model, train, valid, test)
-    predicted = [float(loss_change(est.y_test, est.f_test, f - est.f_test).mean())
-                 for f in est.group_logits_many(groups)]
+    logits = list(est.group_logits_many(groups))
+    predicted = [float(loss_change(est.y_test, est.f_test, f - est.f_test).mean()) for f in logits]
     retrained = [r.without(r.seed, g)["all"]["logloss"] for g in groups]
+    assert np.array_equal(est.group_logits(groups[4]), logits[4])   # the set model built once serves every call
     assert spearmanr(predicted, retrained)[0] >= 0.85 and pearsonr(predicted, retrained)[0] >= 0.95

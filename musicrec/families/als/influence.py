@@ -194,20 +194,22 @@ class ALSInfluence(Estimator):
     # -- removing a set of rows: warm-started sweeps --------------------------------------------
     sweeps = 1          # influence.groups.als_sweeps
     valid = None        # the calibration's split (prepare_sets)
+    _sets = None        # (WarmSweeps, its test logits with nothing removed), built at the first set
 
     def prepare_sets(self, valid, gcfg: dict) -> None:
-        self.valid, self.sweeps = valid, gcfg["als_sweeps"]
+        self.valid, self.sweeps, self._sets = valid, gcfg["als_sweeps"], None
 
     def group_logits_many(self, groups: list[np.ndarray]):
         """Test logits without each group: the set model (WarmSweeps: the affected users' exact solves,
         `sweeps` sweeps of items and users from the trained factors, the calibration refitted). The
         same refit with nothing removed is subtracted (its sweeps move the factors too), so an empty
-        group returns the trained model's logits exactly."""
-        sweeper = WarmSweeps(self.model, self.model.prepare(self.train, self.valid), self.sweeps)
-        ones = np.ones(len(self.u))
-        base = sweeper(ones).predict_logit(self.test)
+        group returns the trained model's logits exactly. Both are built once per estimator."""
+        if self._sets is None:
+            sweeper = WarmSweeps(self.model, self.model.prepare(self.train, self.valid), self.sweeps)
+            self._sets = sweeper, sweeper(np.ones(len(self.u))).predict_logit(self.test)
+        sweeper, base = self._sets
         for rows in groups:
-            w = ones.copy()
+            w = np.ones(len(self.u))
             w[np.asarray(rows, dtype=np.int64)] = 0.0
             yield self.f_test + (sweeper(w).predict_logit(self.test) - base)
 
