@@ -183,13 +183,6 @@ class ALSModel(Model):
     def predict_proba(self, data: FeatureSet) -> np.ndarray:
         return two_columns(1.0 / (1.0 + np.exp(-self.predict_logit(data))))
 
-    def warm_refit(self, prepared, weights: np.ndarray, sweeps: int) -> "ALSModel":
-        """This model refitted on `weights` by `sweeps` sweeps warm-started from its factors: the set
-        model (musicrec.families.als.sets; build a WarmSweeps once to refit it for many sets)."""
-        from musicrec.families.als.sets import WarmSweeps
-
-        return WarmSweeps(self, prepared, sweeps)(weights)
-
     # -- ranking -------------------------------------------------------------------------------
     def recommend(self, users: np.ndarray, k: int, plays: sp.csr_matrix, n_threads: int = 2):
         """(songs, scores) of the k best songs per user, each (len(users), k); see als.recommend."""

@@ -82,8 +82,9 @@ class _UserSystems:
         L = self.layout
         if not len(rows):
             return np.zeros(0, dtype=np.int64), np.zeros((0, self.Y.shape[1]))
-        order = np.argsort(L.pos[rows], kind="stable")   # entries of one user together
-        at, w = L.pos[rows][order], w[order]
+        at = L.pos[rows]
+        order = np.argsort(at, kind="stable")   # entries of one user together
+        at, w = at[order], w[order]
         conf = self.alpha * np.abs(L.sign[at])
         new = conf * np.abs(w)
         dA = np.where(w != 0, new - 1.0, 0.0) - (conf - 1.0)
