@@ -100,7 +100,9 @@ def influence_figures(mv: ModelValidation, groups: GroupSummary | None) -> dict:
         out["groups"].update({k: g.get(k) for k in ("predictor", "trust", "groups", "retrained", "seconds")})
         if g.get("noise_ceiling"):
             out["groups"]["noise_ceiling"] = {h: {**(_corr(g["noise_ceiling"][h]) or {}),
-                                                  "measurable": g["noise_ceiling"][h].get("measurable")}
+                                                  "measurable": g["noise_ceiling"][h].get("measurable"),
+                                                  "predicted_vs_mean_of_seeds": _corr(
+                                                      g["noise_ceiling"][h].get("predicted_vs_mean_of_seeds"))}
                                               for h in ("A", "B")}
     return out
 
@@ -268,6 +270,10 @@ def _influence_lines(q: dict) -> list[str]:
                          f"{_fmt(sec.get('retrain_per_group'), 3)} |")
         lines += [""] + [f"- {m}: {v['groups']['trust']}" for m, v in q["influence"].items()
                          if (v.get("groups") or {}).get("trust")]
+        lines += [f"- {m}: predicted vs the mean of both seeds' retrained changes, Spearman A "
+                  f"{_ci(c['A']['predicted_vs_mean_of_seeds'])}, B {_ci(c['B']['predicted_vs_mean_of_seeds'])}"
+                  for m, v in q["influence"].items()
+                  if (c := (v.get("groups") or {}).get("noise_ceiling") or {}).get("A", {}).get("predicted_vs_mean_of_seeds")]
     return lines
 
 

@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
-from scipy.stats import pearsonr
+from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import roc_auc_score
 
 from musicrec import families
+from musicrec.influence import groups as grouping
 from musicrec.influence.heldout import half_influence, user_halves
 from musicrec.influence.losses import auc, auc_gradient, logloss, loss_change, metric_changes
 from musicrec.influence.noise import oracle_posterior
@@ -309,3 +310,19 @@ def test_lgbm_uncached_leaves_give_the_same_influence(splits, monkeypatch):
         np.testing.assert_allclose(again[k], cached[k], rtol=1e-12, atol=1e-18)
     rows = np.array([3, 50])
     np.testing.assert_allclose(est.refit(rows)["logloss"], est.exact(rows)["logloss"], rtol=1e-9)
+
+
+def test_group_ceiling_scores_predictions_against_the_mean_of_both_seeds():
+    rng = np.random.default_rng(3)
+    truth = rng.normal(size=(30, 2))      # 30 groups, halves A and B; the even ones were retrained twice
+    checked = range(0, 30, 2)
+    first, second = ({k: {h: {"logloss": truth[k, j] + rng.normal() * 0.5} for j, h in enumerate("AB")} for k in checked}
+                     for _ in range(2))
+    predicted = [{"half": h, "predicted_logloss": truth[k, j]} for k in range(30) for j, h in enumerate("AB")]
+    out = grouping.group_ceiling(first, second, (1, 2), rng, predicted)
+    for j, h in enumerate("AB"):
+        a, b = ([d[k][h]["logloss"] for k in checked] for d in (first, second))
+        assert out[h]["value"] == pytest.approx(spearmanr(a, b).statistic)
+        vs_mean = out[h]["predicted_vs_mean_of_seeds"]
+        assert vs_mean["n"] == 15
+        assert vs_mean["value"] == pytest.approx(spearmanr(truth[list(checked), j], np.add(a, b) / 2).statistic)

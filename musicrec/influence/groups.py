@@ -229,14 +229,22 @@ def records(predicted: list[dict], retrained: dict, n_halves: int) -> list[dict]
     return out
 
 
-def group_ceiling(first: dict, second: dict, seeds, rng) -> dict:
+def group_ceiling(first: dict, second: dict, seeds, rng, predicted: list[dict] | None = None,
+                  n_halves: int = 2) -> dict:
     """Per half, Spearman of the retrained changes of the same groups under two seeds: how far any
-    prediction can agree with one retraining ("not measurable" when its interval reaches below 0.2)."""
+    prediction can agree with one retraining ("not measurable" when its interval reaches below 0.2).
+    With the predictions, also their Spearman with the mean of both retrainings, a reference with
+    less of the seed's noise than either."""
     out = {"seeds": list(seeds), "rows": "the same retrained groups, retrained again under the second seed"}
+    pred = ({(k // n_halves, r["half"]): r["predicted_logloss"] for k, r in enumerate(predicted)}
+            if predicted else None)
     for h in ("A", "B"):
-        a = [first[k][h]["logloss"] for k in sorted(first)]
-        b = [second[k][h]["logloss"] for k in sorted(first)]
+        a = np.array([first[k][h]["logloss"] for k in sorted(first)], dtype=np.float64)
+        b = np.array([second[k][h]["logloss"] for k in sorted(first)], dtype=np.float64)
         out[h] = ceiling(a, b, rng)
+        if pred is not None:
+            out[h]["predicted_vs_mean_of_seeds"] = correlation([pred[(k, h)] for k in sorted(first)], (a + b) / 2,
+                                                               rng)
     return out
 
 
