@@ -51,7 +51,8 @@ def ranking_figures(r: dict) -> dict:
     return {"coverage": r.get("loo_coverage"), "loo_seconds": r.get("loo_seconds"),
             "library_max_rel_err": (r.get("library_check") or {}).get("max_rel_err"),
             "groups_predicted": r.get("groups_predicted"), "retrained": s.get("retrained"), "seconds": r.get("seconds"),
-            "groups": {m: {h: {c: _corr(s[m][h].get(c)) for c in ("spearman", "pearson")} for h in s[m]}
+            "groups": {m: {h: {c: _corr(s[m][h].get(c)) for c in ("spearman", "pearson")} | _ranking_ceiling(s[m][h])
+                           for h in s[m]}
                        for m in ("ndcg", "precision") if isinstance(s.get(m), dict)},
             "pruning": None if not p else {"fraction": p.get("fraction"), "repeats": p.get("repeats"),
                                            **{h: {k: _corr(p[h].get(k)) for k in ("harmful", "random", "harmful_minus_random")}
@@ -357,6 +358,13 @@ def _set_removal_lines(q: dict) -> list[str]:
     return lines
 
 
+def _ranking_ceiling(half: dict) -> dict:
+    """The ranking groups' noise ceiling of one half and measure, where the groups were retrained twice."""
+    c = half.get("noise_ceiling")
+    return {} if not c else {"noise_ceiling": _corr(c),
+                             "predicted_vs_mean_of_seeds": _corr(c.get("predicted_vs_mean_of_seeds"))}
+
+
 def _ranking_influence_lines(ri: dict) -> list[str]:
     """Stage 06's influence on the top-k lists (validation.json `ranking`)."""
     lines = ["", "Influence on the top-10 lists (06's validation.json `ranking`): interactions covered (and the seconds "
@@ -376,6 +384,13 @@ def _ranking_influence_lines(ri: dict) -> list[str]:
                      f"{gp.get('groups', '–')} of {gp.get('of', '–')} / {r.get('retrained') or 0} | {sp('ndcg', 'A')} | "
                      f"{sp('ndcg', 'B')} | {sp('precision', 'A')} | {sp('precision', 'B')} | "
                      f"{sec.get('set_prediction_per_group', '–')} / {sec.get('retrain_per_group', '–')} |")
+    for m, r in ri.items():
+        g = (r.get("groups") or {}).get("ndcg") or {}
+        if all(g.get(h, {}).get("noise_ceiling") for h in ("A", "B")):
+            lines += ["", f"- {m}, NDCG@10: noise ceiling (the retrained changes under two seeds) A "
+                          f"{_ci(g['A']['noise_ceiling'])}, B {_ci(g['B']['noise_ceiling'])}; predicted vs the mean of "
+                          f"both seeds A {_ci(g['A']['predicted_vs_mean_of_seeds'])}, B "
+                          f"{_ci(g['B']['predicted_vs_mean_of_seeds'])}"]
     pruned = [(m, r["pruning"]) for m, r in ri.items() if r.get("pruning")]
     if pruned:
         lines += ["", "Held-out pruning: the rows most harmful to their own users' lists, chosen among one test half's "

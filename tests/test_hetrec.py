@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from scipy.stats import spearmanr
 
 from musicrec import features, predict, preprocess, split, train
 from musicrec.influence import stage as influence
@@ -35,7 +36,7 @@ def test_hetrec_runs_01_to_05_with_ranking_models_only(tmp_path):
     folder = write_hetrec(tmp_path / "het", np.random.default_rng(1))
     cfg = make_cfg(tmp_path / "data", None, "data.source=listens", "data.listens.format=hetrec",
                    f"data.listens.path={folder}", "train.als.weighting=bm25", "train.als.alpha=0.01",
-                   "train.als.factors=8", "predict.max_k=12")
+                   "train.als.factors=8", "predict.max_k=12", "influence.groups.ceiling=true")
     q = preprocess.run(cfg)
     assert q["rows"] == {"in": 60 * 12 + 1, "out": 60 * 12, "rejected": 1}
     assert q["rejected_by_reason"] == {"weight is not an integer": 1}
@@ -65,6 +66,17 @@ def test_hetrec_runs_01_to_05_with_ranking_models_only(tmp_path):
     ranked = pl.read_parquet(tmp_path / "data" / "06_influence" / "ranking.parquet")
     assert ranked.height == parts["train"].height and ranked["als_rank_loglik"].is_finite().any()
     assert not (tmp_path / "data" / "06_influence" / "loo.parquet").exists()
+    # the checked groups retrained under a second seed too: the noise ceiling is scipy's Spearman of the two
+    groups = pl.read_parquet(tmp_path / "data" / "06_influence" / "ranking_groups.parquet")
+    done = groups.filter(pl.col("retrained"))
+    assert done.height and done["delta_ndcg_second_seed"].null_count() == 0
+    assert groups.filter(~pl.col("retrained"))["delta_ndcg_second_seed"].null_count() == groups.height - done.height
+    for h in ("A", "B"):
+        part = done.filter(pl.col("half") == h)
+        ceil = report.ranking["als"]["summary"]["ndcg"][h]["noise_ceiling"]
+        assert ceil["n"] == part.height
+        expect = spearmanr(part["delta_ndcg"], part["delta_ndcg_second_seed"]).statistic
+        assert ceil["value"] is None if np.isnan(expect) else ceil["value"] == pytest.approx(expect)
 
 
 def test_hetrec_sample_holdout_is_per_user(tmp_path):

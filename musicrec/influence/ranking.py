@@ -17,9 +17,10 @@ import scipy.sparse as sp
 
 from musicrec import families, metrics
 from musicrec.influence.groups import describe
-from musicrec.influence.stats import correlation
+from musicrec.influence.stats import ceiling, correlation
 from musicrec.progress import Progress
 from musicrec.recommend import train_plays
+from musicrec.rng import derived_seed
 from musicrec.stats import clustered_mean_interval
 
 log = logging.getLogger("musicrec")
@@ -102,9 +103,11 @@ def library_check(est, rows_wanted: int, rng) -> dict:
 
 
 def explain_ranking(name: str, model, est, train, valid, lists: Lists, halves: dict, groups: list,
-                    retrainer, seed: int, rcfg: dict, gcfg: dict, rng) -> dict:
+                    retrainer, seeds: tuple[int, int | None], rcfg: dict, gcfg: dict, rng) -> dict:
     """The ranking influence of one ranking family: every interaction (est.loo), its check against the
-    library, and every group's predicted change of each half's measures, a seeded sample retrained."""
+    library, and every group's predicted change of each half's measures, a seeded sample retrained
+    (under seeds[0]; also under seeds[1] where it is not None: the noise ceiling)."""
+    seed = seeds[0]
     family = families.get(name)
     t0 = time.perf_counter()
     loo = est.loo(rcfg["seconds"], rng)
@@ -116,9 +119,16 @@ def explain_ranking(name: str, model, est, train, valid, lists: Lists, halves: d
     n_check = len(groups) if rcfg["retrain"] is None else min(rcfg["retrain"], len(groups))
     chosen = set(rng.choice(len(groups), n_check, replace=False).tolist())
     recs, predict_s, retrain_s = [], [], []
-    retrained_base = None      # the retrained family's own all-rows lists, scored once
+    bases: dict[int, dict] = {}     # each seed's retrained all-rows lists, scored once
+
+    def retrained_change(at_seed: int, rows: np.ndarray, keep: np.ndarray) -> dict:
+        if at_seed not in bases:
+            bases[at_seed] = lists.measures(retrainer.base_model(at_seed))
+        return half_changes(lists.measures(retrainer.model_without(at_seed, rows), keep), bases[at_seed], halves)
+
     budget, t_groups = rcfg["group_seconds"], time.perf_counter()
-    with Progress(len(groups) + n_check, f"ranking groups {name}", unit="groups") as progress:
+    twice = seeds[1] is not None
+    with Progress(len(groups) + n_check * (1 + twice), f"ranking groups {name}", unit="groups") as progress:
         for i, (kind, group, rows) in enumerate(groups):
             if budget is not None and i > 0 and time.perf_counter() - t_groups > budget:
                 log.info("ranking %s: %d of %d groups predicted within influence.ranking.group_seconds", name, i,
@@ -131,15 +141,15 @@ def explain_ranking(name: str, model, est, train, valid, lists: Lists, halves: d
                                      set_base, halves)
             predict_s.append(time.perf_counter() - t1)
             progress.update()
-            retrained = None
+            retrained = again = None
             if i in chosen:
                 t1 = time.perf_counter()
-                new = retrainer.model_without(seed, rows)
-                if retrained_base is None:
-                    retrained_base = lists.measures(retrainer.base_model(seed))
-                retrained = half_changes(lists.measures(new, w > 0), retrained_base, halves)
+                retrained = retrained_change(seed, rows, w > 0)
                 retrain_s.append(time.perf_counter() - t1)
                 progress.update()
+                if twice:
+                    again = retrained_change(seeds[1], rows, w > 0)
+                    progress.update()
             for h in halves:
                 rec = {"model": name, "kind": kind, "group": group, "label": describe(kind, group), "rows": int(len(rows)),
                        "share": len(rows) / n, "half": h, "retrained": retrained is not None}
@@ -148,6 +158,7 @@ def explain_ranking(name: str, model, est, train, valid, lists: Lists, halves: d
                     rec[f"predicted_{m}_ci95"] = predicted[h][f"{m}_ci95"]
                     rec[f"delta_{m}"] = None if retrained is None else retrained[h][m]
                     rec[f"delta_{m}_ci95"] = None if retrained is None else retrained[h][f"{m}_ci95"]
+                    rec[f"delta_{m}_second_seed"] = None if again is None else again[h][m]
                 recs.append(rec)
     return {"loo": loo, "loo_seconds": round(loo_s, 3), "loo_coverage": est.coverage, "library_check": check,
             "groups": recs, "groups_predicted": {"groups": len(recs) // max(1, len(halves)), "of": len(groups)},
@@ -166,6 +177,13 @@ def summarize(recs: list[dict], rng) -> dict:
             a = np.array([r[f"predicted_{m}"] for r in done if r["half"] == h], dtype=np.float64)
             b = np.array([r[f"delta_{m}"] for r in done if r["half"] == h], dtype=np.float64)
             out[m][h] = {c: correlation(a, b, rng, c) for c in ("spearman", "pearson")}
+            twice = [r for r in done if r["half"] == h and r.get(f"delta_{m}_second_seed") is not None]
+            if twice:
+                first = np.array([r[f"delta_{m}"] for r in twice], dtype=np.float64)
+                second = np.array([r[f"delta_{m}_second_seed"] for r in twice], dtype=np.float64)
+                out[m][h]["noise_ceiling"] = ceiling(first, second, rng)
+                out[m][h]["noise_ceiling"]["predicted_vs_mean_of_seeds"] = correlation(
+                    [r[f"predicted_{m}"] for r in twice], (first + second) / 2, rng)
     out["groups"] = len({(r["kind"], r["group"]) for r in recs})
     out["retrained"] = len({(r["kind"], r["group"]) for r in done})
     return out
@@ -194,8 +212,9 @@ def run_ranking(cfg: dict, name: str, model, data: dict, groups: list, test_halv
     est = families.get(name).ranking_influence(model, train, relevant, rcfg, rng_of("ranking_negatives"))
     everyone = groups + sampled_users(train, rcfg["users"], rng_of("ranking_users"), user_names)
     retrainer = Retrainer(model, train, valid if labelled else None, test)
+    seeds = (retrainer.seed, derived_seed(rng_of("second_seed")) if gcfg["ceiling"] else None)
     out = explain_ranking(name, model, est, train, valid if labelled else None, lists, halves, everyone, retrainer,
-                          retrainer.seed, rcfg, gcfg, rng_of("ranking_check"))
+                          seeds, rcfg, gcfg, rng_of("ranking_check"))
     out["summary"] = summarize(out["groups"], rng_of("ranking_check"))
     out["users"] = {h: int(len(j)) for h, j in halves.items()}
     if rcfg["prune_fraction"] > 0:
