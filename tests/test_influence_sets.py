@@ -217,6 +217,16 @@ def test_group_trust_statement_follows_the_measured_correlation():
     few = summarize(records(truth)[:5] + records(truth)[40:45], np.random.default_rng(0), "lgbm")
     assert few["predicted"]["A"]["spearman"]["ci95"][0] == 1.0 and few["predicted"]["A"]["spearman"]["n"] == 5
     assert "too few groups retrained to say" in few["trust"] and "reliably (both" not in few["trust"]
+    # with a second seed's retraining, the statement gives the ceiling and the agreement with the mean
+    from musicrec.influence.groups import group_ceiling, trust
+    again = {i: {h: {"logloss": t + rng.normal()} for h in ("A", "B")} for i, t in enumerate(truth)}
+    first = {i: {h: {"logloss": t} for h in ("A", "B")} for i, t in enumerate(truth)}
+    pred = [{"half": h, "predicted_logloss": t} for t in truth for h in ("A", "B")]
+    bad["noise_ceiling"] = group_ceiling(first, again, (1, 2), rng, pred)
+    text = trust("lgbm", bad)
+    assert text.startswith(bad["trust"]) and "second seed" in text
+    assert f"Spearman {bad['noise_ceiling']['A']['value']:.2f}" in text
+    assert f"Spearman {bad['noise_ceiling']['B']['predicted_vs_mean_of_seeds']['value']:.2f}" in text
 
 
 def test_group_retraining_fits_its_seconds_or_is_left_out():

@@ -264,6 +264,14 @@ def trust(name: str | None, summary: dict) -> str:
     else:
         verdict = (f"not shown to rank groups reliably (an interval reaches below {TRUSTED}): read the retrained "
                    "change (delta_logloss in groups.parquet) where there is one")
+    ceil = summary.get("noise_ceiling")
+    if ceil:
+        verdict += ("; the same groups retrained under a second seed agree with the first at " +
+                    ", ".join(f"half {h}: Spearman {_txt(ceil[h])}" for h in ("A", "B")) +
+                    " (retraining's own noise caps any prediction's agreement with one retraining), and the "
+                    "prediction against the mean of both retrainings has " +
+                    ", ".join(f"half {h}: Spearman {_txt(ceil[h]['predicted_vs_mean_of_seeds'])}" for h in ("A", "B")
+                              if ceil[h].get("predicted_vs_mean_of_seeds")))
     return f"{how}; against retraining ({measured}): {verdict}"
 
 

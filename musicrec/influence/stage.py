@@ -171,6 +171,7 @@ def explain_groups(cfg: dict, st: StageRun, est, retrainer, seeds: tuple[int, in
         summary["learning_curve"] = curve
     if again is not None:
         summary["noise_ceiling"] = grouping.group_ceiling(retrained, again, seeds, rng, predicted, len(halves))
+        summary["trust"] = grouping.trust(name, summary)
     return [{"model": name, **r} for r in recs], GroupSummary.from_dict(summary)
 
 
