@@ -194,11 +194,11 @@ def run(cfg: dict, force: bool = False) -> Validation:
             split_path = st.input("02_split", "train.parquet")
             present = pl.read_parquet_schema(split_path)
             keep_cols = [c for c in (*GROUP_COLUMNS, "label_flipped") if c in present]
-            rows = (pl.DataFrame({"time_order": time_order}).join(
+            split_cols = (pl.DataFrame({"time_order": time_order}).join(
                 pl.read_parquet(split_path, columns=keep_cols), on="time_order", how="left", maintain_order="left"))
             names_map = category_names(pl.read_parquet(st.input("01_preprocess", "categories.parquet")))
             users_map = pl.read_parquet(st.input("01_preprocess", "users.parquet"), columns=["user", "msno"])
-            flipped, noise_report = (flipped_labels(cfg, st, rows, train.y, stream(cfg, STAGE, "label_noise"))
+            flipped, noise_report = (flipped_labels(cfg, st, split_cols, train.y, stream(cfg, STAGE, "label_noise"))
                                      if labelled else (None, None))
         skipped = [m for m in icfg["models"] if m not in models]
         if skipped and labelled:
@@ -206,8 +206,8 @@ def run(cfg: dict, force: bool = False) -> Validation:
 
         test_users = test.keys["user"].to_numpy()
         halves = user_halves(test_users, stream(cfg, STAGE, "test_halves"))
-        groups = grouping.meaningful_groups(rows, names_map, icfg["groups"]) if icfg["groups"]["enabled"] else []
-        del rows   # the split's columns were for the groups and the flipped labels only
+        groups = grouping.meaningful_groups(split_cols, names_map, icfg["groups"]) if icfg["groups"]["enabled"] else []
+        del split_cols   # the split's columns were for the groups and the flipped labels only
         groups += grouping.random_ablations(len(train), icfg["ablation"]["fractions"], icfg["ablation"]["repeats"],
                                             stream(cfg, STAGE, "ablations"))
         rankers = {n: m for n, m in models.items() if families.get(n).ranker and icfg["ranking"]["enabled"]}
