@@ -94,3 +94,29 @@ def test_ranking_curves(tmp_path):
              "random": metrics.ranking_curves(recs[::-1], rel, kmax, *args)}
     path2 = tmp_path / "ranking_multi.png"
     _check_png(path2, plots.ranking_curves(multi, path2))
+
+
+def test_group_scatter_draws_the_second_seeds_retrains_beside_the_predictions(tmp_path, monkeypatch):
+    """With the noise ceiling's retrains, each panel also holds a second retraining against the first
+    and its title the ceiling's Spearman; without them, the predictions only."""
+    import polars as pl
+
+    from musicrec.influence import plots as iplots
+
+    rng = np.random.default_rng(2)
+    delta = rng.normal(size=20)
+    rows = pl.DataFrame({"model": ["rf"] * 40, "half": ["A", "B"] * 20, "retrained": [True] * 40,
+                         "predictor": ["set_model"] * 40, "delta_logloss": np.repeat(delta, 2),
+                         "predicted_logloss": np.repeat(delta, 2) + rng.normal(size=40) * 0.1,
+                         "delta_logloss_second_seed": np.repeat(delta, 2) + rng.normal(size=40)})
+    summary = {"rf": {"predicted": {h: {"spearman": {"value": 0.9}} for h in "AB"},
+                      "noise_ceiling": {"A": {"value": 0.61}, "B": {"value": 0.57}}}}
+    drawn = []
+    real_save = iplots.save_figure
+    monkeypatch.setattr(iplots, "save_figure", lambda fig, path: (drawn.append(fig), real_save(fig, path))[1])
+    _check_png(tmp_path / "g.png", iplots.group_scatter(rows, summary, tmp_path / "g.png"))
+    ax = drawn[0].axes[0]
+    assert len(ax.collections) == 3 and "second seed A 0.61, B 0.57" in ax.get_title()
+    _check_png(tmp_path / "h.png", iplots.group_scatter(rows.drop("delta_logloss_second_seed"),
+                                                        {"rf": {"predicted": summary["rf"]["predicted"]}}, tmp_path / "h.png"))
+    assert len(drawn[1].axes[0].collections) == 2 and "second seed" not in drawn[1].axes[0].get_title()

@@ -218,14 +218,17 @@ def with_curve(recs: list[dict], curve: dict) -> list[dict]:
     return recs
 
 
-def records(predicted: list[dict], retrained: dict, n_halves: int) -> list[dict]:
-    """One record per group and half: predicted change, and the retrained one where it was retrained."""
+def records(predicted: list[dict], retrained: dict, n_halves: int, again: dict | None = None) -> list[dict]:
+    """One record per group and half: predicted change, and the retrained one where it was retrained
+    (and again under the second seed where `again` has it: the noise ceiling's retrains)."""
     out = []
     for k, rec in enumerate(predicted):
         r = retrained.get(k // n_halves, {}).get(rec["half"])
+        r2 = (again or {}).get(k // n_halves, {}).get(rec["half"])
         out.append({**rec, "retrained": r is not None, "delta_logloss": None if r is None else r["logloss"],
                     "delta_logloss_ci95": None if r is None else r["logloss_ci95"],
-                    "delta_auc": None if r is None else r["auc"]})
+                    "delta_auc": None if r is None else r["auc"],
+                    "delta_logloss_second_seed": None if r2 is None else r2["logloss"]})
     return out
 
 

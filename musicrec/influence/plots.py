@@ -126,8 +126,14 @@ def group_scatter(groups: pl.DataFrame, summary: dict, path) -> Path:
             sub = g.filter(pl.col("half") == h)
             ax.scatter(sub["delta_logloss"], sub["predicted_logloss"], s=14, alpha=0.7, marker=marker,
                        color=colours[name], label=f"half {h}")
-        lo = min(g["delta_logloss"].min(), g["predicted_logloss"].min())
-        hi = max(g["delta_logloss"].max(), g["predicted_logloss"].max())
+        twice = (g.filter(pl.col("delta_logloss_second_seed").is_not_null())
+                 if "delta_logloss_second_seed" in g.columns else g.clear())
+        if twice.height:   # the noise ceiling: a second retraining against the first, on the same axes
+            ax.scatter(twice["delta_logloss"], twice["delta_logloss_second_seed"], s=16, marker="x", color="0.55",
+                       linewidths=0.8, label="second seed's retrain (y)")
+        ys = pl.concat([g["predicted_logloss"], twice["delta_logloss_second_seed"]]) if twice.height else g["predicted_logloss"]
+        lo = min(g["delta_logloss"].min(), ys.min())
+        hi = max(g["delta_logloss"].max(), ys.max())
         ax.plot([lo, hi], [lo, hi], color="k", lw=0.8, ls="--")
         ax.set_xscale("symlog", linthresh=_linthresh(g["delta_logloss"].to_numpy()))
         ax.set_yscale("symlog", linthresh=_linthresh(g["predicted_logloss"].to_numpy()))
@@ -135,8 +141,12 @@ def group_scatter(groups: pl.DataFrame, summary: dict, path) -> Path:
         sp = summary.get(name, {}).get("predicted", {})
         text = ", ".join(f"{h} {sp[h]['spearman']['value']:.2f}" for h in ("A", "B")
                          if sp.get(h, {}).get("spearman", {}).get("value") is not None)
-        ax.set(title=f"{name}: Spearman {text}\n(predictor: {g['predictor'][0]}, n = {g.height // 2} per half)",
-               xlabel="retrained change of half's log-loss", ylabel="predicted change")
+        ceil = summary.get(name, {}).get("noise_ceiling") or {}
+        ceiling = ", ".join(f"{h} {ceil[h]['value']:.2f}" for h in ("A", "B") if (ceil.get(h) or {}).get("value") is not None)
+        ax.set(title=f"{name}: Spearman {text}" + (f"; second seed {ceiling}" if ceiling else "") +
+               f"\n(predictor: {g['predictor'][0]}, n = {g.height // 2} per half)",
+               xlabel="retrained change of half's log-loss",
+               ylabel="predicted change" + (" / second seed's retrained change" if twice.height else ""))
         ax.title.set_fontsize(9)
         ax.legend(fontsize=7)
     fig.tight_layout()

@@ -158,7 +158,7 @@ def explain_groups(cfg: dict, st: StageRun, est, retrainer, seeds: tuple[int, in
         again = grouping.retrain(retrainer, seeds[1], groups, chosen, halves, users, progress, eng)[0] if twice else None
     if curve is not None:
         predicted = grouping.with_curve(predicted, curve)
-    recs = grouping.records(predicted, retrained, len(halves))
+    recs = grouping.records(predicted, retrained, len(halves), again)
     seconds = {"set_prediction_per_group": round(predict_s, 4), "retrain_per_group": round(retrain_s, 4) if n_check else None,
                "prediction_share_of_retrain": round(predict_s / retrain_s, 4) if n_check and retrain_s > 0 else None}
     log.info("%s: %s groups: %d predicted (%.2fs each), %d retrained (%.2fs each)", STAGE, name, len(groups), predict_s,
