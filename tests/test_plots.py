@@ -116,7 +116,7 @@ def test_group_scatter_draws_the_second_seeds_retrains_beside_the_predictions(tm
     monkeypatch.setattr(iplots, "save_figure", lambda fig, path: (drawn.append(fig), real_save(fig, path))[1])
     _check_png(tmp_path / "g.png", iplots.group_scatter(rows, summary, tmp_path / "g.png"))
     ax = drawn[0].axes[0]
-    assert len(ax.collections) == 3 and "second seed A 0.61, B 0.57" in ax.get_title()
+    assert len(ax.collections) == 3 and "second seed against first: A 0.61, B 0.57" in ax.get_title()
     _check_png(tmp_path / "h.png", iplots.group_scatter(rows.drop("delta_logloss_second_seed"),
                                                         {"rf": {"predicted": summary["rf"]["predicted"]}}, tmp_path / "h.png"))
     assert len(drawn[1].axes[0].collections) == 2 and "second seed" not in drawn[1].axes[0].get_title()

@@ -118,7 +118,7 @@ def group_scatter(groups: pl.DataFrame, summary: dict, path) -> Path:
     retrained group and random ablation on both halves, with y = x and the Spearman per half."""
     groups = groups.filter(pl.col("retrained"))
     names = groups["model"].unique(maintain_order=True).to_list()
-    fig, axes = plt.subplots(1, len(names), figsize=(4.0 * len(names), 4.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.4 * len(names), 4.2), squeeze=False)
     colours = model_colours(names)
     for ax, name in zip(axes[0], names):
         g = groups.filter(pl.col("model") == name)
@@ -143,10 +143,10 @@ def group_scatter(groups: pl.DataFrame, summary: dict, path) -> Path:
                          if sp.get(h, {}).get("spearman", {}).get("value") is not None)
         ceil = summary.get(name, {}).get("noise_ceiling") or {}
         ceiling = ", ".join(f"{h} {ceil[h]['value']:.2f}" for h in ("A", "B") if (ceil.get(h) or {}).get("value") is not None)
-        ax.set(title=f"{name}: Spearman {text}" + (f"; second seed {ceiling}" if ceiling else "") +
+        ax.set(title=f"{name}: Spearman {text}" + (f"\nsecond seed against first: {ceiling}" if ceiling else "") +
                f"\n(predictor: {g['predictor'][0]}, n = {g.height // 2} per half)",
                xlabel="retrained change of half's log-loss",
-               ylabel="predicted change" + (" / second seed's retrained change" if twice.height else ""))
+               ylabel="predicted change" + (" (x: second seed's retrain)" if twice.height else ""))
         ax.title.set_fontsize(9)
         ax.legend(fontsize=7)
     fig.tight_layout()
