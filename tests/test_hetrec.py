@@ -11,6 +11,7 @@ from scipy.stats import spearmanr
 
 from musicrec import features, predict, preprocess, split, train
 from musicrec.influence import stage as influence
+from musicrec.report import write_report
 
 from conftest import REPO, make_cfg
 
@@ -77,6 +78,10 @@ def test_hetrec_runs_01_to_05_with_ranking_models_only(tmp_path):
         assert ceil["n"] == part.height
         expect = spearmanr(part["delta_ndcg"], part["delta_ndcg_second_seed"]).statistic
         assert ceil["value"] is None if np.isnan(expect) else ceil["value"] == pytest.approx(expect)
+    html = write_report(cfg).read_text()
+    a = report.ranking["als"]["summary"]["ndcg"]["A"]["noise_ceiling"]
+    assert "retrained again under a second seed" in html
+    assert f"half A {a['value']:.2f}" in html if a["value"] is not None else "half A not measurable" in html
 
 
 def test_hetrec_sample_holdout_is_per_user(tmp_path):

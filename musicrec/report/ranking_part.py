@@ -80,6 +80,20 @@ def ranking_part(data: Path, ranking: dict) -> str:
     body += table(("model", "rows checked", "max rel err vs library", "groups", "retrained", "NDCG Spearman A",
                    "NDCG Spearman B", "precision Spearman A", "precision Spearman B", "s per prediction",
                    "s per retrain", f"trusted (n ≥ {TRUST_MIN_N}, both lower bounds ≥ {TRUSTED})"), rows)
+    body += "".join(_ceiling_note(name, (r.get("summary") or {}).get("ndcg") or {}) for name, r in ranking.items())
     for name in ranking:
         body += f"<h3>{esc(name)}: rows and groups for the top-k lists</h3>" + rows_table(data, name) + groups_table(data, name)
     return body
+
+
+def _ceiling_note(name: str, ndcg: dict) -> str:
+    """Where the retrained groups were retrained under a second seed too: how far retraining agrees
+    with itself, which caps any prediction's agreement with one retraining."""
+    ceil = {h: (ndcg.get(h) or {}).get("noise_ceiling") for h in ("A", "B")}
+    if not all(ceil.values()):
+        return ""
+    same = ", ".join(f"half {h} {_corr(c) or 'not measurable'}" for h, c in ceil.items())
+    mean = ", ".join(f"half {h} {_corr(c.get('predicted_vs_mean_of_seeds')) or 'not measurable'}" for h, c in ceil.items())
+    return (f"<p class='note'>{esc(name)}: the retrained groups retrained again under a second seed agree with the "
+            f"first retraining at NDCG Spearman {same}: no prediction can agree with one retraining better than "
+            f"retraining agrees with itself. The prediction against the mean of both retrainings: {mean}.</p>")
