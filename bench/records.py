@@ -7,6 +7,8 @@ from pathlib import Path
 
 from musicrec.outputs.influence import GroupSummary, ModelValidation, Validation
 from musicrec.outputs.predict import PredictMetrics
+from ranking_records import ranking_influence_lines, ranking_figures
+from record_format import corr_fields, interval_text, number_text
 
 BUDGETS = {  # the kkbox budgets: (wall seconds, peak RSS GB); every stage within 10 GB (a 16 GB laptop)
     "generate": (180, 10), "01_preprocess": (90, 10), "02_split": (30, 10), "03_features": (240, 10),
@@ -43,29 +45,8 @@ def quality(out: Path) -> dict:
     return q
 
 
-def ranking_figures(r: dict) -> dict:
-    """A ranking family's influence on the top-k lists: coverage, the library check, predicted against
-    retrained groups per test half, held-out pruning against random removal."""
-    s = r.get("summary") or {}
-    p = r.get("pruning") or {}
-    return {"coverage": r.get("loo_coverage"), "loo_seconds": r.get("loo_seconds"),
-            "library_max_rel_err": (r.get("library_check") or {}).get("max_rel_err"),
-            "groups_predicted": r.get("groups_predicted"), "retrained": s.get("retrained"), "seconds": r.get("seconds"),
-            "groups": {m: {h: {c: _corr(s[m][h].get(c)) for c in ("spearman", "pearson")} | _ranking_ceiling(s[m][h])
-                           for h in s[m]}
-                       for m in ("ndcg", "precision") if isinstance(s.get(m), dict)},
-            "pruning": None if not p else {"fraction": p.get("fraction"), "repeats": p.get("repeats"),
-                                           **{h: {k: _corr(p[h].get(k)) for k in ("harmful", "random", "harmful_minus_random")}
-                                              | {"rows_removed": p[h].get("rows_removed")}
-                                              for h in ("scored_on_A", "scored_on_B") if h in p}}}
-
-
-def _corr(c: dict | None) -> dict | None:
-    return None if not c else {"value": c.get("value"), "n": c.get("n"), "ci95": c.get("ci95")}
-
-
 def _detector(d: dict) -> dict:
-    return {"lift_5pct": _corr(d["lift_5pct"]), "lift_10pct": _corr(d["lift_10pct"]), "pr_auc": d.get("pr_auc")}
+    return {"lift_5pct": corr_fields(d["lift_5pct"]), "lift_10pct": corr_fields(d["lift_10pct"]), "pr_auc": d.get("pr_auc")}
 
 
 def influence_figures(mv: ModelValidation, groups: GroupSummary | None) -> dict:
@@ -76,11 +57,11 @@ def influence_figures(mv: ModelValidation, groups: GroupSummary | None) -> dict:
     fixed = r.get("fixed_structure") or {}
     ceil = r.get("noise_ceiling")
     out = {"reference": r.get("reference"), "deterministic": r.get("deterministic"),
-           "spearman_vs_library": _corr(exact.get("spearman")), "pearson_vs_library": _corr(exact.get("pearson")),
+           "spearman_vs_library": corr_fields(exact.get("spearman")), "pearson_vs_library": corr_fields(exact.get("pearson")),
            "own_model_vs_library_max_rel_err": own.get("max_rel_err"),
-           "fixed_structure_estimate_vs_refit": _corr((fixed.get("estimate_vs_refit") or {}).get("spearman")),
+           "fixed_structure_estimate_vs_refit": corr_fields((fixed.get("estimate_vs_refit") or {}).get("spearman")),
            "fixed_structure_max_rel_err": fixed.get("exact_path_vs_refit_max_rel_err"),
-           "noise_ceiling": None if ceil is None else {**(_corr(ceil) or {}), "measurable": ceil.get("measurable")},
+           "noise_ceiling": None if ceil is None else {**(corr_fields(ceil) or {}), "measurable": ceil.get("measurable")},
            "share_of_ceiling": r.get("share_of_ceiling"), "validate_seconds": r.get("seconds")}
     removal = r.get("removal") or {}
     out["removal_5pct_heldout"] = {k: removal[k]["0.05"] for k in ("harmful", "helpful", "random")
@@ -96,13 +77,13 @@ def influence_figures(mv: ModelValidation, groups: GroupSummary | None) -> dict:
         out["label_noise"] = {k: _detector(d) for k, d in r["label_noise"]["rankings"].items()}
     if groups is not None:
         g = groups.to_dict()
-        out["groups"] = {k: {h: ({m: (_corr(c) if isinstance(c, dict) else c) for m, c in v.items()} if h != "mean" else v)
+        out["groups"] = {k: {h: ({m: (corr_fields(c) if isinstance(c, dict) else c) for m, c in v.items()} if h != "mean" else v)
                              for h, v in g[k].items()} for k in ("predicted", "sum_of_loo") if g.get(k)}
         out["groups"].update({k: g.get(k) for k in ("predictor", "trust", "groups", "retrained", "seconds")})
         if g.get("noise_ceiling"):
-            out["groups"]["noise_ceiling"] = {h: {**(_corr(g["noise_ceiling"][h]) or {}),
+            out["groups"]["noise_ceiling"] = {h: {**(corr_fields(g["noise_ceiling"][h]) or {}),
                                                   "measurable": g["noise_ceiling"][h].get("measurable"),
-                                                  "predicted_vs_mean_of_seeds": _corr(
+                                                  "predicted_vs_mean_of_seeds": corr_fields(
                                                       g["noise_ceiling"][h].get("predicted_vs_mean_of_seeds"))}
                                               for h in ("A", "B")}
     return out
@@ -152,7 +133,7 @@ def write_markdown(results_dir: Path, path: Path) -> None:
         if q.get("influence"):
             lines += _influence_lines(q)
         if q.get("ranking_influence"):
-            lines += _ranking_influence_lines(q["ranking_influence"])
+            lines += ranking_influence_lines(q["ranking_influence"])
         if r.get("naive"):
             lines += ["", "| model | naive LOO rows/s (retrain per row) | our LOO rows/s | speed-up |", "|---|---|---|---|"]
             for m, v in r["naive"].items():
@@ -193,17 +174,6 @@ def _step_lines(r: dict) -> list[str]:
     return lines
 
 
-def _ci(c: dict | None, digits=3) -> str:
-    """value [lo, hi] (n) of a figure with interval, or – where it was not measured."""
-    if not c or c.get("value") is None:
-        return "–"
-    ci = c.get("ci95")
-    text = _fmt(c["value"], digits)
-    if ci:
-        text += f" [{_fmt(ci[0], 2)}, {_fmt(ci[1], 2)}]"
-    return text + (f" (n={c['n']})" if c.get("n") is not None else "")
-
-
 def _influence_lines(q: dict) -> list[str]:
     lines = ["", "Estimates against the library (scikit-learn refit for nb/lr, full retraining with the saved "
              "model's arguments for rf/lgbm/als); 95% bootstrap intervals in brackets.", "",
@@ -217,11 +187,11 @@ def _influence_lines(q: dict) -> list[str]:
         elif ceil is None or ceil.get("value") is None:
             ceil_txt = "not run (needs influence.validate.full_retrain)"
         else:
-            ceil_txt = _ci(ceil) + ("" if ceil.get("measurable") else " – not measurable")
+            ceil_txt = interval_text(ceil) + ("" if ceil.get("measurable") else " – not measurable")
         share = v.get("share_of_ceiling")
-        share_txt = "–" if share is None else share if isinstance(share, str) else _fmt(share)
-        lines.append(f"| {m} | {q['loo_seconds'].get(m)} | {_ci(v['spearman_vs_library'])} | "
-                     f"{_fmt(v['own_model_vs_library_max_rel_err'], 2)} | {_fmt(v['fixed_structure_max_rel_err'], 2)} | "
+        share_txt = "–" if share is None else share if isinstance(share, str) else number_text(share)
+        lines.append(f"| {m} | {q['loo_seconds'].get(m)} | {interval_text(v['spearman_vs_library'])} | "
+                     f"{number_text(v['own_model_vs_library_max_rel_err'], 2)} | {number_text(v['fixed_structure_max_rel_err'], 2)} | "
                      f"{ceil_txt} | {share_txt} |")
     if any(v.get("removal_5pct_heldout") for v in q["influence"].values()):
         lines += ["", "Held-out removal of 5% of the training rows (selected on one test half, scored on the other; "
@@ -243,12 +213,12 @@ def _influence_lines(q: dict) -> list[str]:
             cells = []
             for v in q["influence"].values():
                 d = (v.get("label_noise") or {}).get(k)
-                cells.append("–" if d is None else f"{_ci(d['lift_10pct'], 2)}; PR-AUC {_fmt(d['pr_auc'])}")
+                cells.append("–" if d is None else f"{interval_text(d['lift_10pct'], 2)}; PR-AUC {number_text(d['pr_auc'])}")
             lines.append(f"| {k} | " + " | ".join(cells) + " |")
         if ln.get("oracle"):
             o = ln["oracle"]
-            lines += ["", f"Oracle (posterior that a label was flipped, from the truth): lift@10% {_ci(o['lift_10pct'], 2)}, "
-                      f"lift@5% {_ci(o['lift_5pct'], 2)}, PR-AUC {_fmt(o['pr_auc'])}."]
+            lines += ["", f"Oracle (posterior that a label was flipped, from the truth): lift@10% {interval_text(o['lift_10pct'], 2)}, "
+                      f"lift@5% {interval_text(o['lift_5pct'], 2)}, PR-AUC {number_text(o['pr_auc'])}."]
     if any(v.get("groups") for v in q["influence"].values()):
         lines += ["", "Groups and random ablations: predicted vs retrained change of a test half's log-loss over the "
                   "retrained groups, Spearman per half (n groups) with interval; Pearson; mean absolute error relative "
@@ -263,16 +233,16 @@ def _influence_lines(q: dict) -> list[str]:
                 continue
             p, s, c = g["predicted"], g.get("sum_of_loo"), g.get("noise_ceiling") or {}
             sec = g.get("seconds") or {}
-            rel = " / ".join(_fmt(p[h].get("relative_error"), 2) for h in ("A", "B"))
-            pear = " / ".join(_fmt((p[h].get("pearson") or {}).get("value"), 2) for h in ("A", "B"))
-            lines.append(f"| {m} | {g['predictor']} | {_ci(p['A']['spearman'])} | {_ci(p['B']['spearman'])} | {pear} | "
-                         f"{rel} | {_ci(s['A']['spearman']) if s else '–'} | {_ci(s['B']['spearman']) if s else '–'} | "
-                         f"{_ci(c.get('A'))} | {_ci(c.get('B'))} | {_fmt(sec.get('set_prediction_per_group'), 3)} / "
-                         f"{_fmt(sec.get('retrain_per_group'), 3)} |")
+            rel = " / ".join(number_text(p[h].get("relative_error"), 2) for h in ("A", "B"))
+            pear = " / ".join(number_text((p[h].get("pearson") or {}).get("value"), 2) for h in ("A", "B"))
+            lines.append(f"| {m} | {g['predictor']} | {interval_text(p['A']['spearman'])} | {interval_text(p['B']['spearman'])} | {pear} | "
+                         f"{rel} | {interval_text(s['A']['spearman']) if s else '–'} | {interval_text(s['B']['spearman']) if s else '–'} | "
+                         f"{interval_text(c.get('A'))} | {interval_text(c.get('B'))} | {number_text(sec.get('set_prediction_per_group'), 3)} / "
+                         f"{number_text(sec.get('retrain_per_group'), 3)} |")
         lines += [""] + [f"- {m}: {v['groups']['trust']}" for m, v in q["influence"].items()
                          if (v.get("groups") or {}).get("trust")]
         lines += [f"- {m}: predicted vs the mean of both seeds' retrained changes, Spearman A "
-                  f"{_ci(c['A']['predicted_vs_mean_of_seeds'])}, B {_ci(c['B']['predicted_vs_mean_of_seeds'])}"
+                  f"{interval_text(c['A']['predicted_vs_mean_of_seeds'])}, B {interval_text(c['B']['predicted_vs_mean_of_seeds'])}"
                   for m, v in q["influence"].items()
                   if (c := (v.get("groups") or {}).get("noise_ceiling") or {}).get("A", {}).get("predicted_vs_mean_of_seeds")]
     return lines
@@ -286,8 +256,8 @@ def _single_row_lines(tag: str, r: dict) -> list[str]:
              "| model | rows | Spearman | Pearson | median relative difference | mean abs, set / LOO | s per row |",
              "|---|---|---|---|---|---|---|"]
     for m, v in r["models"].items():
-        lines.append(f"| {m} | {v['rows']} | {_ci(v['spearman'])} | {_ci(v['pearson'])} | {_fmt(v['median_rel_diff'])} | "
-                     f"{_fmt(v['mean_abs_set'], 2)} / {_fmt(v['mean_abs_loo'], 2)} | {v['set_prediction_s_per_row']} |")
+        lines.append(f"| {m} | {v['rows']} | {interval_text(v['spearman'])} | {interval_text(v['pearson'])} | {number_text(v['median_rel_diff'])} | "
+                     f"{number_text(v['mean_abs_set'], 2)} / {number_text(v['mean_abs_loo'], 2)} | {v['set_prediction_s_per_row']} |")
     return lines + [""]
 
 
@@ -300,25 +270,19 @@ def _peer_lines(r: dict) -> list[str]:
              f"{r.get('load_average_1min', 'not recorded')} (2 cores)", "",
              "| ranking | lift@10% [95% CI] | lift@5% | PR-AUC | seconds | rows/s |", "|---|---|---|---|---|---|"]
     for rec in r["all_rows"]:
-        lines.append(f"| {rec['ranking']} | {_ci(rec['lift_10pct'], 2)} | {_ci(rec['lift_5pct'], 2)} | "
-                     f"{_fmt(rec['pr_auc'])} | {rec['seconds']} | {rec['rows_per_s']:,.0f} |")
+        lines.append(f"| {rec['ranking']} | {interval_text(rec['lift_10pct'], 2)} | {interval_text(rec['lift_5pct'], 2)} | "
+                     f"{number_text(rec['pr_auc'])} | {rec['seconds']} | {rec['rows_per_s']:,.0f} |")
     o = r.get("oracle_all_rows")
     if o:
-        lines.append(f"| oracle (truth posterior; the ceiling) | {_ci(o['lift_10pct'], 2)} | {_ci(o['lift_5pct'], 2)} | "
-                     f"{_fmt(o['pr_auc'])} | – | – |")
+        lines.append(f"| oracle (truth posterior; the ceiling) | {interval_text(o['lift_10pct'], 2)} | {interval_text(o['lift_5pct'], 2)} | "
+                     f"{number_text(o['pr_auc'])} | – | – |")
     lines += ["", f"On the {r['knn_rows']} training rows KNN-Shapley valued (against {r.get('knn_test_rows', 'all')} "
               "test rows; seeded subsamples; lifts within those training rows):", "",
               "| ranking | lift@10% [95% CI] | PR-AUC | seconds | rows/s |", "|---|---|---|---|---|"]
     for rec in r["knn_rows_side_by_side"]:
-        lines.append(f"| {rec['ranking']} | {_ci(rec['lift_10pct'], 2)} | {_fmt(rec['pr_auc'])} | {rec['seconds']} | "
+        lines.append(f"| {rec['ranking']} | {interval_text(rec['lift_10pct'], 2)} | {number_text(rec['pr_auc'])} | {rec['seconds']} | "
                      f"{rec['rows_per_s']:,.0f} |")
     return lines + [""]
-
-
-def _fmt(x, digits=3) -> str:
-    if x is None:
-        return "–"
-    return f"{x:.{digits}e}" if abs(x) < 1e-3 and x != 0 else f"{x:.{digits}f}"
 
 
 def _set_removal_lines(q: dict) -> list[str]:
@@ -356,61 +320,3 @@ def _set_removal_lines(q: dict) -> list[str]:
             lines.append(f"| {m} | {h} | {cell(it)} | {cell(got)} | {cell(rnd)}{draws} | {below(it, rnd)} | "
                          f"{below(got, rnd)} |")
     return lines
-
-
-def _ranking_ceiling(half: dict) -> dict:
-    """The ranking groups' noise ceiling of one half and measure, where the groups were retrained twice."""
-    c = half.get("noise_ceiling")
-    return {} if not c else {"noise_ceiling": _corr(c),
-                             "predicted_vs_mean_of_seeds": _corr(c.get("predicted_vs_mean_of_seeds"))}
-
-
-def _ranking_influence_lines(ri: dict) -> list[str]:
-    """Stage 06's influence on the top-k lists (validation.json `ranking`)."""
-    lines = ["", "Influence on the top-10 lists (06's validation.json `ranking`): interactions covered (and the seconds "
-             "it took), the downdated user factor against implicit's recalculate_user, and the predicted against "
-             "the retrained change of each test half's mean NDCG@10 and precision@10 over the retrained groups (Spearman, n, 95% interval).", "",
-             "| model | interactions covered | library max rel err | groups predicted / retrained | NDCG Spearman A | "
-             "NDCG Spearman B | precision Spearman A | precision Spearman B | s per prediction / retrain |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for m, r in ri.items():
-        cov, g, sec = r.get("coverage") or {}, r.get("groups") or {}, r.get("seconds") or {}
-        gp = r.get("groups_predicted") or {}
-        sp = (lambda metric, h: _ci((g.get(metric, {}).get(h) or {}).get("spearman")))
-        covered = f"{cov['rows']:,} of {cov['of_rows']:,}" if cov.get("of_rows") is not None else "–"
-        if r.get("loo_seconds") is not None:
-            covered += f" in {r['loo_seconds']:,.1f} s"
-        lines.append(f"| {m} | {covered} | {_fmt(r.get('library_max_rel_err'), 2)} | "
-                     f"{gp.get('groups', '–')} of {gp.get('of', '–')} / {r.get('retrained') or 0} | {sp('ndcg', 'A')} | "
-                     f"{sp('ndcg', 'B')} | {sp('precision', 'A')} | {sp('precision', 'B')} | "
-                     f"{sec.get('set_prediction_per_group', '–')} / {sec.get('retrain_per_group', '–')} |")
-    for m, r in ri.items():
-        g = (r.get("groups") or {}).get("ndcg") or {}
-        if all(g.get(h, {}).get("noise_ceiling") for h in ("A", "B")):
-            lines += ["", f"- {m}, NDCG@10: noise ceiling (the retrained changes under two seeds) A "
-                          f"{_ci(g['A']['noise_ceiling'])}, B {_ci(g['B']['noise_ceiling'])}; predicted vs the mean of "
-                          f"both seeds A {_ci(g['A']['predicted_vs_mean_of_seeds'])}, B "
-                          f"{_ci(g['B']['predicted_vs_mean_of_seeds'])}"]
-    pruned = [(m, r["pruning"]) for m, r in ri.items() if r.get("pruning")]
-    if pruned:
-        lines += ["", "Held-out pruning: the rows most harmful to their own users' lists, chosen among one test half's "
-                  "users, removed and the model retrained; change of the other half's mean NDCG@10 (higher is better) "
-                  "against random removals of as many rows, paired per user, 95% interval.", "",
-                  "| model | scored half | rows removed | harmful removed | random removed (draws) | harmful − random |",
-                  "|---|---|---|---|---|---|"]
-        for m, p in pruned:
-            for h in ("scored_on_A", "scored_on_B"):
-                if h in p:
-                    c = p[h]
-                    lines.append(f"| {m} | {h[-1]} | {c.get('rows_removed')} | {_change(c['harmful'])} | "
-                                 f"{_change(c['random'])} ({p.get('repeats')}) | {_change(c['harmful_minus_random'])} |")
-    return lines
-
-
-def _change(c: dict | None) -> str:
-    """A signed change with its interval and n, to 4 decimals."""
-    if not c or c.get("value") is None:
-        return "–"
-    ci = c.get("ci95")
-    return (f"{c['value']:+.4f}" + (f" [{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else "")
-            + (f" (n={c['n']})" if c.get("n") is not None else ""))

@@ -1,0 +1,70 @@
+"""The ranking influence's part of a record (06's validation.json `ranking`) and of BENCHMARKS.md."""
+from __future__ import annotations
+
+from record_format import change_text, corr_fields, interval_text, number_text
+
+
+def ranking_figures(r: dict) -> dict:
+    """A ranking family's influence on the top-k lists: coverage, the library check, predicted against
+    retrained groups per test half, held-out pruning against random removal."""
+    s = r.get("summary") or {}
+    p = r.get("pruning") or {}
+    return {"coverage": r.get("loo_coverage"), "loo_seconds": r.get("loo_seconds"),
+            "library_max_rel_err": (r.get("library_check") or {}).get("max_rel_err"),
+            "groups_predicted": r.get("groups_predicted"), "retrained": s.get("retrained"), "seconds": r.get("seconds"),
+            "groups": {m: {h: {c: corr_fields(s[m][h].get(c)) for c in ("spearman", "pearson")} | ranking_ceiling(s[m][h])
+                           for h in s[m]}
+                       for m in ("ndcg", "precision") if isinstance(s.get(m), dict)},
+            "pruning": None if not p else {"fraction": p.get("fraction"), "repeats": p.get("repeats"),
+                                           **{h: {k: corr_fields(p[h].get(k)) for k in ("harmful", "random", "harmful_minus_random")}
+                                              | {"rows_removed": p[h].get("rows_removed")}
+                                              for h in ("scored_on_A", "scored_on_B") if h in p}}}
+
+
+def ranking_ceiling(half: dict) -> dict:
+    """The ranking groups' noise ceiling of one half and measure, where the groups were retrained twice."""
+    c = half.get("noise_ceiling")
+    return {} if not c else {"noise_ceiling": corr_fields(c),
+                             "predicted_vs_mean_of_seeds": corr_fields(c.get("predicted_vs_mean_of_seeds"))}
+
+
+def ranking_influence_lines(ri: dict) -> list[str]:
+    """Stage 06's influence on the top-k lists (validation.json `ranking`)."""
+    lines = ["", "Influence on the top-10 lists (06's validation.json `ranking`): interactions covered (and the seconds "
+             "it took), the downdated user factor against implicit's recalculate_user, and the predicted against "
+             "the retrained change of each test half's mean NDCG@10 and precision@10 over the retrained groups (Spearman, n, 95% interval).", "",
+             "| model | interactions covered | library max rel err | groups predicted / retrained | NDCG Spearman A | "
+             "NDCG Spearman B | precision Spearman A | precision Spearman B | s per prediction / retrain |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for m, r in ri.items():
+        cov, g, sec = r.get("coverage") or {}, r.get("groups") or {}, r.get("seconds") or {}
+        gp = r.get("groups_predicted") or {}
+        sp = (lambda metric, h: interval_text((g.get(metric, {}).get(h) or {}).get("spearman")))
+        covered = f"{cov['rows']:,} of {cov['of_rows']:,}" if cov.get("of_rows") is not None else "–"
+        if r.get("loo_seconds") is not None:
+            covered += f" in {r['loo_seconds']:,.1f} s"
+        lines.append(f"| {m} | {covered} | {number_text(r.get('library_max_rel_err'), 2)} | "
+                     f"{gp.get('groups', '–')} of {gp.get('of', '–')} / {r.get('retrained') or 0} | {sp('ndcg', 'A')} | "
+                     f"{sp('ndcg', 'B')} | {sp('precision', 'A')} | {sp('precision', 'B')} | "
+                     f"{sec.get('set_prediction_per_group', '–')} / {sec.get('retrain_per_group', '–')} |")
+    for m, r in ri.items():
+        g = (r.get("groups") or {}).get("ndcg") or {}
+        if all(g.get(h, {}).get("noise_ceiling") for h in ("A", "B")):
+            lines += ["", f"- {m}, NDCG@10: noise ceiling (the retrained changes under two seeds) A "
+                          f"{interval_text(g['A']['noise_ceiling'])}, B {interval_text(g['B']['noise_ceiling'])}; predicted vs the mean of "
+                          f"both seeds A {interval_text(g['A']['predicted_vs_mean_of_seeds'])}, B "
+                          f"{interval_text(g['B']['predicted_vs_mean_of_seeds'])}"]
+    pruned = [(m, r["pruning"]) for m, r in ri.items() if r.get("pruning")]
+    if pruned:
+        lines += ["", "Held-out pruning: the rows most harmful to their own users' lists, chosen among one test half's "
+                  "users, removed and the model retrained; change of the other half's mean NDCG@10 (higher is better) "
+                  "against random removals of as many rows, paired per user, 95% interval.", "",
+                  "| model | scored half | rows removed | harmful removed | random removed (draws) | harmful − random |",
+                  "|---|---|---|---|---|---|"]
+        for m, p in pruned:
+            for h in ("scored_on_A", "scored_on_B"):
+                if h in p:
+                    c = p[h]
+                    lines.append(f"| {m} | {h[-1]} | {c.get('rows_removed')} | {change_text(c['harmful'])} | "
+                                 f"{change_text(c['random'])} ({p.get('repeats')}) | {change_text(c['harmful_minus_random'])} |")
+    return lines
