@@ -218,13 +218,19 @@ def test_group_trust_statement_follows_the_measured_correlation():
     assert few["predicted"]["A"]["spearman"]["ci95"][0] == 1.0 and few["predicted"]["A"]["spearman"]["n"] == 5
     assert "too few groups retrained to say" in few["trust"] and "reliably (both" not in few["trust"]
     # with a second seed's retraining, the statement gives the ceiling and the agreement with the mean
-    from musicrec.influence.groups import group_ceiling, trust
-    again = {i: {h: {"logloss": t + rng.normal()} for h in ("A", "B")} for i, t in enumerate(truth)}
-    first = {i: {h: {"logloss": t} for h in ("A", "B")} for i, t in enumerate(truth)}
-    pred = [{"half": h, "predicted_logloss": t} for t in truth for h in ("A", "B")]
-    bad["noise_ceiling"] = group_ceiling(first, again, (1, 2), rng, pred)
+    from musicrec.influence.groups import group_ceiling, records as group_records, trust
+    again = {i: {h: {"logloss": t + rng.normal(), "logloss_ci95": None, "auc": None} for h in ("A", "B")}
+             for i, t in enumerate(truth)}
+    first = {i: {h: {"logloss": t, "logloss_ci95": None, "auc": None} for h in ("A", "B")} for i, t in enumerate(truth)}
+    pred = [{"kind": "g", "group": str(i), "half": h, "predicted_logloss": t, "predictor": "set_model", "sum_of_loo": t}
+            for i, t in enumerate(truth) for h in ("A", "B")]
+    bad["noise_ceiling"] = group_ceiling(group_records(pred, first, 2, again), (1, 2), rng)
     text = trust("lgbm", bad)
     assert text.startswith(bad["trust"]) and "second seed" in text
+    # summarize() adds the same ceiling and statement where the records carry the second seed's retrain
+    with_seed = summarize(group_records(pred, first, 2, again), np.random.default_rng(0), "lgbm", seeds=(1, 2))
+    assert with_seed["noise_ceiling"]["seeds"] == [1, 2] and "second seed" in with_seed["trust"]
+    assert "noise_ceiling" not in summarize(group_records(pred, first, 2), np.random.default_rng(0), "lgbm")
     assert f"Spearman {bad['noise_ceiling']['A']['value']:.2f}" in text
     assert f"Spearman {bad['noise_ceiling']['B']['predicted_vs_mean_of_seeds']['value']:.2f}" in text
 

@@ -316,10 +316,10 @@ def test_group_ceiling_scores_predictions_against_the_mean_of_both_seeds():
     rng = np.random.default_rng(3)
     truth = rng.normal(size=(30, 2))      # 30 groups, halves A and B; the even ones were retrained twice
     checked = range(0, 30, 2)
-    first, second = ({k: {h: {"logloss": truth[k, j] + rng.normal() * 0.5} for j, h in enumerate("AB")} for k in checked}
-                     for _ in range(2))
+    first, second = ({k: {h: {"logloss": truth[k, j] + rng.normal() * 0.5, "logloss_ci95": None, "auc": None}
+                          for j, h in enumerate("AB")} for k in checked} for _ in range(2))
     predicted = [{"half": h, "predicted_logloss": truth[k, j]} for k in range(30) for j, h in enumerate("AB")]
-    out = grouping.group_ceiling(first, second, (1, 2), rng, predicted)
+    out = grouping.group_ceiling(grouping.records(predicted, first, 2, second), (1, 2), rng)
     for j, h in enumerate("AB"):
         a, b = ([d[k][h]["logloss"] for k in checked] for d in (first, second))
         assert out[h]["value"] == pytest.approx(spearmanr(a, b).statistic)

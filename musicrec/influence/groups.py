@@ -19,7 +19,7 @@ import polars as pl
 
 from musicrec import families
 from musicrec.influence.retrain import PartScorer, Retrainer, retrained, retrains
-from musicrec.influence.stats import ceiling, correlation
+from musicrec.influence.stats import correlation, seed_ceiling
 
 log = logging.getLogger("musicrec")
 
@@ -232,22 +232,15 @@ def records(predicted: list[dict], retrained: dict, n_halves: int, again: dict |
     return out
 
 
-def group_ceiling(first: dict, second: dict, seeds, rng, predicted: list[dict] | None = None,
-                  n_halves: int = 2) -> dict:
-    """Per half, Spearman of the retrained changes of the same groups under two seeds: how far any
-    prediction can agree with one retraining ("not measurable" when its interval reaches below 0.2).
-    With the predictions, also their Spearman with the mean of both retrainings, a reference with
-    less of the seed's noise than either."""
+def group_ceiling(recs: list[dict], seeds, rng) -> dict:
+    """Per half, over the groups retrained under both seeds (records() with `again`): Spearman of the
+    two retrained changes, how far any prediction can agree with one retraining ("not measurable"
+    when its interval reaches below 0.2), and the predictions against the mean of both."""
     out = {"seeds": list(seeds), "rows": "the same retrained groups, retrained again under the second seed"}
-    pred = ({(k // n_halves, r["half"]): r["predicted_logloss"] for k, r in enumerate(predicted)}
-            if predicted else None)
     for h in ("A", "B"):
-        a = np.array([first[k][h]["logloss"] for k in sorted(first)], dtype=np.float64)
-        b = np.array([second[k][h]["logloss"] for k in sorted(first)], dtype=np.float64)
-        out[h] = ceiling(a, b, rng)
-        if pred is not None:
-            out[h]["predicted_vs_mean_of_seeds"] = correlation([pred[(k, h)] for k in sorted(first)], (a + b) / 2,
-                                                               rng)
+        twice = [r for r in recs if r["half"] == h and r["delta_logloss_second_seed"] is not None]
+        out[h] = seed_ceiling([r["predicted_logloss"] for r in twice], [r["delta_logloss"] for r in twice],
+                              [r["delta_logloss_second_seed"] for r in twice], rng)
     return out
 
 
@@ -285,10 +278,12 @@ def _txt(c: dict) -> str:
     return f"{c['value']:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "") + f", n={c['n']}"
 
 
-def summarize(recs: list[dict], rng, name: str | None = None, seconds: dict | None = None) -> dict:
+def summarize(recs: list[dict], rng, name: str | None = None, seconds: dict | None = None,
+              seeds: tuple[int, int] | None = None) -> dict:
     """Per test half, over the retrained groups: Spearman and Pearson of predicted vs retrained change
     of log-loss (n, bootstrap interval) and the mean absolute error relative to the mean retrained
-    change; the sum of LOO beside the set predictor; the cost of a prediction and of a retrain."""
+    change; the sum of LOO beside the set predictor; the cost of a prediction and of a retrain; and
+    where groups were retrained under the second of `seeds` too, their noise ceiling."""
     df = pl.DataFrame(recs, infer_schema_length=None).filter(pl.col("retrained"))
     out = {"rows": "predicted and retrained change of the same test half, over the retrained groups; groups are "
                    "fixed in advance (none is chosen by an estimate)",
@@ -310,5 +305,7 @@ def summarize(recs: list[dict], rng, name: str | None = None, seconds: dict | No
         out[key] = per
     if seconds:
         out["seconds"] = seconds
+    if any(r.get("delta_logloss_second_seed") is not None for r in recs):
+        out["noise_ceiling"] = group_ceiling(recs, seeds, rng)
     out["trust"] = trust(name, out)
     return out

@@ -17,7 +17,7 @@ import scipy.sparse as sp
 
 from musicrec import families, metrics
 from musicrec.influence.groups import describe
-from musicrec.influence.stats import ceiling, correlation
+from musicrec.influence.stats import correlation, seed_ceiling
 from musicrec.progress import Progress
 from musicrec.recommend import train_plays
 from musicrec.rng import derived_seed
@@ -179,11 +179,9 @@ def summarize(recs: list[dict], rng) -> dict:
             out[m][h] = {c: correlation(a, b, rng, c) for c in ("spearman", "pearson")}
             twice = [r for r in done if r["half"] == h and r.get(f"delta_{m}_second_seed") is not None]
             if twice:
-                first = np.array([r[f"delta_{m}"] for r in twice], dtype=np.float64)
-                second = np.array([r[f"delta_{m}_second_seed"] for r in twice], dtype=np.float64)
-                out[m][h]["noise_ceiling"] = ceiling(first, second, rng)
-                out[m][h]["noise_ceiling"]["predicted_vs_mean_of_seeds"] = correlation(
-                    [r[f"predicted_{m}"] for r in twice], (first + second) / 2, rng)
+                out[m][h]["noise_ceiling"] = seed_ceiling([r[f"predicted_{m}"] for r in twice],
+                                                          [r[f"delta_{m}"] for r in twice],
+                                                          [r[f"delta_{m}_second_seed"] for r in twice], rng)
     out["groups"] = len({(r["kind"], r["group"]) for r in recs})
     out["retrained"] = len({(r["kind"], r["group"]) for r in done})
     return out

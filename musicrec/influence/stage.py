@@ -163,15 +163,12 @@ def explain_groups(cfg: dict, st: StageRun, est, retrainer, seeds: tuple[int, in
                "prediction_share_of_retrain": round(predict_s / retrain_s, 4) if n_check and retrain_s > 0 else None}
     log.info("%s: %s groups: %d predicted (%.2fs each), %d retrained (%.2fs each)", STAGE, name, len(groups), predict_s,
              n_check, retrain_s)
-    summary = grouping.summarize(recs, rng, name, seconds)
+    summary = grouping.summarize(recs, rng, name, seconds, seeds)
     summary["retrain_budget"] = budget_note
     if n_check == 0 and not family.group_exact:
         summary["trust"] = f"{family.group_predictor}; not checked against retraining in this run ({budget_note})"
     if curve is not None:
         summary["learning_curve"] = curve
-    if again is not None:
-        summary["noise_ceiling"] = grouping.group_ceiling(retrained, again, seeds, rng, predicted, len(halves))
-        summary["trust"] = grouping.trust(name, summary)
     return [{"model": name, **r} for r in recs], GroupSummary.from_dict(summary)
 
 

@@ -76,6 +76,15 @@ def ceiling(a, b, rng: np.random.Generator) -> dict:
     return c
 
 
+def seed_ceiling(predicted, first, second, rng: np.random.Generator) -> dict:
+    """The ceiling of retrained changes under two seeds, with the predictions' Spearman against the
+    mean of both retrainings: a reference with less of the seed's noise than either."""
+    first, second = np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64)
+    out = ceiling(first, second, rng)
+    out["predicted_vs_mean_of_seeds"] = correlation(predicted, (first + second) / 2, rng)
+    return out
+
+
 def share_of_ceiling(estimate: dict, ceil: dict) -> float | str | None:
     """The estimate's Spearman as a share of the ceiling, only where the ceiling is measurable."""
     if not ceil.get("measurable"):
