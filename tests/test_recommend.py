@@ -93,16 +93,56 @@ def test_similar_songs_are_the_best_cosines():
         assert cos[row] == pytest.approx([unit[s] @ unit[j] for j in want], abs=1e-5)
 
 
+def _implicit_top_k(user_factors, item_factors, k, plays, filter_items):
+    """implicit's own filtered batch recommend of factors set by hand, as (ids, scores) with -1 / NaN
+    where it had fewer than k items left (it pads with item 0 and scores a filtered item -FLT_MAX)."""
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    k = min(k, item_factors.shape[0])
+    als = AlternatingLeastSquares(factors=item_factors.shape[1], num_threads=1)
+    als.user_factors = np.ascontiguousarray(user_factors, dtype=np.float32)
+    als.item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
+    ids, sc = als.recommend(np.arange(len(user_factors)), plays, N=k, filter_already_liked_items=True,
+                            filter_items=filter_items if len(filter_items) else None)
+    ids, sc = np.asarray(ids, dtype=np.int64), np.asarray(sc, dtype=np.float64)
+    gone = sc <= -0.5 * float(np.finfo(np.float32).max)
+    return np.where(gone, -1, ids), np.where(gone, np.nan, sc)
+
+
+def _heavy_log(rng, n_users, n_songs):
+    """Plays with one user who played all but a few songs (a list that runs short)."""
+    user = np.concatenate([rng.integers(0, n_users, 3000), np.zeros(280, dtype=np.int64)])
+    song = np.concatenate([rng.zipf(1.3, 3000) % (n_songs - 20), np.arange(280)])
+    return user, song
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_factor_lists_equal_implicits_recommend(threads, monkeypatch):
+    import musicrec.recommend as rec
+    from musicrec.recommend import top_k_by_factors
+
+    monkeypatch.setattr(rec, "BLOCK_CELLS", 16 * 300)     # blocks of 16 users: several per thread
+
+    rng = np.random.default_rng(12)
+    n_users, n_songs, k = 70, 300, 25
+    user, song = _heavy_log(rng, n_users, n_songs)
+    plays = train_plays(user, song, (n_users, n_songs))
+    uf, itf = rng.normal(size=(n_users, 8)), rng.normal(size=(n_songs, 8))
+    banned = np.flatnonzero(np.bincount(song, minlength=n_songs) == 0).astype(np.int32)
+    got_ids, got_sc = top_k_by_factors(uf, itf, k, plays, banned, threads)
+    want_ids, want_sc = _implicit_top_k(uf, itf, k, plays, banned)
+    assert (want_ids[0] == -1).any()     # the heavy user's list runs short
+    np.testing.assert_array_equal(got_ids, want_ids)
+    np.testing.assert_allclose(got_sc, want_sc, rtol=1e-6)
+
+
 def test_popularity_lists_are_implicits_filtered_top_k():
     """The shared-order search against implicit's own filtered recommend of the one-factor model whose
     item factor is the song's rank: heavy users, unplayed songs, ties in the scores, lists longer
     than what a user has left."""
-    from musicrec.recommend import pad_lists, top_k_by_factors
-
     rng = np.random.default_rng(11)
     n_users, n_songs, k = 60, 300, 40
-    user = np.concatenate([rng.integers(0, n_users, 3000), np.zeros(280, dtype=np.int64)])   # user 0 played 280
-    song = np.concatenate([rng.zipf(1.3, 3000) % (n_songs - 20), np.arange(280)])
+    user, song = _heavy_log(rng, n_users, n_songs)      # user 0 played 280
     scores = popularity_scores(user, song, np.ones(len(user)), n_songs, "listeners", 0.0)
     plays = train_plays(user, song, (n_users, n_songs))
     users = rng.permutation(n_users)[:45]
@@ -110,9 +150,8 @@ def test_popularity_lists_are_implicits_filtered_top_k():
     order = np.lexsort((np.arange(n_songs), -scores))
     rank = np.empty(n_songs)
     rank[order] = n_songs - np.arange(n_songs)
-    ids, sc = top_k_by_factors(np.ones((len(users), 1)), rank[:, None], k, plays[users].tocsr(),
-                               np.flatnonzero(scores <= 0).astype(np.int32), 1)
-    want, _ = pad_lists(ids, sc, k, n_songs)
+    want, _ = _implicit_top_k(np.ones((len(users), 1)), rank[:, None], k, plays[users].tocsr(),
+                              np.flatnonzero(scores <= 0).astype(np.int32))
     assert (got == -1).any() and (got >= 0).mean() > 0.5      # some lists run short, most do not
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(got_scores[got >= 0], scores[want[want >= 0]])
