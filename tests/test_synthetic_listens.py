@@ -49,3 +49,34 @@ def test_generation_is_reproducible(tmp_path):
     b = synthetic_listens.generate(tmp_path / "b", "tiny", "table", random_state=[1, 14])
     assert a == b
     assert pl.read_parquet(tmp_path / "a" / "truth.parquet").equals(pl.read_parquet(tmp_path / "b" / "truth.parquet"))
+
+
+@pytest.mark.parametrize("promoted", [0, 20])
+def test_bots_are_marked_and_play_as_specified(tmp_path, promoted):
+    """Noise bots draw tracks uniformly (few of the humans' most played); a farm's bots loop the
+    promoted tracks, replayed with probability bot_replay; without bots the truth has no such column."""
+    import dataclasses
+
+    import numpy as np
+
+    p = dataclasses.replace(synthetic_listens.PRESETS["tiny"], bot_share=0.15, bot_tracks=promoted)
+    synthetic_listens.generate(tmp_path / "b", p, "table", random_state=[3, 14])
+    t = pl.read_parquet(tmp_path / "b" / "truth.parquet")
+    users = t.group_by("user").agg(pl.col("bot").first(), pl.col("bot").n_unique().alias("k"))
+    assert (users["k"] == 1).all()
+    n = users.height
+    assert abs(users["bot"].mean() - 0.15) < 4 * np.sqrt(0.15 * 0.85 / n)
+    bots, humans = t.filter(pl.col("bot") == 1), t.filter(pl.col("bot") == 0)
+    top = humans.group_by("track").len().sort("len", descending=True).head(100)["track"]
+    if promoted:
+        world = synthetic_listens.world(p, np.random.default_rng([3, 14]))
+        farm = pl.Series([f"Track {t}" for t in world["promoted"]])
+        assert len(farm) == promoted
+        looped = bots.filter(pl.col("track").is_in(farm.implode()))
+        assert (looped["p_true"] == p.bot_replay).all()
+        assert (bots.filter(~pl.col("track").is_in(farm.implode()))["p_true"] < p.bot_replay).mean() > 0.95
+        assert looped.height > 0.3 * promoted * users["bot"].sum()     # a bot plays many of the promoted tracks
+    else:
+        assert bots["track"].is_in(top.implode()).mean() < 0.3 * humans["track"].is_in(top.implode()).mean()
+    synthetic_listens.generate(tmp_path / "h", synthetic_listens.PRESETS["tiny"], "table", random_state=[3, 14])
+    assert "bot" not in pl.read_parquet_schema(tmp_path / "h" / "truth.parquet")

@@ -10,6 +10,9 @@ The generative story, per (user, track) pair a user discovers:
   activity (again as in the KKBOX generator); P(replay within window_days) =
   sigmoid(mu + b_user + b_track + taste_scale * <u, v> / sqrt(factors));
 - a replay within the window is drawn with that probability (one or more plays inside the window),
+  except for bots (`bot_share`, off by default), who keep and replay tracks whatever their taste: noise
+  accounts playing tracks drawn uniformly from the catalogue, or (`bot_tracks`) a stream farm looping a
+  few promoted tracks between popular ones;
   some tracks come back later than the window, a few plays are submitted twice seconds apart
   (the reader's same-play rule merges them); nothing after the log end is written.
 
@@ -65,6 +68,13 @@ class Preset:
     duplicate_share: float = 0.02  # first plays submitted twice within 5 s
     chunk_users: int = 2000
     discovery: int = 3  # candidate tracks drawn by popularity per track kept by taste
+    bot_share: float = 0.0  # share of users who are bots (truth's `bot` column): they keep and replay
+                            # tracks whatever their taste
+    bot_tracks: int = 0     # 0: a bot's tracks are drawn uniformly from the catalogue (noise accounts);
+                            # > 0: half of a bot's candidate draws are this many promoted tracks, shared by
+                            # every bot and replayed with probability bot_replay (a stream farm), the rest
+                            # by popularity as cover
+    bot_replay: float = 0.9
 
 
 PRESETS = {
@@ -113,7 +123,7 @@ def world(p: Preset, rng: np.random.Generator) -> dict:
     b_track = p.track_bias_sd * (0.6 * standardize(np.log(track_w)) + 0.7 * artist_appeal[track_artist]
                                  + np.sqrt(0.15) * rng.normal(0, 1, p.tracks))
     b_user = p.user_bias_sd * (0.5 * standardize(np.log(n_tracks)) + np.sqrt(0.75) * rng.normal(0, 1, p.users))
-    return {
+    out = {
         "T": T,
         "track_artist": track_artist,
         "track_w": track_w,
@@ -125,6 +135,13 @@ def world(p: Preset, rng: np.random.Generator) -> dict:
         "n_tracks": n_tracks,
         "start": rng.uniform(0, 0.6 * T, p.users),
     }
+    # drawn last, from a stream of their own: with bot_share 0 nothing more is drawn and the log is unchanged
+    out["bot"], out["promoted"] = np.zeros(p.users, dtype=bool), np.zeros(0, dtype=np.int64)
+    if p.bot_share > 0:
+        brng = np.random.default_rng(rng.integers(0, 2**31, 2))
+        out["bot"] = brng.uniform(size=p.users) < p.bot_share
+        out["promoted"] = brng.choice(p.tracks, min(p.bot_tracks, p.tracks), replace=False)
+    return out
 
 
 def pairs_for(users: np.ndarray, w: dict, p: Preset, rng: np.random.Generator) -> dict:
@@ -137,18 +154,28 @@ def pairs_for(users: np.ndarray, w: dict, p: Preset, rng: np.random.Generator) -
     n = np.minimum(w["n_tracks"][users], p.tracks // (2 * p.discovery))
     user = np.repeat(users, n * p.discovery)
     track = rng.choice(p.tracks, len(user), p=w["track_w"])
+    bot = np.flatnonzero(w["bot"][user])
+    if len(bot) and len(w["promoted"]):      # a farm: half promoted tracks, half popular ones as cover
+        bot = bot[rng.uniform(size=len(bot)) < 0.5]
+        track[bot] = w["promoted"][rng.integers(0, len(w["promoted"]), len(bot))]
+    elif len(bot):
+        track[bot] = rng.integers(0, p.tracks, len(bot))
     key = np.unique(user.astype(np.int64) * p.tracks + track)
     user, track = key // p.tracks, key % p.tracks
     start = w["start"][user]
     first = start + rng.uniform(0, 1, len(user)) * (w["T"] - start)
     frac = (first / w["T"])[:, None]
     taste = np.einsum("ij,ij->i", w["U0"][user] + frac * w["D"][user], w["V"][track]) / np.sqrt(p.factors)
+    bot = w["bot"][user]
+    taste = np.where(bot, 0.0, taste)      # a bot keeps and replays tracks whatever their taste
     pick = p.taste_scale * taste + rng.gumbel(size=len(user))
     keep_n = n[np.searchsorted(users, user)]
     rank = pl.DataFrame({"u": user, "k": -pick}).select(pl.col("k").rank("ordinal").over("u"))["k"].to_numpy()
     keep = rank <= keep_n
     user, track, first, taste = user[keep], track[keep], first[keep], taste[keep]
     p_true = sigmoid(p.mu + w["b_user"][user] + w["b_track"][track] + p.taste_scale * taste)
+    if len(w["promoted"]):
+        p_true = np.where(w["bot"][user] & np.isin(track, w["promoted"]), p.bot_replay, p_true)
     return {"user": user, "track": track, "first": first, "p_true": p_true}
 
 
@@ -247,7 +274,8 @@ def generate(out: Path, preset: str | Preset, fmt: str = "lastfm1k", random_stat
             n_listens += len(listens["time"])
             truth = truth_ids(pairs, w, fmt).with_columns(
                 pl.Series("first", LOG_START + np.floor(pairs["first"]).astype(np.int64)),
-                pl.Series("p_true", pairs["p_true"]), pl.Series("label", label.astype(np.int8))).to_arrow()
+                pl.Series("p_true", pairs["p_true"]), pl.Series("label", label.astype(np.int8)),
+                *([pl.Series("bot", w["bot"][pairs["user"]].astype(np.int8))] if p.bot_share > 0 else [])).to_arrow()
             if writer is None:
                 writer = pq.ParquetWriter(out / "truth.parquet", truth.schema, compression="zstd")
             writer.write_table(truth.cast(writer.schema))
@@ -269,8 +297,16 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--users", type=int, default=None, help="override the preset's user count")
+    ap.add_argument("--bots", type=float, default=0.0, help="share of users who are bots (see Preset.bot_share)")
+    ap.add_argument("--bot-tracks", type=int, default=0, help="promoted tracks the bots loop (Preset.bot_tracks)")
     a = ap.parse_args(argv)
-    preset = PRESETS[a.preset] if a.users is None else replace(PRESETS[a.preset], users=a.users)
+    if not 0.0 <= a.bots < 1.0:
+        ap.error(f"--bots is a share of users: 0 <= share < 1, got {a.bots}")
+    if a.bot_tracks < 0 or (a.bot_tracks and not a.bots):
+        ap.error("--bot-tracks needs --bots and is a count of tracks (>= 0)")
+    preset = replace(PRESETS[a.preset], bot_share=a.bots, bot_tracks=a.bot_tracks)
+    if a.users is not None:
+        preset = replace(preset, users=a.users)
     info = generate(Path(a.out), preset, a.format, random_state=[a.seed, 14])
     print(f"{info['listens']} listens, {info['pairs']} first listens in {a.out}/listens ({a.format})")
     return 0
