@@ -217,6 +217,10 @@ def main(argv=None) -> int:
                     help="first step to run (earlier outputs in --out are reused)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                     help="config override passed to every stage")
+    ap.add_argument("--bots", type=float, default=0.0,
+                    help="listens presets: share of generated users who are bots (Preset.bot_share)")
+    ap.add_argument("--bot-tracks", type=int, default=0,
+                    help="with --bots: promoted tracks the bots loop, a stream farm (Preset.bot_tracks)")
     ap.add_argument("--bare-fits", action="store_true",
                     help="after the stages, time each family's bare library fit on 04's arrays (bench/bare_fits.py)")
     ap.add_argument("--engine", choices=("local", "dask"), default="local",
@@ -235,6 +239,8 @@ def main(argv=None) -> int:
     out = (args.out or REPO / "bench" / "out" / args.preset).resolve()
     out.mkdir(parents=True, exist_ok=True)
     listens = args.preset in LISTEN_PRESETS
+    if args.bots and not (listens and 0 < args.bots < 1):
+        ap.error("--bots is a share of users (0 < share < 1) of a generated listening log (a listens-* preset)")
     source = (["data.source=listens", "data.listens.format=listenbrainz", f"data.listens.path={out / 'log' / 'listens'}"]
               if listens else ["data.source=synthetic", f"data.synthetic.preset={args.preset}"])
     sets = [f"paths.data={out}", *source, *PROFILES[args.profile], *engine, *args.overrides]
@@ -258,7 +264,8 @@ def main(argv=None) -> int:
     for step in steps:
         if step == "generate" and listens:
             cmd = [py, "-m", "musicrec.synthetic.listens", "--preset", args.preset.removeprefix("listens-"),
-                   "--format", "listenbrainz", "--seed", str(cfg["seed"]), "--out", str(out / "log")]
+                   "--format", "listenbrainz", "--seed", str(cfg["seed"]), "--out", str(out / "log"),
+                   *(["--bots", str(args.bots), "--bot-tracks", str(args.bot_tracks)] if args.bots else [])]
         elif step == "generate":
             cmd = [py, "-c", "import sys; " + GENERATE, str(out / "bench_config.yaml")]
         else:

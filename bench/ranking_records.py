@@ -1,7 +1,35 @@
 """The ranking influence's part of a record (06's validation.json `ranking`) and of BENCHMARKS.md."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import polars as pl
+from scipy.stats import binomtest
+
 from record_format import change_text, corr_fields, interval_text, number_text
+
+
+def bots_pruned(out: Path) -> dict | None:
+    """Where the generated log has bots (truth's `bot` column) and 06 pruned by users: per pruning, the
+    share of bots among the users removed (Clopper-Pearson 95% interval) beside their share among the
+    candidates, the rate a choice blind to them would have."""
+    effects, truth = out / "06_influence" / "ranking_users.parquet", out / "log" / "truth.parquet"
+    if not (effects.is_file() and truth.is_file() and "bot" in pl.read_parquet_schema(truth)):
+        return None
+    bots = pl.read_parquet(truth, columns=["user", "bot"]).unique("user").rename({"user": "user_id"})
+    users = pl.read_parquet(effects).join(bots, on="user_id", how="left")
+    res = {"users": users.height, "bots": int(users["bot"].sum())}
+    for h in ("A", "B"):
+        col = f"removed_scored_on_{h}"
+        if col in users.columns:
+            cand, chosen = users.filter(pl.col("test_half") != h), users.filter(pl.col(col))
+            k, n = int(chosen["bot"].sum()), chosen.height
+            ci = binomtest(k, n).proportion_ci() if n else None
+            res[f"scored_on_{h}"] = {"removed": n, "bots_removed": k,
+                                     "bot_share": {"value": k / n if n else None, "n": n,
+                                                   "ci95": None if ci is None else [ci.low, ci.high]},
+                                     "candidates": cand.height, "candidate_bot_share": float(cand["bot"].mean())}
+    return res
 
 
 def ranking_figures(r: dict) -> dict:
@@ -15,9 +43,9 @@ def ranking_figures(r: dict) -> dict:
             "groups": {m: {h: {c: corr_fields(s[m][h].get(c)) for c in ("spearman", "pearson")} | ranking_ceiling(s[m][h])
                            for h in s[m]}
                        for m in ("ndcg", "precision") if isinstance(s.get(m), dict)},
-            "pruning": None if not p else {"fraction": p.get("fraction"), "repeats": p.get("repeats"),
+            "pruning": None if not p else {"by": p.get("by", "rows"), "fraction": p.get("fraction"), "repeats": p.get("repeats"),
                                            **{h: {k: corr_fields(p[h].get(k)) for k in ("harmful", "random", "harmful_minus_random")}
-                                              | {"rows_removed": p[h].get("rows_removed")}
+                                              | {"rows_removed": p[h].get("rows_removed"), "users_removed": p[h].get("users_removed")}
                                               for h in ("scored_on_A", "scored_on_B") if h in p}}}
 
 
@@ -56,15 +84,32 @@ def ranking_influence_lines(ri: dict) -> list[str]:
                           f"{interval_text(g['B']['predicted_vs_mean_of_seeds'])}"]
     pruned = [(m, r["pruning"]) for m, r in ri.items() if r.get("pruning")]
     if pruned:
-        lines += ["", "Held-out pruning: the rows most harmful to their own users' lists, chosen among one test half's "
-                  "users, removed and the model retrained; change of the other half's mean NDCG@10 (higher is better) "
-                  "against random removals of as many rows, paired per user, 95% interval.", "",
-                  "| model | scored half | rows removed | harmful removed | random removed (draws) | harmful − random |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["", "Held-out pruning, chosen on one test half and scored on the other: by rows, the rows most harmful "
+                  "to their own users' lists among the choosing half's users; by users, the users whose removal the set "
+                  "model expects to raise the choosing half's NDCG@10 most, never test users of the scored half. The "
+                  "model is retrained without them; change of the scored half's mean NDCG@10 (higher is better) against "
+                  "random removals of as many rows (users), paired per user, 95% interval.", "",
+                  "| model | by | scored half | removed | harmful removed | random removed (draws) | harmful − random |",
+                  "|---|---|---|---|---|---|---|"]
         for m, p in pruned:
             for h in ("scored_on_A", "scored_on_B"):
                 if h in p:
                     c = p[h]
-                    lines.append(f"| {m} | {h[-1]} | {c.get('rows_removed')} | {change_text(c['harmful'])} | "
+                    removed = (f"{c['users_removed']} users ({c.get('rows_removed'):,} rows)" if c.get("users_removed")
+                               else f"{c.get('rows_removed'):,} rows")
+                    lines.append(f"| {m} | {p.get('by', 'rows')} | {h[-1]} | {removed} | {change_text(c['harmful'])} | "
                                  f"{change_text(c['random'])} ({p.get('repeats')}) | {change_text(c['harmful_minus_random'])} |")
+    return lines
+
+
+def bots_lines(b: dict) -> list[str]:
+    """The generated bots among the users the pruning removed (bench quality's `bots_pruned`)."""
+    lines = ["", f"Generated bots among the users removed ({b['bots']} bots of {b['users']} users; the truth's `bot` "
+             "column): their share with a Clopper-Pearson 95% interval, beside their share among the candidates.", "",
+             "| scored half | users removed | bots removed | bot share | bot share of candidates |", "|---|---|---|---|---|"]
+    for h in ("scored_on_A", "scored_on_B"):
+        if h in b:
+            c = b[h]
+            lines.append(f"| {h[-1]} | {c['removed']} | {c['bots_removed']} | {interval_text(c['bot_share'])} | "
+                         f"{c['candidate_bot_share']:.3f} (of {c['candidates']}) |")
     return lines

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from musicrec.outputs.influence import GroupSummary, ModelValidation, Validation
 from musicrec.outputs.predict import PredictMetrics
-from ranking_records import ranking_influence_lines, ranking_figures
+from ranking_records import bots_lines, bots_pruned, ranking_influence_lines, ranking_figures
 from record_format import corr_fields, interval_text, number_text
 
 BUDGETS = {  # the kkbox budgets: (wall seconds, peak RSS GB); every stage within 10 GB (a 16 GB laptop)
@@ -38,6 +38,9 @@ def quality(out: Path) -> dict:
         q["influence"] = {name: influence_figures(r, (v.groups or {}).get(name)) for name, r in v.models.items()}
         if v.ranking:
             q["ranking_influence"] = {name: ranking_figures(r) for name, r in v.ranking.items()}
+            bots = bots_pruned(out)
+            if bots:
+                q["bots_pruned"] = bots
         if v.label_noise is not None:
             ln = v.label_noise
             q["label_noise"] = {"source": ln.source, "flipped": ln.flipped, "share": ln.share,
@@ -134,6 +137,8 @@ def write_markdown(results_dir: Path, path: Path) -> None:
             lines += _influence_lines(q)
         if q.get("ranking_influence"):
             lines += ranking_influence_lines(q["ranking_influence"])
+        if q.get("bots_pruned"):
+            lines += bots_lines(q["bots_pruned"])
         if r.get("naive"):
             lines += ["", "| model | naive LOO rows/s (retrain per row) | our LOO rows/s | speed-up |", "|---|---|---|---|"]
             for m, v in r["naive"].items():

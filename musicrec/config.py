@@ -210,6 +210,7 @@ SCHEMA: dict = {
             "check_rows": Int(20, 0),
             "prune_fraction": Float(0.0, 0.0, 1.0, open_hi=True),
             "prune_repeats": Int(3, 1, 100),
+            "prune_by": Choice("rows", "rows", "users"),
         },
         "groups": {
             "enabled": Bool(True),

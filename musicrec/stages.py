@@ -78,8 +78,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           + _reads("02_split", "train.parquet")
           + _reads("01_preprocess", "categories.parquet", "users.parquet")
           + _reads("01_preprocess", "truth.parquet", when="a generated listening log"),
-          ("loo.parquet", "ranking.parquet", "ranking_groups.parquet", "validation.json", "groups.parquet",
-           "ablations.parquet", "plots/"),
+          ("loo.parquet", "ranking.parquet", "ranking_groups.parquet", "ranking_users.parquet", "validation.json",
+           "groups.parquet", "ablations.parquet", "plots/"),
           source="data/synthetic/<preset>/truth.parquet when the data are generated"),
 )}
 

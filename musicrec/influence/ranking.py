@@ -5,7 +5,8 @@ held-out NDCG@k, precision@k and sampled log-likelihood, exact given the item fa
 family's ranking estimator, checked against the library's refit of that user); and for groups
 (the meaningful groups, random ablations and a seeded sample of single users) the predicted change
 of each test half's mean NDCG@k and precision@k through the family's set model (warm-started
-sweeps for ALS), a seeded sample of them retrained as the check. Halves are by user, as everywhere.
+sweeps for ALS), a seeded sample of them retrained as the check; held-out pruning by rows or by
+users (musicrec.influence.pruning). Halves are by user, as everywhere.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from musicrec import families, metrics
+from musicrec.influence import pruning
 from musicrec.influence.groups import describe
 from musicrec.influence.stats import correlation, seed_ceiling
 from musicrec.progress import Progress
@@ -216,38 +218,12 @@ def run_ranking(cfg: dict, name: str, model, data: dict, groups: list, test_halv
     out["summary"] = summarize(out["groups"], rng_of("ranking_check"))
     out["users"] = {h: int(len(j)) for h, j in halves.items()}
     if rcfg["prune_fraction"] > 0:
-        out["pruning"] = pruning(name, model, est, out["loo"], train, lists, halves, retrainer, retrainer.seed,
-                                 rcfg["prune_fraction"], rcfg["prune_repeats"], rng_of("ranking_pruning"))
-    return out
-
-
-def pruning(name: str, model, est, loo: dict, train, lists: Lists, halves: dict, retrainer, seed: int,
-            fraction: float, repeats: int, rng) -> dict:
-    """Held-out pruning: of the selection half's users, remove the training rows whose removal raises
-    their own user's held-out log-likelihood most (the `fraction` of those users' rows), retrain,
-    and score the other half's users: their NDCG@k change beside removing as many random rows of
-    the selection half's users (`repeats` draws), paired per user (a bootstrap over users)."""
-    from musicrec.metrics import mean_ci
-
-    user = train.keys["user"].to_numpy()
-    base = lists.measures(retrainer.base_model(seed))
-    out = {"rows": "chosen among the rows of one half's test users, scored on the other half's users "
-                   "(scored_on_A: chosen on B)", "fraction": fraction, "repeats": repeats}
-    for h, sel in (("A", "B"), ("B", "A")):
-        mine = np.flatnonzero(np.isin(user, lists.users[halves[sel]]))
-        k = max(1, int(round(fraction * len(mine))))
-        gain = np.nan_to_num(loo["loglik"][mine], nan=-np.inf)
-        harmful = mine[np.argsort(-gain, kind="stable")[:k]]
-        j = halves[h]
-
-        def change(rows):
-            keep = np.ones(len(train), dtype=bool)
-            keep[rows] = False
-            return lists.measures(retrainer.model_without(seed, rows), keep)["ndcg"][j] - base["ndcg"][j]
-
-        chosen = change(harmful)
-        randoms = np.mean([change(rng.choice(mine, k, replace=False)) for _ in range(repeats)], axis=0)
-        out[f"scored_on_{h}"] = {"rows_removed": int(k), "users_scored": int(len(j)),
-                                 "harmful": mean_ci(chosen, rng).to_dict(), "random": mean_ci(randoms, rng).to_dict(),
-                                 "harmful_minus_random": mean_ci(chosen - randoms, rng).to_dict()}
+        args = (train, lists, halves, retrainer, retrainer.seed, rcfg["prune_fraction"], rcfg["prune_repeats"],
+                rng_of("ranking_pruning"))
+        if rcfg["prune_by"] == "users":
+            set_model = families.get(name).ranking_set_models(model, train, valid if labelled else None, gcfg)
+            effects = pruning.user_effects(set_model, train, lists, halves, user_names, name)
+            out["pruning"], out["user_effects"] = pruning.by_users(effects, *args)
+        else:
+            out["pruning"] = pruning.by_rows(out["loo"], *args)
     return out

@@ -257,6 +257,10 @@ def write_outputs(st: StageRun, train, test, results: dict[str, Explained], flip
                                                  for k, v in r["loo"].items())), "ranking.parquet")
             st.write_parquet(pl.DataFrame([g for r in ranked.values() for g in r["groups"]], infer_schema_length=None),
                              "ranking_groups.parquet")
+            effects = [r["user_effects"].with_columns(pl.lit(n).alias("model")) for n, r in ranked.items()
+                       if "user_effects" in r]
+            if effects:
+                st.write_parquet(pl.concat(effects).select("model", pl.exclude("model")), "ranking_users.parquet")
         report = Validation(
             models={m: e.validation for m, e in results.items()},
             loo_seconds={m: e.loo_seconds for m, e in results.items()}, rows=len(train), test_rows=len(test),

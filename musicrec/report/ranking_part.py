@@ -49,7 +49,10 @@ def rows_table(data: Path, name: str, k: int = 5) -> str:
 
 def groups_table(data: Path, name: str, k: int = 5) -> str:
     path = data / "06_influence" / "ranking_groups.parquet"
-    g = pl.read_parquet(path).filter(pl.col("model") == name)
+    g = pl.read_parquet(path)
+    if "model" not in g.columns:        # no group predicted (groups off, no single users)
+        return ""
+    g = g.filter(pl.col("model") == name)
     wide = (g.group_by("label", "rows", maintain_order=True)
             .agg(*(pl.col(c).filter(pl.col("half") == h).first().alias(f"{c}_{h}")
                    for c in ("predicted_ndcg", "predicted_ndcg_ci95", "delta_ndcg", "delta_ndcg_ci95") for h in ("A", "B")))
@@ -64,6 +67,47 @@ def groups_table(data: Path, name: str, k: int = 5) -> str:
     return ("<p class='note'>groups (and single users) whose removal is predicted to raise the test users' NDCG most: "
             "they hurt the lists</p>" + table(head, rows(wide.sort("mean", descending=True).head(k)))
             + "<p class='note'>... and to lower it most: they help</p>" + table(head, rows(wide.sort("mean").head(k))))
+
+
+def users_table(data: Path, name: str, k: int = 5) -> str:
+    """With pruning by users: the users whose removal the set model expects to raise (lower) the other
+    test users' NDCG most, the mean of both halves."""
+    path = data / "06_influence" / "ranking_users.parquet"
+    if not path.is_file():
+        return ""
+    u = (pl.read_parquet(path).filter(pl.col("model") == name)
+         .with_columns(((pl.col("predicted_ndcg_A") + pl.col("predicted_ndcg_B")) / 2).alias("mean")))
+    if not u.height:
+        return ""
+    head = ("user", "rows", "predicted Δ NDCG of the other test users, half A", "half B")
+
+    def rows(df):
+        return [(r["user_id"], r["rows"], _ci(r["predicted_ndcg_A"], None), _ci(r["predicted_ndcg_B"], None))
+                for r in df.iter_rows(named=True)]
+    return (f"<p class='note'>every one of the {u.height:,} training users removed in turn (ranking_users.parquet): "
+            "those whose removal is predicted to raise the other test users' NDCG most (they hurt their lists)</p>"
+            + table(head, rows(u.sort("mean", descending=True, nulls_last=True).head(k)))
+            + "<p class='note'>... and to lower it most (they help)</p>"
+            + table(head, rows(u.sort("mean", nulls_last=True).head(k))))
+
+
+def pruning_note(name: str, p: dict | None) -> str:
+    """The held-out pruning in a sentence per scored half."""
+    if not p:
+        return ""
+    parts = []
+    for h in ("A", "B"):
+        c = p.get(f"scored_on_{h}")
+        if c:
+            what = (f"{c['users_removed']} users ({c['rows_removed']:,} rows)" if c.get("users_removed")
+                    else f"{c['rows_removed']:,} rows")
+            parts.append(f"removing {what} chosen on half {'B' if h == 'A' else 'A'} changed half {h}'s mean NDCG by "
+                         f"{_ci(c['harmful']['value'], c['harmful'].get('ci95'))}, random removals of as much by "
+                         f"{_ci(c['random']['value'], c['random'].get('ci95'))}: difference "
+                         f"{_ci(c['harmful_minus_random']['value'], c['harmful_minus_random'].get('ci95'))} "
+                         f"(n={c['users_scored']} users, paired)")
+    return (f"<p class='note'>{esc(name)}, held-out pruning by {esc(p.get('by', 'rows'))} (retrained; 95% intervals): "
+            + esc("; ".join(parts)) + ".</p>")
 
 
 def ranking_part(data: Path, ranking: dict) -> str:
@@ -81,8 +125,9 @@ def ranking_part(data: Path, ranking: dict) -> str:
                    "NDCG Spearman B", "precision Spearman A", "precision Spearman B", "s per prediction",
                    "s per retrain", f"trusted (n ≥ {TRUST_MIN_N}, both lower bounds ≥ {TRUSTED})"), rows)
     body += "".join(_ceiling_note(name, (r.get("summary") or {}).get("ndcg") or {}) for name, r in ranking.items())
-    for name in ranking:
-        body += f"<h3>{esc(name)}: rows and groups for the top-k lists</h3>" + rows_table(data, name) + groups_table(data, name)
+    for name, r in ranking.items():
+        body += (f"<h3>{esc(name)}: rows, users and groups for the top-k lists</h3>" + rows_table(data, name)
+                 + groups_table(data, name) + users_table(data, name) + pruning_note(name, r.get("pruning")))
     return body
 
 

@@ -35,4 +35,4 @@ class ALSFamily(Family):
     def ranking_set_models(self, model, train, valid, gcfg: dict):
         from musicrec.families.als.sets import WarmSweeps
 
-        return WarmSweeps(model, model.prepare(train, valid), gcfg["als_sweeps"])
+        return WarmSweeps(model, model.prepare(train, valid), gcfg["als_sweeps"], calibrate=False)

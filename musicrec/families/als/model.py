@@ -110,14 +110,19 @@ class ALSModel(Model):
         return confidence_matrix(user, song, entries, self.shape_, self.weighting, self.bm25_k1, self.bm25_b,
                                  sample_weight)
 
+    def set_counts(self, user: np.ndarray, song: np.ndarray, sample_weight=None) -> "ALSModel":
+        """The play counts of the rows kept (weight > 0): who is known and which songs may be listed."""
+        w = np.ones(len(user)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        self.song_count_ = np.bincount(song, weights=(w > 0).astype(np.float64), minlength=self.shape_[1])
+        self.user_count_ = np.bincount(user, weights=(w > 0).astype(np.float64), minlength=self.shape_[0])
+        return self
+
     def fit_calibration(self, user: np.ndarray, song: np.ndarray, sample_weight, calib: FeatureSet,
                         init: "ALSModel | None" = None) -> "ALSModel":
         """The play counts of the rows kept and the 3-feature logistic calibration on `calib`. Warm-started
         from `init`'s, Newton steps to a tight tolerance: lbfgs at its default tolerance takes no step from
         a start that close, which would leave the calibration fixed."""
-        w = np.ones(len(user)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-        self.song_count_ = np.bincount(song, weights=(w > 0).astype(np.float64), minlength=self.shape_[1])
-        self.user_count_ = np.bincount(user, weights=(w > 0).astype(np.float64), minlength=self.shape_[0])
+        self.set_counts(user, song, sample_weight)
         if np.unique(calib.y).size < 2:  # untimed play counts: every row is a positive, nothing to calibrate
             self.calibration_coef_, self.calibration_intercept_ = np.array([1.0, 0.0, 0.0]), 0.0
             return self

@@ -103,11 +103,12 @@ class _UserSystems:
 
 
 class WarmSweeps:
-    """Set models of one trained ALSModel: `sweeper(weights)` is the model refitted on those row weights."""
+    """Set models of one trained ALSModel: `sweeper(weights)` is the model refitted on those row weights
+    (`calibrate=False`: without refitting its replay calibration, which no top-k list reads)."""
 
-    def __init__(self, model, prepared, sweeps: int):
+    def __init__(self, model, prepared, sweeps: int, calibrate: bool = True):
         train, valid = prepared
-        self.model, self.sweeps = model, int(sweeps)
+        self.model, self.sweeps, self.calibrate = model, int(sweeps), calibrate
         self.calib = valid if valid is not None else train
         self.user, self.song = model._ids(train)
         self.entries = model.entry_plays(train)
@@ -163,4 +164,6 @@ class WarmSweeps:
                     solver.solver(Ciu, Y, X, m.regularization, num_threads=m.n_jobs)
                     solver.solver(Cui, X, Y, m.regularization, num_threads=m.n_jobs)
         new.user_factors_, new.item_factors_ = X, Y
+        if not self.calibrate:    # lists need the factors and the counts, not the replay calibration
+            return new.set_counts(self.user, self.song, w)
         return new.fit_calibration(self.user, self.song, w, self.calib, init=m)
