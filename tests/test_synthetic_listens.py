@@ -54,7 +54,8 @@ def test_generation_is_reproducible(tmp_path):
 @pytest.mark.parametrize("promoted", [0, 20])
 def test_bots_are_marked_and_play_as_specified(tmp_path, promoted):
     """Noise bots draw tracks uniformly (few of the humans' most played); a farm's bots loop the
-    promoted tracks, replayed with probability bot_replay; without bots the truth has no such column."""
+    promoted tracks, replayed with probability bot_replay, and humans seldom play them; without bots
+    the truth has no such column."""
     import dataclasses
 
     import numpy as np
@@ -74,8 +75,8 @@ def test_bots_are_marked_and_play_as_specified(tmp_path, promoted):
         assert len(farm) == promoted
         looped = bots.filter(pl.col("track").is_in(farm.implode()))
         assert (looped["p_true"] == p.bot_replay).all()
-        assert (bots.filter(~pl.col("track").is_in(farm.implode()))["p_true"] < p.bot_replay).mean() > 0.95
-        assert looped.height > 0.3 * promoted * users["bot"].sum()     # a bot plays many of the promoted tracks
+        assert looped.height > 0.5 * promoted * users["bot"].sum()     # a bot plays most of the promoted tracks
+        assert humans["track"].is_in(farm.implode()).mean() < 0.02
     else:
         assert bots["track"].is_in(top.implode()).mean() < 0.3 * humans["track"].is_in(top.implode()).mean()
     synthetic_listens.generate(tmp_path / "h", synthetic_listens.PRESETS["tiny"], "table", random_state=[3, 14])

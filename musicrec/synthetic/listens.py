@@ -10,9 +10,9 @@ The generative story, per (user, track) pair a user discovers:
   activity (again as in the KKBOX generator); P(replay within window_days) =
   sigmoid(mu + b_user + b_track + taste_scale * <u, v> / sqrt(factors));
 - a replay within the window is drawn with that probability (one or more plays inside the window),
-  except for bots (`bot_share`, off by default), who keep and replay tracks whatever their taste: noise
-  accounts playing tracks drawn uniformly from the catalogue, or (`bot_tracks`) a stream farm looping a
-  few promoted tracks between popular ones;
+  except for bots (`bot_share`, off by default): noise accounts playing tracks drawn uniformly from
+  the catalogue whatever their taste, or (`bot_tracks`) a stream farm looping a few promoted tracks
+  between tracks of one genre, as if its fans (a shilling attack);
   some tracks come back later than the window, a few plays are submitted twice seconds apart
   (the reader's same-play rule merges them); nothing after the log end is written.
 
@@ -68,12 +68,12 @@ class Preset:
     duplicate_share: float = 0.02  # first plays submitted twice within 5 s
     chunk_users: int = 2000
     discovery: int = 3  # candidate tracks drawn by popularity per track kept by taste
-    bot_share: float = 0.0  # share of users who are bots (truth's `bot` column): they keep and replay
-                            # tracks whatever their taste
-    bot_tracks: int = 0     # 0: a bot's tracks are drawn uniformly from the catalogue (noise accounts);
-                            # > 0: half of a bot's candidate draws are this many promoted tracks, shared by
-                            # every bot and replayed with probability bot_replay (a stream farm), the rest
-                            # by popularity as cover
+    bot_share: float = 0.0  # share of users who are bots (truth's `bot` column)
+    bot_tracks: int = 0     # 0: a bot's tracks are drawn uniformly from the catalogue and kept whatever
+                            # their taste (noise accounts); > 0: a stream farm: half of a bot's candidate
+                            # draws are this many promoted tracks, shared by every bot, always kept and
+                            # replayed with probability bot_replay; the rest is cover, kept by the taste of
+                            # one genre every bot passes for a fan of (a shilling attack on its fans)
     bot_replay: float = 0.9
 
 
@@ -141,6 +141,10 @@ def world(p: Preset, rng: np.random.Generator) -> dict:
         brng = np.random.default_rng(rng.integers(0, 2**31, 2))
         out["bot"] = brng.uniform(size=p.users) < p.bot_share
         out["promoted"] = brng.choice(p.tracks, min(p.bot_tracks, p.tracks), replace=False)
+        if p.bot_tracks:   # a farm passes for fans of one genre: its cover is kept by that genre's taste
+            bots = np.flatnonzero(out["bot"])
+            out["U0"][bots] = centres[brng.integers(p.genres)] + brng.normal(0, p.user_spread, (len(bots), f))
+            out["D"][bots] = 0.0
     return out
 
 
@@ -167,8 +171,10 @@ def pairs_for(users: np.ndarray, w: dict, p: Preset, rng: np.random.Generator) -
     frac = (first / w["T"])[:, None]
     taste = np.einsum("ij,ij->i", w["U0"][user] + frac * w["D"][user], w["V"][track]) / np.sqrt(p.factors)
     bot = w["bot"][user]
-    taste = np.where(bot, 0.0, taste)      # a bot keeps and replays tracks whatever their taste
-    pick = p.taste_scale * taste + rng.gumbel(size=len(user))
+    looped = bot & np.isin(track, w["promoted"])
+    if not len(w["promoted"]):
+        taste = np.where(bot, 0.0, taste)   # noise accounts keep and replay tracks whatever their taste
+    pick = np.where(looped, np.inf, p.taste_scale * taste + rng.gumbel(size=len(user)))   # a farm keeps its loop
     keep_n = n[np.searchsorted(users, user)]
     rank = pl.DataFrame({"u": user, "k": -pick}).select(pl.col("k").rank("ordinal").over("u"))["k"].to_numpy()
     keep = rank <= keep_n
