@@ -15,6 +15,7 @@ from musicrec.influence.ranking import relevant_by_user
 from musicrec.manifest import StageRun
 from musicrec.models.base import load_feature_set
 from musicrec.report import write_report
+from musicrec.rng import stream
 
 from conftest import make_cfg
 from test_hetrec import write_hetrec
@@ -30,6 +31,13 @@ def _ndcg(model, user: int, played: np.ndarray, relevant: np.ndarray, k: int = 1
     hits = np.isin(top, relevant).astype(float)
     ideal = np.sum(1 / np.log2(np.arange(2, min(len(relevant), k) + 2)))
     return float((hits / np.log2(np.arange(2, k + 2))).sum() / ideal)
+
+
+def _loglik(model, user: int, relevant: np.ndarray, sampled: np.ndarray) -> float:
+    """Mean of log sigmoid(x.t - x.s) over every held-out song t the model knows and sampled song s."""
+    x, Y = model.user_factors_[user], model.item_factors_
+    t = relevant[relevant < len(Y)]
+    return float(np.mean([-np.logaddexp(0.0, -(x @ Y[a] - x @ Y[b])) for a in t for b in sampled]))
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +69,9 @@ def test_every_user_is_predicted_and_the_choice_is_held_out(pruned):
         assert (removed["test_half"] != h).all()            # never a user the pruning is scored on
         assert removed.height == p[f"scored_on_{h}"]["users_removed"] == max(1, round(0.1 * candidates))
         assert removed["rows"].sum() == p[f"scored_on_{h}"]["rows_removed"]
-        # the users with the largest predicted gain on the other half
-        other = effects.filter(pl.col("test_half") != h)[f"predicted_ndcg_{'B' if h == 'A' else 'A'}"]
-        assert removed[f"predicted_ndcg_{'B' if h == 'A' else 'A'}"].min() >= other.sort(descending=True)[removed.height - 1]
+        # the users with the largest predicted log-likelihood gain on the other half
+        other = effects.filter(pl.col("test_half") != h)[f"predicted_loglik_{'B' if h == 'A' else 'A'}"]
+        assert removed[f"predicted_loglik_{'B' if h == 'A' else 'A'}"].min() >= other.sort(descending=True)[removed.height - 1]
         assert p[f"scored_on_{h}"]["users_scored"] == report.ranking["als"]["users"][h]
         assert p[f"scored_on_{h}"]["harmful_minus_random"]["ci95"] is not None
     html = write_report(cfg).read_text()
@@ -84,6 +92,8 @@ def test_a_users_predicted_effect_is_a_brute_force_ranking(pruned):
     model = load_trained(st, ["als"])[1]["als"]
     set_model = families.get("als").ranking_set_models(model, sets["train"], None, cfg["influence"]["groups"])
     relevant = relevant_by_user(sets["test"], False)
+    est = families.get("als").ranking_influence(model, sets["train"], relevant, cfg["influence"]["ranking"],
+                                                stream(cfg, "06_influence", "ranking_negatives", "als"))
     user, song = sets["train"].keys["user"].to_numpy(), sets["train"].keys["song"].to_numpy()
     halves = {h: effects.filter(pl.col("test_half") == h)["user"].to_list() for h in ("A", "B")}
     base = set_model(np.ones(len(user)))
@@ -97,3 +107,6 @@ def test_a_users_predicted_effect_is_a_brute_force_ranking(pruned):
             d = [_ndcg(without, t, song[keep & (user == t)], relevant[t]) - _ndcg(base, t, song[user == t], relevant[t])
                  for t in members if t != row["user"]]
             assert row[f"predicted_ndcg_{h}"] == pytest.approx(float(np.mean(d)), abs=1e-12)
+            d = [_loglik(without, t, relevant[t], est.neg[t]) - _loglik(base, t, relevant[t], est.neg[t])
+                 for t in members if t != row["user"]]
+            assert row[f"predicted_loglik_{h}"] == pytest.approx(float(np.mean(d)), rel=1e-9, abs=1e-15)

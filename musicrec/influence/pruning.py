@@ -5,9 +5,10 @@ Two units (influence.ranking.prune_by):
 - rows: of one test half's users, the training rows whose removal raises their own user's held-out
   log-likelihood most (the exact per-interaction ranking influence);
 - users: every training user removed in turn through the family's set model (warm-started sweeps
-  for ALS); a user's predicted effect on a half is the change of the mean NDCG@k of that half's other
-  test users. The users whose removal raises the selection half's NDCG@k most are removed, chosen
-  among the users who are not test users of the scored half.
+  for ALS); a user's predicted effect on a half is the change of the mean NDCG@k, and of the mean
+  sampled log-likelihood of the held-out songs, of that half's other test users. The users whose
+  removal raises the selection half's log-likelihood most are removed (NDCG@k, a step function,
+  seldom moves for one user), chosen among the users who are not test users of the scored half.
 Each choice is made on one half and scored on the other (scored_on_A: chosen on B), paired per user.
 """
 from __future__ import annotations
@@ -59,53 +60,98 @@ def by_rows(loo: dict, train, lists, halves: dict, retrainer, seed: int, fractio
     return out
 
 
-def user_effects(set_model, train, lists, halves: dict, names: dict[int, str], label: str) -> pl.DataFrame:
-    """Every training user's predicted change of each half's mean NDCG@k (the half's other test users)
-    when all of the user's rows are removed, through the set model: one row per user."""
+class HeldOutLoglik:
+    """Each test user's sampled log-likelihood of their held-out songs, the mean of log sigmoid(x.t - x.s)
+    over held-out songs t seen in train and the ranking estimator's sampled songs s, for any factors:
+    a smooth measure, which one user's removal moves where NDCG@k, a step function, mostly stays."""
+
+    BLOCK = 256   # users per block: block x held-out x sampled floats at a time
+
+    def __init__(self, users: np.ndarray, relevant: dict, negatives: dict, n_items: int):
+        self.users = users
+        held = [relevant[u][relevant[u] < n_items] for u in users]
+        drawn = [negatives[u] for u in users]
+        self.t, self.t_ok = self._padded(held)
+        self.s, self.s_ok = self._padded(drawn)
+
+    @staticmethod
+    def _padded(lists: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        width = max(1, max(len(x) for x in lists))
+        ok = np.arange(width)[None, :] < np.array([len(x) for x in lists])[:, None]
+        idx = np.zeros(ok.shape, dtype=np.int64)
+        idx[ok] = np.concatenate(lists) if ok.any() else []
+        return idx, ok
+
+    def __call__(self, model) -> np.ndarray:
+        X, Y = model.user_factors_, model.item_factors_
+        out = np.full(len(self.users), np.nan)
+        for lo in range(0, len(self.users), self.BLOCK):
+            b = slice(lo, lo + self.BLOCK)
+            x = X[self.users[b]]
+            st = np.einsum("uk,urk->ur", x, Y[self.t[b]])
+            ss = np.einsum("uk,urk->ur", x, Y[self.s[b]])
+            ll = -np.logaddexp(0.0, -(st[:, :, None] - ss[:, None, :]))
+            ok = self.t_ok[b][:, :, None] & self.s_ok[b][:, None, :]
+            count = ok.sum(axis=(1, 2))
+            out[b] = np.where(count > 0, np.where(ok, ll, 0.0).sum(axis=(1, 2)) / np.maximum(count, 1), np.nan)
+        return out
+
+
+def user_effects(set_model, train, lists, loglik: HeldOutLoglik, halves: dict, names: dict[int, str],
+                 label: str) -> pl.DataFrame:
+    """Every training user's predicted change of each half's mean NDCG@k and mean sampled
+    log-likelihood (over the half's other test users) when all of the user's rows are removed,
+    through the set model: one row per user."""
     user = train.keys["user"].to_numpy().astype(np.int64)
     ids, inv = np.unique(user, return_inverse=True)
     order = np.argsort(inv, kind="stable")
     bounds = np.searchsorted(inv[order], np.arange(len(ids) + 1))
     n = len(train)
-    base = lists.measures(set_model(np.ones(n)))["ndcg"]
+
+    def measured(model, keep=None) -> dict[str, np.ndarray]:
+        return {"ndcg": lists.measures(model, keep)["ndcg"], "loglik": loglik(model)}
+    base = measured(set_model(np.ones(n)))
     at = np.searchsorted(lists.users, ids)
     own = np.where((at < len(lists.users)) & (lists.users[np.minimum(at, len(lists.users) - 1)] == ids), at, -1)
-    pred = {h: np.full(len(ids), np.nan) for h in halves}
+    pred = {(m, h): np.full(len(ids), np.nan) for m in base for h in halves}
     with Progress(len(ids), f"ranking users {label}", unit="users") as progress:
         for j in range(len(ids)):
             rows = order[bounds[j]:bounds[j + 1]]
             w = np.ones(n)
             w[rows] = 0.0
-            d = lists.measures(set_model(w), w > 0)["ndcg"] - base
-            if own[j] >= 0:
-                d[own[j]] = np.nan      # the user's own list is not what the others see
-            for h, idx in halves.items():
-                pred[h][j] = float(np.nanmean(d[idx]))
+            for m, v in measured(set_model(w), w > 0).items():
+                d = v - base[m]
+                if own[j] >= 0:
+                    d[own[j]] = np.nan      # the user's own list is not what the others see
+                for h, idx in halves.items():
+                    pred[m, h][j] = float(np.nanmean(d[idx]))
             progress.update()
     test_half = np.full(len(ids), "", dtype=object)
     for h, idx in halves.items():
         test_half[np.isin(ids, lists.users[idx])] = h
     return pl.DataFrame({"user": ids, "user_id": [names.get(int(u), str(int(u))) for u in ids],
                          "rows": np.diff(bounds), "test_half": test_half.astype(str),
-                         **{f"predicted_ndcg_{h}": pred[h] for h in halves}})
+                         **{f"predicted_{m}_{h}": v for (m, h), v in pred.items()}})
 
 
 def by_users(effects: pl.DataFrame, train, lists, halves: dict, retrainer, seed: int, fraction: float, repeats: int,
              rng) -> tuple[dict, pl.DataFrame]:
     """The `fraction` of candidate users (not test users of the scored half) whose removal the set
-    model expects to raise the selection half's NDCG@k most, against as many random candidates.
-    Returns the report and `effects` with each pruning's choice marked."""
+    model expects to raise the selection half's sampled log-likelihood most (smooth, where one user
+    seldom moves a top-k list), against as many random candidates. Returns the report and `effects`
+    with each pruning's choice marked."""
     user = train.keys["user"].to_numpy()
     ids = effects["user"].to_numpy()
     change = _scored(train, lists, halves, retrainer, seed)
-    out = {"by": "users", "rows": "users chosen by their predicted effect on one half's other test users, never "
+    out = {"by": "users", "rows": "users chosen by their predicted effect on the sampled log-likelihood of one half's "
+                                  "other test users' held-out songs, never "
                                   "test users of the scored half, scored on the other half's users "
                                   "(scored_on_A: chosen on B)", "fraction": fraction, "repeats": repeats}
     marks = {}
     for h in ("A", "B"):
         cand = np.flatnonzero(effects["test_half"].to_numpy() != h)
         k = max(1, int(round(fraction * len(cand))))
-        gain = np.nan_to_num(effects[f"predicted_ndcg_{OTHER[h]}"].to_numpy()[cand], nan=-np.inf)
+        gain = np.nan_to_num(effects[f"predicted_loglik_{OTHER[h]}"].to_numpy()[cand], nan=-np.inf)
         chosen = cand[np.argsort(-gain, kind="stable")[:k]]
         rows_of = lambda users: np.flatnonzero(np.isin(user, ids[users]))   # noqa: E731
         harmful = rows_of(chosen)
