@@ -160,8 +160,8 @@ def _linthresh(v: np.ndarray) -> float:
 
 def _sparse_symlog_ticks(ax) -> None:
     """Symmetric-log axes put a tick label at every decade down to the linear band and they
-    overlap around zero: keep zero and at most three decades on each side."""
-    from matplotlib.ticker import SymmetricalLogLocator
+    overlap around zero: keep zero and at most three decades on each side, and no minor ticks."""
+    from matplotlib.ticker import NullLocator, SymmetricalLogLocator
 
     for axis, scale, limits in ((ax.xaxis, ax.get_xscale(), ax.set_xlim), (ax.yaxis, ax.get_yscale(), ax.set_ylim)):
         if scale != "symlog":
@@ -174,6 +174,7 @@ def _sparse_symlog_ticks(ax) -> None:
         pos = sorted((x for x in ticks if x > 0), reverse=True)[::2][:2]
         neg = sorted((x for x in ticks if x < 0))[::2][:2]
         axis.set_ticks(sorted(neg + ([0.0] if lo <= 0 <= hi else []) + pos))
+        axis.set_minor_locator(NullLocator())   # a minor tick per unit of every decade: hundreds, unread
         limits(lo, hi)
         axis.set_tick_params(labelsize=7)
 
