@@ -11,6 +11,7 @@ import pytest
 from musicrec import families, features, predict, preprocess, split, train
 from musicrec.families.trained import load_trained
 from musicrec.influence import stage as influence
+from musicrec.influence.pruning import HeldOutLoglik
 from musicrec.influence.ranking import relevant_by_user
 from musicrec.manifest import StageRun
 from musicrec.models.base import load_feature_set
@@ -94,6 +95,10 @@ def test_a_users_predicted_effect_is_a_brute_force_ranking(pruned):
     relevant = relevant_by_user(sets["test"], False)
     est = families.get("als").ranking_influence(model, sets["train"], relevant, cfg["influence"]["ranking"],
                                                 stream(cfg, "06_influence", "ranking_negatives", "als"))
+    users = np.array(sorted(relevant))
+    pairs = HeldOutLoglik(users, relevant, est.neg, model.shape_[1], stream(cfg, "06_influence", "ranking_pairs", "als"))
+    held = dict(zip(users.tolist(), pairs.held))
+    assert all(len(held[u]) == min(20, len(relevant[u])) and np.isin(held[u], relevant[u]).all() for u in users)
     user, song = sets["train"].keys["user"].to_numpy(), sets["train"].keys["song"].to_numpy()
     halves = {h: effects.filter(pl.col("test_half") == h)["user"].to_list() for h in ("A", "B")}
     base = set_model(np.ones(len(user)))
@@ -107,6 +112,26 @@ def test_a_users_predicted_effect_is_a_brute_force_ranking(pruned):
             d = [_ndcg(without, t, song[keep & (user == t)], relevant[t]) - _ndcg(base, t, song[user == t], relevant[t])
                  for t in members if t != row["user"]]
             assert row[f"predicted_ndcg_{h}"] == pytest.approx(float(np.mean(d)), abs=1e-12)
-            d = [_loglik(without, t, relevant[t], est.neg[t]) - _loglik(base, t, relevant[t], est.neg[t])
+            d = [_loglik(without, t, held[t], est.neg[t][:20]) - _loglik(base, t, held[t], est.neg[t][:20])
                  for t in members if t != row["user"]]
             assert row[f"predicted_loglik_{h}"] == pytest.approx(float(np.mean(d)), rel=1e-9, abs=1e-15)
+
+
+def test_held_out_loglik_is_the_mean_over_its_pairs():
+    """Users with more held-out songs than `pairs` get a seeded subset; each user's value is the mean of
+    log sigmoid(x.t - x.s) over their pairs, users in blocks or not."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(4)
+    model = SimpleNamespace(user_factors_=rng.normal(size=(30, 4)), item_factors_=rng.normal(size=(50, 4)))
+    users = np.arange(0, 30, 2)
+    relevant = {int(u): np.sort(rng.choice(55, rng.integers(1, 12), replace=False)) for u in users}
+    sampled = {int(u): rng.choice(50, 7, replace=False) for u in users}
+    ll = HeldOutLoglik(users, relevant, sampled, 50, np.random.default_rng(0), pairs=3)
+    ll.BLOCK = 4
+    got = ll(model)
+    for i, u in enumerate(users.tolist()):
+        known = relevant[u][relevant[u] < 50]
+        assert len(ll.held[i]) == min(3, len(known)) and np.isin(ll.held[i], known).all()
+        want = _loglik(model, u, ll.held[i], sampled[u][:3]) if len(known) else np.nan
+        assert got[i] == pytest.approx(want, rel=1e-12, nan_ok=True)

@@ -222,7 +222,7 @@ def run_ranking(cfg: dict, name: str, model, data: dict, groups: list, test_halv
                 rng_of("ranking_pruning"))
         if rcfg["prune_by"] == "users":
             set_model = families.get(name).ranking_set_models(model, train, valid if labelled else None, gcfg)
-            loglik = pruning.HeldOutLoglik(lists.users, relevant, est.neg, model.shape_[1])
+            loglik = pruning.HeldOutLoglik(lists.users, relevant, est.neg, model.shape_[1], rng_of("ranking_pairs"))
             effects = pruning.user_effects(set_model, train, lists, loglik, halves, user_names, name)
             out["pruning"], out["user_effects"] = pruning.by_users(effects, *args)
         else:
