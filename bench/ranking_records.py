@@ -1,6 +1,7 @@
 """The ranking influence's part of a record (06's validation.json `ranking`) and of BENCHMARKS.md."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import polars as pl
@@ -19,6 +20,9 @@ def bots_pruned(out: Path) -> dict | None:
     bots = pl.read_parquet(truth, columns=["user", "bot"]).unique("user").rename({"user": "user_id"})
     users = pl.read_parquet(effects).join(bots, on="user_id", how="left")
     res = {"users": users.height, "bots": int(users["bot"].sum())}
+    oracle = out / "bots_oracle.json"     # bench/bots_oracle.py: every bot removed, the most pruning could do
+    if oracle.is_file():
+        res["oracle"] = json.loads(oracle.read_text())
     for h in ("A", "B"):
         col = f"removed_scored_on_{h}"
         if col in users.columns:
@@ -86,7 +90,8 @@ def ranking_influence_lines(ri: dict) -> list[str]:
     if pruned:
         lines += ["", "Held-out pruning, chosen on one test half and scored on the other: by rows, the rows most harmful "
                   "to their own users' lists among the choosing half's users; by users, the users whose removal the set "
-                  "model expects to raise the choosing half's NDCG@10 most, never test users of the scored half. The "
+                  "model expects to raise the choosing half's held-out log-likelihood most, never test users of the "
+                  "scored half. The "
                   "model is retrained without them; change of the scored half's mean NDCG@10 (higher is better) against "
                   "random removals of as many rows (users), paired per user, 95% interval.", "",
                   "| model | by | scored half | removed | harmful removed | random removed (draws) | harmful − random |",
@@ -112,4 +117,12 @@ def bots_lines(b: dict) -> list[str]:
             c = b[h]
             lines.append(f"| {h[-1]} | {c['removed']} | {c['bots_removed']} | {interval_text(c['bot_share'])} | "
                          f"{c['candidate_bot_share']:.3f} (of {c['candidates']}) |")
+    o = b.get("oracle")
+    if o:
+        n = o["ndcg"]
+        lines += ["", f"Every bot removed (bench/bots_oracle.py; {o['bot_rows']:,} of {o['rows']:,} rows), the humans' "
+                  f"NDCG@10 change against the all-rows retrain: {change_text(n['bots_removed'])}; as many random users "
+                  f"({o['repeats']} draws): {change_text(n['random_users'])}, bots − random users "
+                  f"{change_text(n['bots_minus_random_users'])}; as many random rows: {change_text(n['random_rows'])}, "
+                  f"bots − random rows {change_text(n['bots_minus_random_rows'])}."]
     return lines

@@ -58,3 +58,32 @@ def test_oracle_gap_is_paired_over_users_and_brackets_the_point_value():
     lo, hi = g["gap"]["noisy"]["ci95"]
     assert 0 < lo <= g["gap"]["noisy"]["value"] <= hi                        # noise costs AUC, interval around it
     assert g["users"] == 200 and g["rows"] == n
+
+
+def test_bots_among_the_pruned_users_are_counted_against_the_candidates(tmp_path):
+    sys.path.insert(0, str(REPO / "bench"))
+    from ranking_records import bots_pruned, bots_lines
+
+    (tmp_path / "06_influence").mkdir()
+    (tmp_path / "log").mkdir()
+    ids = [f"u{i}" for i in range(10)]
+    pl.DataFrame({"model": ["als"] * 10, "user": range(10), "user_id": ids,
+                  "test_half": ["A", "A", "A", "B", "B", "B", "", "", "", ""],
+                  "removed_scored_on_A": [False, False, False, True, False, False, True, False, False, False],
+                  "removed_scored_on_B": [True, False, False, False, False, False, False, True, True, False]}
+                 ).write_parquet(tmp_path / "06_influence" / "ranking_users.parquet")
+    # two rows per user in the truth, as the generator writes one per first listen
+    bots = {"u3": 1, "u6": 1, "u7": 1}
+    pl.DataFrame({"user": ids * 2, "bot": [bots.get(u, 0) for u in ids] * 2}).with_columns(
+        pl.col("bot").cast(pl.Int8)).write_parquet(tmp_path / "log" / "truth.parquet")
+    b = bots_pruned(tmp_path)
+    assert (b["users"], b["bots"]) == (10, 3)
+    # scored on A: candidates are the users not in A (u3..u9, 3 bots of 7); removed u3 (bot) and u6 (bot)
+    assert b["scored_on_A"]["bots_removed"] == 2 and b["scored_on_A"]["removed"] == 2
+    assert b["scored_on_A"]["candidate_bot_share"] == pytest.approx(3 / 7)
+    # scored on B: candidates u0..u2, u6..u9 (2 bots of 7); removed u0, u7 (bot), u8
+    assert b["scored_on_B"]["bot_share"]["value"] == pytest.approx(1 / 3)
+    assert b["scored_on_B"]["candidate_bot_share"] == pytest.approx(2 / 7)
+    lo, hi = b["scored_on_B"]["bot_share"]["ci95"]
+    assert 0 < lo < 1 / 3 < hi < 1
+    assert any("| B | 3 | 1 |" in line for line in bots_lines(b))
