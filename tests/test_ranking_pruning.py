@@ -123,8 +123,9 @@ def test_held_out_loglik_is_the_mean_over_its_pairs():
     from types import SimpleNamespace
 
     rng = np.random.default_rng(4)
-    model = SimpleNamespace(user_factors_=rng.normal(size=(30, 4)), item_factors_=rng.normal(size=(50, 4)))
-    users = np.arange(0, 30, 2)
+    model = SimpleNamespace(user_factors_=rng.normal(size=(30, 4)), item_factors_=rng.normal(size=(50, 4)),
+                            user_count_=np.where(np.arange(30) == 4, 0.0, 1.0))
+    users = np.r_[np.arange(0, 30, 2), 31]       # user 4 lost every row, user 31 is not in train: no value
     relevant = {int(u): np.sort(rng.choice(55, rng.integers(1, 12), replace=False)) for u in users}
     sampled = {int(u): rng.choice(50, 7, replace=False) for u in users}
     ll = HeldOutLoglik(users, relevant, sampled, 50, np.random.default_rng(0), pairs=3)
@@ -133,5 +134,5 @@ def test_held_out_loglik_is_the_mean_over_its_pairs():
     for i, u in enumerate(users.tolist()):
         known = relevant[u][relevant[u] < 50]
         assert len(ll.held[i]) == min(3, len(known)) and np.isin(ll.held[i], known).all()
-        want = _loglik(model, u, ll.held[i], sampled[u][:3]) if len(known) else np.nan
+        want = _loglik(model, u, ll.held[i], sampled[u][:3]) if len(known) and u < 30 and u != 4 else np.nan
         assert got[i] == pytest.approx(want, rel=1e-12, nan_ok=True)

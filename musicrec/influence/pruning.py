@@ -88,16 +88,19 @@ class HeldOutLoglik:
 
     def __call__(self, model) -> np.ndarray:
         X, Y = model.user_factors_, model.item_factors_
-        out = np.full(len(self.users), np.nan)
+        known = self.users < len(X)
+        known[known] &= model.user_count_[self.users[known]] > 0
+        out = np.full(len(self.users), np.nan)    # a user the model does not know has no factor to score
         for lo in range(0, len(self.users), self.BLOCK):
             b = slice(lo, lo + self.BLOCK)
-            x = X[self.users[b]]
+            x = X[np.where(known[b], self.users[b], 0)]
             st = np.einsum("uk,urk->ur", x, Y[self.t[b]])
             ss = np.einsum("uk,urk->ur", x, Y[self.s[b]])
             ll = -np.logaddexp(0.0, -(st[:, :, None] - ss[:, None, :]))
             ok = self.t_ok[b][:, :, None] & self.s_ok[b][:, None, :]
             count = ok.sum(axis=(1, 2))
-            out[b] = np.where(count > 0, np.where(ok, ll, 0.0).sum(axis=(1, 2)) / np.maximum(count, 1), np.nan)
+            out[b] = np.where(known[b] & (count > 0), np.where(ok, ll, 0.0).sum(axis=(1, 2)) / np.maximum(count, 1),
+                              np.nan)
         return out
 
 
