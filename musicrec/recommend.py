@@ -2,8 +2,8 @@
 
 Factor lists are the best dot products of each block of users, scored in one product and partially
 sorted (held to implicit's `recommend` in the tests); the popularity lists, one order shared by every
-user, by a search over each user's played songs in that order. Both are filtered the same way: no song the user played in train, no
-song unseen in train.
+user, by a search over each user's played songs in that order. Both are filtered the same way: no
+song the user played in train, no song unseen in train.
 """
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ def train_plays(user: np.ndarray, song: np.ndarray, shape: tuple[int, int]) -> s
     return m
 
 
+BLOCK_CELLS = 1 << 22   # users x items scored at once per thread (16 MB of float32)
+
+
 def top_k_by_factors(user_factors: np.ndarray, item_factors: np.ndarray, k: int, plays: sp.csr_matrix,
                      filter_items: np.ndarray | None, n_threads: int) -> tuple[np.ndarray, np.ndarray]:
     """(ids, scores), each (users, min(k, items)): every user's highest float32 dot products among the
@@ -37,10 +40,7 @@ def top_k_by_factors(user_factors: np.ndarray, item_factors: np.ndarray, k: int,
     k = min(k, n_items)
     U = np.ascontiguousarray(user_factors, dtype=np.float32)
     Vt = np.ascontiguousarray(np.asarray(item_factors, dtype=np.float32).T)
-    banned = np.zeros(n_items, dtype=bool)
-    if filter_items is not None and len(filter_items):
-        banned[np.asarray(filter_items, dtype=np.int64)] = True
-    banned = np.flatnonzero(banned)
+    banned = np.unique(np.asarray(filter_items if filter_items is not None else [], dtype=np.int64))
     ids = np.full((n, k), -1, dtype=np.int64)
     sc = np.full((n, k), np.nan, dtype=np.float64)
     step = max(1, min(1024, BLOCK_CELLS // max(n_items, 1)))
@@ -62,9 +62,6 @@ def top_k_by_factors(user_factors: np.ndarray, item_factors: np.ndarray, k: int,
     with threadpool_limits(1, "blas"):
         thread_map(block, range(0, n, step), n_threads)
     return ids, sc
-
-
-BLOCK_CELLS = 1 << 22   # users x items scored at once per thread (16 MB of float32)
 
 
 def pad_lists(ids: np.ndarray, sc: np.ndarray, k: int, n_songs: int) -> tuple[np.ndarray, np.ndarray]:

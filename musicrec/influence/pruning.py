@@ -164,5 +164,6 @@ def by_users(effects: pl.DataFrame, train, lists, halves: dict, retrainer, seed:
         harmful = rows_of(chosen)
         out[f"scored_on_{h}"] = {"users_removed": int(k), "rows_removed": int(len(harmful)), **_versus_random(
             change, h, harmful, lambda: rows_of(rng.choice(cand, k, replace=False)), repeats, rng)}
-        marks[f"removed_scored_on_{h}"] = np.isin(np.arange(len(ids)), chosen)
+        marks[f"removed_scored_on_{h}"] = np.zeros(len(ids), dtype=bool)
+        marks[f"removed_scored_on_{h}"][chosen] = True
     return out, effects.with_columns(*(pl.Series(c, v) for c, v in marks.items()))

@@ -10,11 +10,11 @@ The generative story, per (user, track) pair a user discovers:
   activity (again as in the KKBOX generator); P(replay within window_days) =
   sigmoid(mu + b_user + b_track + taste_scale * <u, v> / sqrt(factors));
 - a replay within the window is drawn with that probability (one or more plays inside the window),
-  except for bots (`bot_share`, off by default): noise accounts playing tracks drawn uniformly from
-  the catalogue whatever their taste, or (`bot_tracks`) a stream farm looping a few promoted tracks
-  between tracks of one genre, as if its fans (a shilling attack);
   some tracks come back later than the window, a few plays are submitted twice seconds apart
-  (the reader's same-play rule merges them); nothing after the log end is written.
+  (the reader's same-play rule merges them); nothing after the log end is written;
+- bots (`bot_share`, off by default) are noise accounts playing tracks drawn uniformly from the
+  catalogue whatever their taste, or (`bot_tracks`) a stream farm looping a few promoted tracks
+  between tracks of one genre, as if its fans (a shilling attack).
 
 truth.parquet holds every first listen: user, track (the id the reader derives), first (epoch s),
 p_true (the generating probability) and label (replayed within the window). Generation runs in
@@ -178,10 +178,9 @@ def pairs_for(users: np.ndarray, w: dict, p: Preset, rng: np.random.Generator) -
     keep_n = n[np.searchsorted(users, user)]
     rank = pl.DataFrame({"u": user, "k": -pick}).select(pl.col("k").rank("ordinal").over("u"))["k"].to_numpy()
     keep = rank <= keep_n
-    user, track, first, taste = user[keep], track[keep], first[keep], taste[keep]
-    p_true = sigmoid(p.mu + w["b_user"][user] + w["b_track"][track] + p.taste_scale * taste)
-    if len(w["promoted"]):
-        p_true = np.where(w["bot"][user] & np.isin(track, w["promoted"]), p.bot_replay, p_true)
+    user, track, first, taste, looped = user[keep], track[keep], first[keep], taste[keep], looped[keep]
+    p_true = np.where(looped, p.bot_replay, sigmoid(p.mu + w["b_user"][user] + w["b_track"][track]
+                                                    + p.taste_scale * taste))
     return {"user": user, "track": track, "first": first, "p_true": p_true}
 
 
