@@ -123,7 +123,8 @@ class ALSModel(Model):
         from `init`'s, Newton steps to a tight tolerance: lbfgs at its default tolerance takes no step from
         a start that close, which would leave the calibration fixed."""
         self.set_counts(user, song, sample_weight)
-        if np.unique(calib.y).size < 2:  # untimed play counts: every row is a positive, nothing to calibrate
+        # untimed play counts: every row a positive, nothing to calibrate (min/max: np.unique would sort the split)
+        if not len(calib.y) or calib.y.min() == calib.y.max():
             self.calibration_coef_, self.calibration_intercept_ = np.array([1.0, 0.0, 0.0]), 0.0
             return self
         lr = LogisticRegression(C=1e4, max_iter=1000)

@@ -24,6 +24,7 @@ from musicrec.influence.base import sorted_rows
 from musicrec.parallel import thread_map
 
 SUMS_BLOCK = 131_072    # train rows per block of the one pass that sums every set's removed rows
+TEST_BLOCK = 65_536     # test rows per block when the trees' changes are added up (a block's scores stay in cache)
 
 
 def leaf_value(G: np.ndarray, H: np.ndarray, lam: np.ndarray, l1: float, shrink: float) -> np.ndarray:
@@ -33,13 +34,21 @@ def leaf_value(G: np.ndarray, H: np.ndarray, lam: np.ndarray, l1: float, shrink:
     return np.where(den > 0, -shrink * g / np.where(den > 0, den, 1.0), 0.0)
 
 
-def rounded_terms(score: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The binary objective's gradient and hessian at raw scores, rounded to float32 as LightGBM
-    keeps them."""
-    p = expit(score)
-    g = (p - y).astype(np.float32).astype(np.float64)
-    h = (p * (1.0 - p)).astype(np.float32).astype(np.float64)
-    return g, h
+class Terms:
+    """The binary objective's gradient and hessian at raw scores, rounded to float32 as LightGBM keeps
+    them, into buffers reused tree after tree: computed in float64 and written to float32 as the
+    ufuncs' output (the same rounding as astype), which bincount reads back exactly."""
+
+    def __init__(self, n: int):
+        self.p, self.q = np.empty(n), np.empty(n)
+        self.g, self.h = np.empty(n, dtype=np.float32), np.empty(n, dtype=np.float32)
+
+    def __call__(self, score: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        expit(score, out=self.p)
+        np.subtract(self.p, y, out=self.g, casting="same_kind")
+        np.subtract(1.0, self.p, out=self.q)
+        np.multiply(self.p, self.q, out=self.h, casting="same_kind")
+        return self.g, self.h
 
 
 def knock_on_rows(n: int, replay_rows: int | None) -> np.ndarray:
@@ -57,7 +66,7 @@ class Replay:
         self.est = est
         self.rows = knock_on_rows(len(est.y), replay_rows)
         self.scale = len(est.y) / len(self.rows)          # sampled knock-on sums scaled to all rows
-        self.leaves = est.leaf_rows(self.rows)
+        self.leaves = np.asfortranarray(est.leaf_rows(self.rows))    # one contiguous column per tree
         self.formula = [leaf_value(G, H, lam, est.l1, est.shrink[t])
                         for t, (G, H, lam) in enumerate(zip(est.G, est.H, est.lam))]
         # the sample's gradient and hessian sums per leaf at the stored scores, once for every set
@@ -83,6 +92,7 @@ class Replay:
         sets = [sorted_rows(r) for r in sets]
         n, J = len(est.y), len(sets)
         sizes = [len(v) for v in est.values]
+        S = max(sizes)          # one stride for every tree: a set's bins start at j * S
         sampled = np.zeros(n, dtype=bool)
         sampled[self.rows] = True
 
@@ -91,31 +101,33 @@ class Replay:
             local = np.concatenate(pieces) if pieces else np.empty(0, dtype=np.int64)
             if len(local) == 0:
                 return None
-            which = np.repeat(np.arange(J), [len(p) for p in pieces])
-            inside = sampled[block][local]
+            base = np.repeat(np.arange(J) * S, [len(p) for p in pieces])
             used = local if J == 1 else np.unique(local)
             if len(used) == block.stop - block.start:      # every row of the block: no gather
                 rows, leaves, at = block, est._block_leaves(block), local
             else:
                 rows = block.start + used
                 leaves, at = est.leaf_rows(rows), np.searchsorted(used, local)
+            inside = np.flatnonzero(sampled[block][local])
+            base_in, at_in = base[inside], at[inside]
             out = []
             for t, leaf, g, h in est._forward(rows, leaves, np.empty(len(used))):
-                idx, width = which * sizes[t] + leaf[at], J * sizes[t]
-                gl, hl = g[at], h[at]
-                out.append(np.stack([np.bincount(idx, gl, minlength=width), np.bincount(idx, hl, minlength=width),
-                                     np.bincount(idx[inside], gl[inside], minlength=width),
-                                     np.bincount(idx[inside], hl[inside], minlength=width)]))
+                idx, idx_in = base + leaf[at], base_in + leaf[at_in]
+                out.append(np.stack([np.bincount(idx, g[at], minlength=J * S),
+                                     np.bincount(idx, h[at], minlength=J * S),
+                                     np.bincount(idx_in, g[at_in], minlength=J * S),
+                                     np.bincount(idx_in, h[at_in], minlength=J * S)]))
             return out
 
-        acc = [np.zeros((4, J * m)) for m in sizes]
+        acc = [np.zeros((4, J * S)) for _ in sizes]
         blocks = [slice(s, min(n, s + SUMS_BLOCK)) for s in range(0, n, SUMS_BLOCK)]
         for s in range(0, len(blocks), est.threads):
             for part in thread_map(block_sums, blocks[s:s + est.threads], est.threads):
                 if part is not None:
                     for t in range(est.T):
                         acc[t] += part[t]
-        return [[tuple(acc[t][k].reshape(J, sizes[t])[j] for k in range(4)) for t in range(est.T)] for j in range(J)]
+        return [[tuple(acc[t][k].reshape(J, S)[j, :sizes[t]] for k in range(4)) for t in range(est.T)]
+                for j in range(J)]
 
     def test_logits(self, removed: np.ndarray, gone: list) -> np.ndarray:
         """Test raw scores of the model replayed without the `removed` train rows (`gone`: their
@@ -125,19 +137,18 @@ class Replay:
         if len(removed) == 0:
             return est.f_test.copy()
         n = len(est.y)
-        in_sample = np.isin(self.rows, removed)
-        keep = ~in_sample
-        rows, leaves = self.rows[keep], self.leaves[keep]
-        y = est.y[rows]
+        keep = ~np.isin(self.rows, removed)
+        every = bool(keep.all())
+        y = est.y[self.rows if every else self.rows[keep]]
         m = (est.y.sum() - est.y[removed].sum()) / (n - len(removed))
         d_init = np.log(m / (1 - m)) - est.init if 0 < m < 1 else 0.0
         # every removed row's terms (exact), and those of the removed rows in the sample
-        score = np.full(len(rows), est.init + d_init)    # the kept sample rows' replayed scores
-        f = est.f_test.copy()
+        score = np.full(len(y), est.init + d_init)    # the kept sample rows' replayed scores
+        terms, changes = Terms(len(y)), []
         for t in range(est.T):
-            leaf = leaves[:, t].astype(np.intp)
+            leaf = self.leaves[:, t] if every else self.leaves[:, t][keep]
             n_leaves = len(est.values[t])
-            g_new, h_new = rounded_terms(score, y)
+            g_new, h_new = terms(score, y)
             # kept sample rows' change of terms: their sums now minus their sums at the stored scores
             dG = np.bincount(leaf, g_new, minlength=n_leaves) - (self.sample_sums[t][0] - gone[t][2])
             dH = np.bincount(leaf, h_new, minlength=n_leaves) - (self.sample_sums[t][1] - gone[t][3])
@@ -146,8 +157,13 @@ class Replay:
             change = leaf_value(G, H, est.lam[t], est.l1, est.shrink[t]) - self.formula[t]
             if t == 0:
                 change = change + d_init
-                score = np.take(est.values[0] + change, leaf)   # tree 0's stored values include the init score
+                np.take(est.values[0] + change, leaf, out=score)   # tree 0's stored values include the init score
             else:
                 score += np.take(est.values[t] + change, leaf)
-            f += np.take(change, est.leaves_test[:, t])
+            changes.append(change)
+        f = est.f_test.copy()
+        for s in range(0, len(f), TEST_BLOCK):   # tree by tree within a block of rows: the same sums, in cache
+            block = f[s:s + TEST_BLOCK]
+            for t, change in enumerate(changes):
+                block += np.take(change, est.leaves_test[s:s + TEST_BLOCK, t])
         return f
