@@ -1,7 +1,7 @@
 """Top-k song lists by factor scores, and the popularity baseline every ranking family is judged against.
 
-Factor lists are the best dot products of each block of users, scored in one product and partially
-sorted (held to implicit's `recommend` in the tests); the popularity lists, one order shared by every
+Factor lists are the best dot products of each user by implicit's own batched top-k (held to
+implicit's `recommend` in the tests); the popularity lists, one order shared by every
 user, by a search over each user's played songs in that order. Both are filtered the same way: no
 song the user played in train, no song unseen in train.
 """
@@ -10,8 +10,6 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
-
-from musicrec.parallel import thread_map
 
 POPULARITY_METHODS = ("listeners", "damped")
 
@@ -23,45 +21,26 @@ def train_plays(user: np.ndarray, song: np.ndarray, shape: tuple[int, int]) -> s
     return m
 
 
-BLOCK_CELLS = 1 << 22   # users x items scored at once per thread (16 MB of float32)
-
-
 def top_k_by_factors(user_factors: np.ndarray, item_factors: np.ndarray, k: int, plays: sp.csr_matrix,
                      filter_items: np.ndarray | None, n_threads: int) -> tuple[np.ndarray, np.ndarray]:
     """(ids, scores), each (users, min(k, items)): every user's highest float32 dot products among the
-    items not in their `plays` row and not in `filter_items`, best first (ties: lower item first);
-    -1 / NaN where fewer are left.
+    items not in their `plays` row and not in `filter_items`, best first; -1 / NaN where fewer are left.
 
-    implicit's recommend computes the same lists (tests/test_recommend.py holds it to them) but
-    slices the play matrix once per user while it holds the GIL, which costs as much as the
-    scoring itself; here each block of users is one matrix product, one scatter of its plays and
-    one partial sort, and the blocks run on threads."""
-    n, n_items = user_factors.shape[0], item_factors.shape[0]
-    k = min(k, n_items)
+    implicit's own batched top-k (implicit.cpu.topk, what its recommend calls), given the play matrix
+    of exactly these users: recommend itself slices the play matrix once per user while it holds the
+    GIL, which costs as much as the scoring."""
+    from implicit.cpu.topk import topk
+
+    k = min(k, item_factors.shape[0])
     U = np.ascontiguousarray(user_factors, dtype=np.float32)
-    Vt = np.ascontiguousarray(np.asarray(item_factors, dtype=np.float32).T)
-    banned = np.unique(np.asarray(filter_items if filter_items is not None else [], dtype=np.int64))
-    ids = np.full((n, k), -1, dtype=np.int64)
-    sc = np.full((n, k), np.nan, dtype=np.float64)
-    step = max(1, min(1024, BLOCK_CELLS // max(n_items, 1)))
-
-    def block(lo: int) -> None:
-        hi = min(lo + step, n)
-        s = U[lo:hi] @ Vt
-        p = plays[lo:hi]
-        s[np.repeat(np.arange(hi - lo), np.diff(p.indptr)), p.indices] = -np.inf
-        s[:, banned] = -np.inf
-        top = np.sort(np.argpartition(s, n_items - k, axis=1)[:, n_items - k:], axis=1)   # ascending item ids
-        val = np.take_along_axis(s, top, axis=1)
-        order = np.argsort(-val, axis=1, kind="stable")
-        top, val = np.take_along_axis(top, order, axis=1), np.take_along_axis(val, order, axis=1)
-        left = np.isfinite(val)
-        ids[lo:hi] = np.where(left, top, -1)
-        sc[lo:hi] = np.where(left, val, np.nan)
-
+    V = np.ascontiguousarray(item_factors, dtype=np.float32)
+    banned = np.unique(np.asarray(filter_items if filter_items is not None else [], dtype=np.int32))
     with threadpool_limits(1, "blas"):
-        thread_map(block, range(0, n, step), n_threads)
-    return ids, sc
+        ids, sc = topk(V, U, k, filter_query_items=plays.tocsr() if plays.nnz else None,
+                       filter_items=banned if len(banned) else None, num_threads=n_threads)
+    ids, sc = np.asarray(ids, dtype=np.int64), np.asarray(sc, dtype=np.float64)
+    gone = ~np.isfinite(sc) | (sc <= -0.5 * float(np.finfo(np.float32).max))   # implicit's mark of a filtered item
+    return np.where(gone, -1, ids), np.where(gone, np.nan, sc)
 
 
 def pad_lists(ids: np.ndarray, sc: np.ndarray, k: int, n_songs: int) -> tuple[np.ndarray, np.ndarray]:

@@ -117,11 +117,8 @@ def _heavy_log(rng, n_users, n_songs):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_factor_lists_equal_implicits_recommend(threads, monkeypatch):
-    import musicrec.recommend as rec
+def test_factor_lists_equal_implicits_recommend(threads):
     from musicrec.recommend import top_k_by_factors
-
-    monkeypatch.setattr(rec, "BLOCK_CELLS", 16 * 300)     # blocks of 16 users: several per thread
 
     rng = np.random.default_rng(12)
     n_users, n_songs, k = 70, 300, 25
