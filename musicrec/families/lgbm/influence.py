@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import lightgbm as lgb
 import numpy as np
-from scipy.special import expit
 
-from musicrec.families.lgbm.replay import Replay, leaf_value
+from musicrec.families.lgbm.replay import Replay, Terms, leaf_value
 from musicrec.influence.base import Estimator, model_threads, row_blocks
 from musicrec.parallel import thread_map
 
@@ -133,14 +132,9 @@ class BoostingInfluence(Estimator):
         next tree."""
         y = self.y[rows]
         score[:] = self.init
-        p, g, h = np.empty(len(y)), np.empty(len(y)), np.empty(len(y))
+        terms = Terms(len(y))
         for t in range(self.T):
-            expit(score, out=p)
-            np.subtract(p, y, out=g)
-            np.subtract(1.0, p, out=h)
-            h *= p
-            g[:] = g.astype(np.float32)    # LightGBM keeps gradients and hessians in float32
-            h[:] = h.astype(np.float32)
+            g, h = terms(score, y)    # LightGBM keeps gradients and hessians in float32
             leaf = leaves[:, t].astype(np.intp)
             yield t, leaf, g, h
             if t == 0:

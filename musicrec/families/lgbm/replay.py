@@ -36,18 +36,19 @@ def leaf_value(G: np.ndarray, H: np.ndarray, lam: np.ndarray, l1: float, shrink:
 
 class Terms:
     """The binary objective's gradient and hessian at raw scores, rounded to float32 as LightGBM keeps
-    them, into buffers reused tree after tree: computed in float64 and written to float32 as the
-    ufuncs' output (the same rounding as astype), which bincount reads back exactly."""
+    them, into buffers reused tree after tree: computed in float64, written to float32 as the ufuncs'
+    output (the rounding of astype, without its temporaries) and read back into float64 exactly."""
 
     def __init__(self, n: int):
-        self.p, self.q = np.empty(n), np.empty(n)
-        self.g, self.h = np.empty(n, dtype=np.float32), np.empty(n, dtype=np.float32)
+        self.p, self.g, self.h = np.empty(n), np.empty(n), np.empty(n)
+        self.g32, self.h32 = np.empty(n, dtype=np.float32), np.empty(n, dtype=np.float32)
 
     def __call__(self, score: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         expit(score, out=self.p)
-        np.subtract(self.p, y, out=self.g, casting="same_kind")
-        np.subtract(1.0, self.p, out=self.q)
-        np.multiply(self.p, self.q, out=self.h, casting="same_kind")
+        np.subtract(self.p, y, out=self.g32, casting="same_kind")
+        np.subtract(1.0, self.p, out=self.h)
+        np.multiply(self.h, self.p, out=self.h32, casting="same_kind")
+        self.g[:], self.h[:] = self.g32, self.h32
         return self.g, self.h
 
 
